@@ -1,0 +1,152 @@
+#include "operators/conv/predictive_conv_kernel.h"
+
+#include <algorithm>
+
+namespace onnxpred {
+namespace {
+
+// A dot product with eight independent partial sums, so the compiler vectorises it without
+// reassociating floating-point adds itself. The order is fixed, so every output is computed the
+// same way on every path and every thread count.
+inline float Dot(const float* a, const float* b, int64_t n) {
+  float lanes[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) lanes[j] += a[i + j] * b[i + j];
+  }
+  float sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+inline float Activate(float v, const ActivationParams& activation) {
+  if (v <= 0.f) return 0.f;  // NaN fails both comparisons and propagates, as in Conv + Relu.
+  if (activation.kind == Activation::kClip && v > activation.clip_max) return activation.clip_max;
+  return v;
+}
+
+// Computes act(conv + bias + Z) at one output position.
+class OutputEvaluator {
+ public:
+  OutputEvaluator(const ConvGeometry& g, const ActivationParams& activation, const ConvTensors& t,
+                  int64_t n, int64_t m)
+      : g_(g), activation_(activation), t_(t), n_(n), m_(m) {
+    const int64_t cg = g.in_channels_per_group();
+    padded_width_ = g.padded_width();
+    const int64_t group_index = m / g.out_channels_per_group();
+    image_ = t.input_nhwc + n * g.padded_height() * padded_width_ * g.in_channels + group_index * cg;
+    weights_ = t.packed_weights + m * g.macs_per_output();
+    bias_ = t.bias ? t.bias[m] : 0.f;
+    // Without dilation and groups, a kernel row's taps are adjacent in NHWC: one dot per row.
+    contiguous_rows_ = g.dilation_w == 1 && g.group == 1;
+  }
+
+  float operator()(int64_t row, int64_t col) const {
+    const int64_t c = g_.in_channels, cg = g_.in_channels_per_group();
+    const float* origin = image_ + (row * g_.stride_h * padded_width_ + col * g_.stride_w) * c;
+    float acc = 0.f;
+    const float* w = weights_;
+    for (int64_t kh = 0; kh < g_.kernel_h; ++kh) {
+      const float* x_row = origin + kh * g_.dilation_h * padded_width_ * c;
+      if (contiguous_rows_) {
+        acc += Dot(w, x_row, g_.kernel_w * cg);
+        w += g_.kernel_w * cg;
+        continue;
+      }
+      for (int64_t kw = 0; kw < g_.kernel_w; ++kw) {
+        acc += Dot(w, x_row + kw * g_.dilation_w * c, cg);
+        w += cg;
+      }
+    }
+    float v = acc + bias_;
+    if (t_.residual) v += t_.residual[((n_ * g_.out_channels + m_) * g_.out_height + row) * g_.out_width + col];
+    return Activate(v, activation_);
+  }
+
+ private:
+  const ConvGeometry& g_;
+  const ActivationParams& activation_;
+  const ConvTensors& t_;
+  int64_t n_, m_;
+  int64_t padded_width_ = 0;
+  const float* image_ = nullptr;
+  const float* weights_ = nullptr;
+  float bias_ = 0.f;
+  bool contiguous_rows_ = false;
+};
+
+}  // namespace
+
+std::vector<float> PackWeights(const float* weights, const ConvGeometry& g) {
+  const int64_t m_count = g.out_channels, cg = g.in_channels_per_group();
+  const int64_t kh_count = g.kernel_h, kw_count = g.kernel_w;
+  std::vector<float> packed(static_cast<size_t>(m_count * cg * kh_count * kw_count));
+  for (int64_t m = 0; m < m_count; ++m)
+    for (int64_t c = 0; c < cg; ++c)
+      for (int64_t kh = 0; kh < kh_count; ++kh)
+        for (int64_t kw = 0; kw < kw_count; ++kw)
+          packed[static_cast<size_t>(((m * kh_count + kh) * kw_count + kw) * cg + c)] =
+              weights[((m * cg + c) * kh_count + kh) * kw_count + kw];
+  return packed;
+}
+
+void PadToNhwcRow(const float* input, const ConvGeometry& g, int64_t row, float* input_nhwc) {
+  const int64_t hp = g.padded_height(), wp = g.padded_width(), c_count = g.in_channels;
+  const int64_t n = row / hp, h = row % hp - g.pad_top;
+  float* out = input_nhwc + row * wp * c_count;
+  std::fill(out, out + wp * c_count, 0.f);
+  if (h < 0 || h >= g.in_height) return;
+  for (int64_t c = 0; c < c_count; ++c) {
+    const float* in = input + ((n * c_count + c) * g.in_height + h) * g.in_width;
+    for (int64_t w = 0; w < g.in_width; ++w) out[(w + g.pad_left) * c_count + c] = in[w];
+  }
+}
+
+PredictionCounters ComputePlane(const ConvGeometry& g, const ActivationParams& activation,
+                                const WindowPattern& pattern, bool audit, const ConvTensors& t,
+                                int64_t n, int64_t m) {
+  const OutputEvaluator evaluate(g, activation, t, n, m);
+  const int64_t k = pattern.size, height = g.out_height, width = g.out_width;
+  float* plane = t.output + (n * g.out_channels + m) * height * width;
+  PredictionCounters counters;
+  int64_t computed = 0;
+
+  for (int64_t r0 = 0; r0 < height; r0 += k) {
+    const int64_t rows = std::min(k, height - r0);
+    for (int64_t c0 = 0; c0 < width; c0 += k) {
+      const int64_t cols = std::min(k, width - c0);
+      int64_t samples = 0;
+      bool samples_all_zero = true;
+      for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
+        const int64_t i = pattern.sample_rows[s], j = pattern.sample_cols[s];
+        if (i >= rows || j >= cols) continue;
+        const float v = evaluate(r0 + i, c0 + j);
+        plane[(r0 + i) * width + c0 + j] = v;
+        samples_all_zero = samples_all_zero && v == 0.f;  // NaN counts as non-zero
+        ++samples;
+      }
+      computed += samples;
+      for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t j = 0; j < cols; ++j) {
+          if (pattern.is_sample[static_cast<size_t>(i * k + j)]) continue;
+          float& out = plane[(r0 + i) * width + c0 + j];
+          if (!samples_all_zero) {
+            out = evaluate(r0 + i, c0 + j);
+            ++computed;
+            continue;
+          }
+          out = 0.f;
+          ++counters.predicted;
+          if (audit) ++(evaluate(r0 + i, c0 + j) == 0.f ? counters.pred_hit : counters.pred_miss);
+        }
+      }
+      if (samples_all_zero) counters.zero_diag += samples;
+    }
+  }
+  counters.outputs = height * width;
+  counters.macs_dense = counters.outputs * g.macs_per_output();
+  counters.macs_executed = computed * g.macs_per_output();
+  return counters;
+}
+
+}  // namespace onnxpred

@@ -1,0 +1,36 @@
+// The arithmetic of PredictiveConv, free of onnxruntime types: the op file validates shapes
+// and attributes, then drives these functions from onnxruntime's intra-op threads.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "operators/conv/conv_geometry.h"
+#include "operators/conv/window_pattern.h"
+
+namespace onnxpred {
+
+// W [M][C/group][kH][kW] repacked as [M][kH][kW][C/group], so that each kernel tap's weights are
+// contiguous along the channels, matching the NHWC input copy.
+std::vector<float> PackWeights(const float* weights, const ConvGeometry& geometry);
+
+// The tensors of one call. `input_nhwc` is the zero-padded NHWC copy of X made by PadToNhwcRow.
+struct ConvTensors {
+  const float* input_nhwc = nullptr;   // [N][Hp][Wp][C]
+  const float* packed_weights = nullptr;
+  const float* bias = nullptr;         // [M] or null
+  const float* residual = nullptr;     // Z [N][M][oH][oW] or null
+  float* output = nullptr;             // Y [N][M][oH][oW]
+};
+
+// Writes padded row `row` (0 <= row < N * Hp) of the NHWC copy of `input` (NCHW).
+void PadToNhwcRow(const float* input, const ConvGeometry& geometry, int64_t row, float* input_nhwc);
+
+// Computes output plane (n, m): the sampled outputs of every window, then the rest of the windows
+// whose samples are not all zero; the others are set to zero without computing them (unless
+// `audit`, which computes them only to count hits and misses). Returns this plane's counters.
+PredictionCounters ComputePlane(const ConvGeometry& geometry, const ActivationParams& activation,
+                                const WindowPattern& pattern, bool audit, const ConvTensors& tensors,
+                                int64_t n, int64_t m);
+
+}  // namespace onnxpred

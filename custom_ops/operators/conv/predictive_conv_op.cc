@@ -1,0 +1,341 @@
+#include "operators/conv/predictive_conv_op.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "operators/common/op_error.h"
+#include "operators/conv/predictive_conv_kernel.h"
+
+namespace onnxpred {
+namespace {
+
+constexpr size_t kInputX = 0, kInputW = 1, kInputB = 2, kInputZ = 3;
+constexpr size_t kOutputY = 0, kOutputCounters = 1;
+constexpr int64_t kCounterCount = 7;
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::ostringstream s;
+  s << '[';
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  s << ']';
+  return s.str();
+}
+
+int64_t CheckedMul(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) throw InvalidArgument("tensor sizes overflow a 64-bit integer");
+  return r;
+}
+
+int64_t CheckedAdd(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) throw InvalidArgument("tensor sizes overflow a 64-bit integer");
+  return r;
+}
+
+// --- Attributes: read with their ONNX type; a present attribute of another type is an error. ---
+
+bool Succeeded(OrtStatus* status) {
+  if (status == nullptr) return true;
+  Ort::GetApi().ReleaseStatus(status);
+  return false;
+}
+
+bool HasAttribute(const OrtKernelInfo* info, const char* name) {
+  const OrtApi& api = Ort::GetApi();
+  int64_t i;
+  float f;
+  size_t size = 0;
+  return Succeeded(api.KernelInfoGetAttribute_int64(info, name, &i)) ||
+         Succeeded(api.KernelInfoGetAttribute_float(info, name, &f)) ||
+         Succeeded(api.KernelInfoGetAttribute_string(info, name, nullptr, &size)) ||
+         Succeeded(api.KernelInfoGetAttributeArray_int64(info, name, nullptr, &size)) ||
+         Succeeded(api.KernelInfoGetAttributeArray_float(info, name, nullptr, &size));
+}
+
+[[noreturn]] void WrongAttributeType(const char* name, const char* type) {
+  throw InvalidArgument(std::string("attribute '") + name + "' must be " + type);
+}
+
+std::optional<int64_t> IntAttribute(const OrtKernelInfo* info, const char* name) {
+  int64_t value;
+  if (Succeeded(Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &value))) return value;
+  if (HasAttribute(info, name)) WrongAttributeType(name, "an int");
+  return std::nullopt;
+}
+
+std::optional<float> FloatAttribute(const OrtKernelInfo* info, const char* name) {
+  float value;
+  if (Succeeded(Ort::GetApi().KernelInfoGetAttribute_float(info, name, &value))) return value;
+  if (HasAttribute(info, name)) WrongAttributeType(name, "a float");
+  return std::nullopt;
+}
+
+std::optional<std::string> StringAttribute(const OrtKernelInfo* info, const char* name) {
+  const OrtApi& api = Ort::GetApi();
+  size_t size = 0;
+  if (Succeeded(api.KernelInfoGetAttribute_string(info, name, nullptr, &size))) {
+    std::string value(size, '\0');
+    if (Succeeded(api.KernelInfoGetAttribute_string(info, name, value.data(), &size))) {
+      value.resize(size > 0 ? size - 1 : 0);  // size counts the terminating NUL
+      return value;
+    }
+  }
+  if (HasAttribute(info, name)) WrongAttributeType(name, "a string");
+  return std::nullopt;
+}
+
+std::optional<std::vector<int64_t>> IntsAttribute(const OrtKernelInfo* info, const char* name) {
+  const OrtApi& api = Ort::GetApi();
+  size_t size = 0;
+  if (Succeeded(api.KernelInfoGetAttributeArray_int64(info, name, nullptr, &size))) {
+    std::vector<int64_t> value(size);
+    if (size == 0 || Succeeded(api.KernelInfoGetAttributeArray_int64(info, name, value.data(), &size))) return value;
+  }
+  if (HasAttribute(info, name)) WrongAttributeType(name, "a list of ints");
+  return std::nullopt;
+}
+
+std::vector<int64_t> SpatialInts(const OrtKernelInfo* info, const char* name, size_t count, int64_t minimum,
+                                 std::vector<int64_t> fallback) {
+  auto value = IntsAttribute(info, name);
+  if (!value) return fallback;
+  if (value->size() != count) {
+    throw InvalidArgument(std::string("attribute '") + name + "' must have " + std::to_string(count) +
+                          " values for a 2-D convolution, got " + ShapeString(*value));
+  }
+  for (int64_t v : *value) {
+    if (v < minimum) {
+      throw InvalidArgument(std::string("attribute '") + name + "' must hold values >= " + std::to_string(minimum) +
+                            ", got " + ShapeString(*value));
+    }
+  }
+  return *value;
+}
+
+PredictiveConvAttributes ReadAttributes(const OrtKernelInfo* info) {
+  PredictiveConvAttributes a;
+  if (IntsAttribute(info, "kernel_shape")) a.kernel_shape = SpatialInts(info, "kernel_shape", 2, 1, {});
+  a.strides = SpatialInts(info, "strides", 2, 1, a.strides);
+  a.pads = SpatialInts(info, "pads", 4, 0, a.pads);
+  a.dilations = SpatialInts(info, "dilations", 2, 1, a.dilations);
+  if (auto auto_pad = StringAttribute(info, "auto_pad"); auto_pad && *auto_pad != "NOTSET") {
+    throw InvalidArgument("attribute 'auto_pad' must be NOTSET; give explicit 'pads' (the rewriter resolves it)");
+  }
+  a.group = IntAttribute(info, "group").value_or(1);
+  if (a.group < 1) throw InvalidArgument("attribute 'group' must be >= 1, got " + std::to_string(a.group));
+  a.window = IntAttribute(info, "window").value_or(3);
+  if (a.window < 1) throw InvalidArgument("attribute 'window' must be >= 1, got " + std::to_string(a.window));
+  // A window larger than any feature map behaves like the map size; the cap only keeps k*k small.
+  if (a.window > 4096) throw InvalidArgument("attribute 'window' must be <= 4096, got " + std::to_string(a.window));
+  const std::string activation = StringAttribute(info, "activation").value_or("Relu");
+  if (activation == "Relu") {
+    a.activation.kind = Activation::kRelu;
+  } else if (activation == "Clip") {
+    a.activation.kind = Activation::kClip;
+  } else {
+    throw InvalidArgument("attribute 'activation' must be \"Relu\" or \"Clip\", got \"" + activation + "\"");
+  }
+  a.activation.clip_max = FloatAttribute(info, "clip_max").value_or(std::numeric_limits<float>::infinity());
+  if (!(a.activation.clip_max > 0.f)) {
+    throw InvalidArgument("attribute 'clip_max' must be > 0 (Clip(0, clip_max)), got " +
+                          std::to_string(a.activation.clip_max));
+  }
+  if (a.activation.kind == Activation::kRelu && std::isfinite(a.activation.clip_max)) {
+    throw InvalidArgument("attribute 'clip_max' is only valid with activation \"Clip\"");
+  }
+  const int64_t audit = IntAttribute(info, "audit").value_or(0);
+  if (audit != 0 && audit != 1) throw InvalidArgument("attribute 'audit' must be 0 or 1, got " + std::to_string(audit));
+  a.audit = audit == 1;
+  return a;
+}
+
+const char* InputName(size_t index) {
+  static const char* const kNames[] = {"X", "W", "B", "Z"};
+  return kNames[index];
+}
+
+std::vector<int64_t> FloatTensorShape(const Ort::ConstValue& value, size_t index) {
+  if (!value.IsTensor()) throw InvalidArgument(std::string("input ") + InputName(index) + " must be a tensor");
+  auto info = value.GetTensorTypeAndShapeInfo();
+  if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+    throw InvalidArgument(std::string("input ") + InputName(index) + " must be float32, got element type " +
+                          std::to_string(static_cast<int>(info.GetElementType())));
+  }
+  return info.GetShape();
+}
+
+template <typename Fn>
+void ParallelFor(const Ort::KernelContext& context, int64_t total, Fn&& fn) {
+  if (total <= 0) return;
+  context.ParallelFor([](void* data, size_t i) { (*static_cast<Fn*>(data))(static_cast<int64_t>(i)); },
+                      static_cast<size_t>(total), 0, &fn);
+}
+
+}  // namespace
+
+PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::string context)
+    : context_(std::move(context)) {
+  attributes_ = ReadAttributes(raw_info);
+  pattern_ = WindowPattern::Diagonal(attributes_.window);
+
+  Ort::ConstKernelInfo info{raw_info};
+  const size_t inputs = info.GetInputCount();
+  if (inputs < 2 || inputs > 4) {
+    throw InvalidArgument("expects 2 to 4 inputs (X, W, optional B, optional Z), got " + std::to_string(inputs));
+  }
+  for (size_t i = 0; i < inputs; ++i) {
+    if (info.GetInputName(i).empty()) continue;  // an omitted optional input
+    auto type = info.GetInputTypeInfo(i);
+    if (type.GetONNXType() != ONNX_TYPE_TENSOR ||
+        type.GetTensorTypeAndShapeInfo().GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+      throw InvalidArgument(std::string("input ") + InputName(i) + " must be a float32 tensor");
+    }
+  }
+  int is_constant = 0;
+  Ort::ConstValue weights = info.GetTensorConstantInput(kInputW, &is_constant);
+  if (is_constant) {
+    constant_weight_shape_ = FloatTensorShape(weights, kInputW);
+    // Validate against a nominal input now so that a bad W fails at session creation.
+    if (constant_weight_shape_.size() != 4) {
+      throw InvalidArgument("input W must be 4-D [M, C/group, kH, kW], got shape " + ShapeString(constant_weight_shape_));
+    }
+    const int64_t nominal_channels = CheckedMul(constant_weight_shape_[1], attributes_.group);
+    const int64_t nominal_h = CheckedAdd(CheckedMul(attributes_.dilations[0], constant_weight_shape_[2]), 1);
+    const int64_t nominal_w = CheckedAdd(CheckedMul(attributes_.dilations[1], constant_weight_shape_[3]), 1);
+    const ConvGeometry g = ResolveGeometry({1, nominal_channels, nominal_h, nominal_w}, constant_weight_shape_);
+    constant_packed_weights_ = PackWeights(weights.GetTensorData<float>(), g);
+  }
+}
+
+ConvGeometry PredictiveConvKernel::ResolveGeometry(const std::vector<int64_t>& x, const std::vector<int64_t>& w) const {
+  if (x.size() != 4) throw InvalidArgument("input X must be 4-D [N, C, H, W], got shape " + ShapeString(x));
+  if (w.size() != 4) throw InvalidArgument("input W must be 4-D [M, C/group, kH, kW], got shape " + ShapeString(w));
+  const auto& a = attributes_;
+  ConvGeometry g;
+  g.batch = x[0];
+  g.in_channels = x[1];
+  g.in_height = x[2];
+  g.in_width = x[3];
+  g.out_channels = w[0];
+  g.group = a.group;
+  g.kernel_h = w[2];
+  g.kernel_w = w[3];
+  if (g.kernel_h < 1 || g.kernel_w < 1) throw InvalidArgument("input W has an empty kernel, shape " + ShapeString(w));
+  if (a.kernel_shape && ((*a.kernel_shape)[0] != g.kernel_h || (*a.kernel_shape)[1] != g.kernel_w)) {
+    throw InvalidArgument("attribute 'kernel_shape' " + ShapeString(*a.kernel_shape) +
+                          " contradicts the shape of W " + ShapeString(w));
+  }
+  if (CheckedMul(w[1], a.group) != g.in_channels) {
+    throw InvalidArgument("input X has " + std::to_string(g.in_channels) + " channels but W " + ShapeString(w) +
+                          " with group " + std::to_string(a.group) + " expects " +
+                          std::to_string(CheckedMul(w[1], a.group)));
+  }
+  if (g.out_channels % a.group != 0) {
+    throw InvalidArgument("W's " + std::to_string(g.out_channels) + " output channels are not divisible by group " +
+                          std::to_string(a.group));
+  }
+  g.stride_h = a.strides[0];
+  g.stride_w = a.strides[1];
+  g.dilation_h = a.dilations[0];
+  g.dilation_w = a.dilations[1];
+  g.pad_top = a.pads[0];
+  g.pad_left = a.pads[1];
+  g.pad_bottom = a.pads[2];
+  g.pad_right = a.pads[3];
+  const int64_t padded_h = CheckedAdd(CheckedAdd(g.in_height, g.pad_top), g.pad_bottom);
+  const int64_t padded_w = CheckedAdd(CheckedAdd(g.in_width, g.pad_left), g.pad_right);
+  const int64_t extent_h = CheckedAdd(CheckedMul(g.dilation_h, g.kernel_h - 1), 1);
+  const int64_t extent_w = CheckedAdd(CheckedMul(g.dilation_w, g.kernel_w - 1), 1);
+  if (padded_h < extent_h || padded_w < extent_w) {
+    throw InvalidArgument("padded input " + std::to_string(padded_h) + "x" + std::to_string(padded_w) +
+                          " is smaller than the dilated kernel " + std::to_string(extent_h) + "x" +
+                          std::to_string(extent_w));
+  }
+  g.out_height = (padded_h - extent_h) / g.stride_h + 1;
+  g.out_width = (padded_w - extent_w) / g.stride_w + 1;
+  // Every product the kernels form must fit: padded input, output and MAC counts.
+  CheckedMul(CheckedMul(CheckedMul(g.batch, padded_h), padded_w), g.in_channels);
+  CheckedMul(CheckedMul(CheckedMul(CheckedMul(g.batch, g.out_channels), g.out_height), g.out_width),
+             CheckedMul(CheckedMul(w[1], g.kernel_h), g.kernel_w));
+  return g;
+}
+
+OrtStatusPtr PredictiveConvKernel::ComputeV2(OrtKernelContext* context) noexcept {
+  return StatusFromExceptions(context_, [&] { Compute(context); });
+}
+
+void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
+  Ort::KernelContext context(raw_context);
+  const size_t inputs = context.GetInputCount();
+  auto input = [&](size_t i) { return i < inputs ? context.GetInput(i) : Ort::ConstValue{nullptr}; };
+  const Ort::ConstValue x = input(kInputX), w = input(kInputW), b = input(kInputB), z = input(kInputZ);
+  if (x == nullptr || w == nullptr) throw InvalidArgument("inputs X and W are required");
+
+  const std::vector<int64_t> x_shape = FloatTensorShape(x, kInputX);
+  const std::vector<int64_t> w_shape = FloatTensorShape(w, kInputW);
+  const ConvGeometry g = ResolveGeometry(x_shape, w_shape);
+  if (b != nullptr) {
+    const auto b_shape = FloatTensorShape(b, kInputB);
+    if (b_shape.size() != 1 || b_shape[0] != g.out_channels) {
+      throw InvalidArgument("input B must have shape [" + std::to_string(g.out_channels) + "], got " +
+                            ShapeString(b_shape));
+    }
+  }
+  const std::vector<int64_t> y_shape{g.batch, g.out_channels, g.out_height, g.out_width};
+  if (z != nullptr && FloatTensorShape(z, kInputZ) != y_shape) {
+    throw InvalidArgument("input Z must have the output's shape " + ShapeString(y_shape) + ", got " +
+                          ShapeString(FloatTensorShape(z, kInputZ)));
+  }
+
+  std::vector<float> packed_locally;
+  const float* packed = constant_packed_weights_.data();
+  if (constant_packed_weights_.empty() || constant_weight_shape_ != w_shape) {
+    packed_locally = PackWeights(w.GetTensorData<float>(), g);
+    packed = packed_locally.data();
+  }
+
+  Ort::UnownedValue y = context.GetOutput(kOutputY, y_shape);
+  const int64_t planes = g.batch * g.out_channels;
+  std::vector<PredictionCounters> plane_counters(static_cast<size_t>(planes));
+  if (g.out_height * g.out_width > 0) {
+    std::vector<float> input_nhwc(static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels));
+    const float* x_data = x.GetTensorData<float>();
+    ParallelFor(context, g.batch * g.padded_height(),
+                [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.data()); });
+
+    ConvTensors tensors;
+    tensors.input_nhwc = input_nhwc.data();
+    tensors.packed_weights = packed;
+    tensors.bias = b != nullptr ? b.GetTensorData<float>() : nullptr;
+    tensors.residual = z != nullptr ? z.GetTensorData<float>() : nullptr;
+    tensors.output = y.GetTensorMutableData<float>();
+    ParallelFor(context, planes, [&](int64_t plane) {
+      plane_counters[static_cast<size_t>(plane)] = ComputePlane(
+          g, attributes_.activation, pattern_, attributes_.audit, tensors, plane / g.out_channels, plane % g.out_channels);
+    });
+  }
+
+  if (context.GetOutputCount() > kOutputCounters) {
+    Ort::UnownedValue counters_value = context.GetOutput(kOutputCounters, {kCounterCount});
+    if (counters_value != nullptr) {
+      PredictionCounters total;
+      for (const auto& c : plane_counters) total += c;
+      if (!attributes_.audit) total.pred_hit = total.pred_miss = -1;
+      int64_t* out = counters_value.GetTensorMutableData<int64_t>();
+      const int64_t values[kCounterCount] = {total.outputs,  total.zero_diag,  total.predicted,    total.pred_hit,
+                                             total.pred_miss, total.macs_dense, total.macs_executed};
+      std::copy(values, values + kCounterCount, out);
+    }
+  }
+}
+
+OrtStatusPtr PredictiveConvOp::CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
+  std::string context = "PredictiveConv node";
+  return StatusFromExceptions(context, [&] {
+    context += " '" + Ort::ConstKernelInfo{info}.GetNodeName() + "'";
+    *kernel = new PredictiveConvKernel(info, context);
+  });
+}
+
+}  // namespace onnxpred

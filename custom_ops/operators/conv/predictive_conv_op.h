@@ -1,0 +1,71 @@
+// PredictiveConv (domain ai.onnxpred, version 1): Conv (+ residual) + Relu/Clip(0, max) that
+// computes the sampled outputs of each k x k window first and skips the rest of a window when
+// those are all zero. Semantics: shared/DESIGN.md section 1 and onnxpred/reference.py.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "onnxruntime_cxx_api.h"
+#include "operators/conv/conv_geometry.h"
+#include "operators/conv/window_pattern.h"
+
+namespace onnxpred {
+
+// The library is written against C API 21 (onnxruntime 1.21) and asks for no newer one, so that
+// it loads in every runtime from 1.21 on, whatever headers it was compiled with.
+constexpr uint32_t kOrtApiVersion = 21;
+
+// Attributes of a node, validated once when its kernel is created.
+struct PredictiveConvAttributes {
+  std::optional<std::vector<int64_t>> kernel_shape;
+  std::vector<int64_t> strides{1, 1};
+  std::vector<int64_t> pads{0, 0, 0, 0};  // top, left, bottom, right
+  std::vector<int64_t> dilations{1, 1};
+  int64_t group = 1;
+  int64_t window = 3;
+  ActivationParams activation;
+  bool audit = false;
+};
+
+class PredictiveConvKernel {
+ public:
+  PredictiveConvKernel(const OrtKernelInfo* info, std::string context);
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept;
+
+ private:
+  void Compute(OrtKernelContext* context) const;
+  ConvGeometry ResolveGeometry(const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape) const;
+
+  std::string context_;  // "PredictiveConv node '<name>'", the prefix of every error
+  PredictiveConvAttributes attributes_;
+  WindowPattern pattern_;
+  std::vector<int64_t> constant_weight_shape_;
+  std::vector<float> constant_packed_weights_;  // packed once when W is a constant initializer
+};
+
+struct PredictiveConvOp : Ort::CustomOpBase<PredictiveConvOp, PredictiveConvKernel, /*WithStatus=*/true> {
+  PredictiveConvOp() { OrtCustomOp::version = kOrtApiVersion; }
+
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
+  const char* GetName() const { return "PredictiveConv"; }
+
+  // X, W, B, Z. Their types are checked by the kernel so that a wrong one names the node.
+  size_t GetInputTypeCount() const { return 4; }
+  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED; }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index < 2 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+  }
+
+  // Y and the optional int64[7] counters.
+  size_t GetOutputTypeCount() const { return 2; }
+  ONNXTensorElementDataType GetOutputType(size_t index) const {
+    return index == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+  }
+  OrtCustomOpInputOutputCharacteristic GetOutputCharacteristic(size_t index) const {
+    return index == 0 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+  }
+};
+
+}  // namespace onnxpred

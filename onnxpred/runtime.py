@@ -1,0 +1,75 @@
+"""Runtime glue: where the compiled op library is, and onnxruntime sessions that load it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import onnx
+
+_LIBRARY_NAME = "libonnxpred_ops.so"
+ModelLike = Union[str, os.PathLike, bytes, onnx.ModelProto]
+
+
+class LibraryNotFoundError(RuntimeError):
+    """The compiled op library is missing: the package was not installed with its build."""
+
+
+def library_path() -> str:
+    """Absolute path of the compiled PredictiveConv library.
+
+    ``ONNXPRED_LIBRARY`` overrides it (a sanitizer build, say); otherwise the library installed
+    inside the package is used.
+    """
+    override = os.environ.get("ONNXPRED_LIBRARY")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise LibraryNotFoundError(f"ONNXPRED_LIBRARY={override} is not a file")
+        return str(path.resolve())
+    from . import __path__ as package_dirs  # editable installs may span several folders
+
+    for folder in package_dirs:
+        candidate = Path(folder) / _LIBRARY_NAME
+        if candidate.is_file():
+            return str(candidate.resolve())
+    raise LibraryNotFoundError(
+        f"{_LIBRARY_NAME} is not installed beside the onnxpred package; install the package "
+        "(`pip install .`), which compiles it"
+    )
+
+
+def session_options(**options: Any):
+    """``onnxruntime.SessionOptions`` with the op library registered.
+
+    Keyword arguments set attributes of the options (``intra_op_num_threads=2``,
+    ``graph_optimization_level=...``); ``config`` is a dict of session config entries.
+    """
+    import onnxruntime as ort
+
+    config = options.pop("config", {})
+    opts = ort.SessionOptions()
+    for name, value in options.items():
+        if not hasattr(opts, name):
+            raise TypeError(f"onnxruntime.SessionOptions has no option {name!r}")
+        setattr(opts, name, value)
+    for key, value in config.items():
+        opts.add_session_config_entry(key, str(value))
+    opts.register_custom_ops_library(library_path())
+    return opts
+
+
+def session(model: ModelLike, **options: Any):
+    """An ``onnxruntime.InferenceSession`` on the CPU provider with PredictiveConv available.
+
+    ``model`` is a path, serialized bytes or an ``onnx.ModelProto``; ``options`` go to
+    :func:`session_options`.
+    """
+    import onnxruntime as ort
+
+    if isinstance(model, onnx.ModelProto):
+        model = model.SerializeToString()
+    elif isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    return ort.InferenceSession(model, sess_options=session_options(**options), providers=["CPUExecutionProvider"])

@@ -1,0 +1,53 @@
+"""Single-node PredictiveConv models for the op tests."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxpred import op
+
+
+def single_node_model(
+    w: np.ndarray,
+    b: Optional[np.ndarray] = None,
+    *,
+    with_z: bool = False,
+    with_counters: bool = True,
+    weights_as_input: bool = False,
+    x_type: int = TensorProto.FLOAT,
+    **attributes,
+) -> onnx.ModelProto:
+    """A model ``(X[, Z][, W]) -> (Y[, counters])`` around one PredictiveConv node.
+
+    W (and B) are initializers unless ``weights_as_input``.
+    """
+    inputs = [helper.make_tensor_value_info("X", x_type, None)]
+    initializers = []
+    if weights_as_input:
+        inputs.append(helper.make_tensor_value_info("W", TensorProto.FLOAT, None))
+    else:
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(w, dtype=np.float32), "W"))
+    node_inputs = ["X", "W", ""]
+    if b is not None:
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(b, dtype=np.float32), "B"))
+        node_inputs[2] = "B"
+    if with_z:
+        inputs.append(helper.make_tensor_value_info("Z", TensorProto.FLOAT, None))
+        node_inputs.append("Z")
+    while node_inputs[-1] == "":
+        node_inputs.pop()
+    outputs = [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)]
+    node_outputs = ["Y"]
+    if with_counters:
+        outputs.append(helper.make_tensor_value_info("counters", TensorProto.INT64, [7]))
+        node_outputs.append("counters")
+    attributes.setdefault("kernel_shape", list(w.shape[2:]))
+    node = op.make_node(node_inputs, node_outputs, name="pconv", **attributes)
+    graph = helper.make_graph([node], "predictive_conv", inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), op.opset_import()])
+    model.ir_version = 8
+    return model
