@@ -1,0 +1,186 @@
+"""The C++ PredictiveConv op against the NumPy reference and onnxruntime's own Conv."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+import onnxpred
+from onnxpred import reference
+from op_models import single_node_model
+
+
+def run_op(w, b=None, z=None, x=None, *, threads=None, **attributes):
+    model = single_node_model(w, b, with_z=z is not None, **attributes)
+    options = {"intra_op_num_threads": threads} if threads else {}
+    feeds = {"X": x}
+    if z is not None:
+        feeds["Z"] = z
+    y, counters = onnxpred.session(model, **options).run(None, feeds)
+    return y, counters
+
+
+@st.composite
+def conv_cases(draw):
+    """A PredictiveConv call with small integer-valued tensors, so every summation order is exact."""
+    depthwise = draw(st.booleans())
+    group = draw(st.integers(1, 4)) if depthwise else draw(st.integers(1, 3))
+    in_per_group = 1 if depthwise else draw(st.integers(1, 4))
+    out_per_group = draw(st.integers(1, 3))
+    kernel_h, kernel_w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilations = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    extent_h = dilations[0] * (kernel_h - 1) + 1
+    extent_w = dilations[1] * (kernel_w - 1) + 1
+    height = draw(st.integers(max(1, extent_h - pads[0] - pads[2]), 13))
+    width = draw(st.integers(max(1, extent_w - pads[1] - pads[3]), 13))
+    batch = draw(st.integers(1, 2))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    c, m = group * in_per_group, group * out_per_group
+    x = rng.integers(-2, 3, (batch, c, height, width)).astype(np.float32)
+    w = rng.integers(-2, 3, (m, in_per_group, kernel_h, kernel_w)).astype(np.float32)
+    b = rng.integers(-3, 3, m).astype(np.float32) if draw(st.booleans()) else None
+    out_h = (height + pads[0] + pads[2] - extent_h) // strides[0] + 1
+    out_w = (width + pads[1] + pads[3] - extent_w) // strides[1] + 1
+    z = rng.integers(-3, 3, (batch, m, out_h, out_w)).astype(np.float32) if draw(st.booleans()) else None
+    activation = draw(st.sampled_from(["Relu", "Clip"]))
+    attributes = dict(
+        strides=strides,
+        pads=pads,
+        dilations=dilations,
+        group=group,
+        window=draw(st.integers(1, 8)),
+        activation=activation,
+        clip_max=float(draw(st.integers(1, 6))) if activation == "Clip" else math.inf,
+        audit=draw(st.booleans()),
+    )
+    return x, w, b, z, attributes
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases())
+def test_integer_tensors_match_reference_exactly(case):
+    x, w, b, z, attributes = case
+    y, counters = run_op(w, b, z, x, **attributes)
+    expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
+    np.testing.assert_array_equal(y, expected_y)
+    np.testing.assert_array_equal(counters, expected_counters)
+
+
+@pytest.mark.parametrize("window", [2, 3, 5])
+@pytest.mark.parametrize("audit", [False, True])
+def test_counters_on_a_layer_with_many_zero_windows(window, audit):
+    rng = np.random.default_rng(window)
+    x = np.maximum(rng.integers(-3, 3, (2, 8, 17, 15)), 0).astype(np.float32)
+    w = rng.integers(-2, 2, (12, 8, 3, 3)).astype(np.float32)
+    b = np.full(12, -6, np.float32)
+    y, counters = run_op(w, b, x=x, pads=(1, 1, 1, 1), window=window, audit=audit)
+    expected_y, expected_counters = reference.predictive_conv(x, w, b, pads=(1, 1, 1, 1), window=window, audit=audit)
+    np.testing.assert_array_equal(y, expected_y)
+    np.testing.assert_array_equal(counters, expected_counters)
+    stats = dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))
+    assert stats["predicted"] > 0 and stats["zero_diag"] > 0  # the case exercises prediction
+    assert stats["macs_executed"] == (stats["outputs"] - stats["predicted"]) * 8 * 9
+    if audit:
+        assert stats["pred_hit"] + stats["pred_miss"] == stats["predicted"]
+    else:
+        assert stats["pred_hit"] == stats["pred_miss"] == -1
+
+
+def test_random_floats_match_reference_away_from_zero():
+    """Float data: compare with a tolerance, on a case where no sampled value is near 0."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 16, 20, 18)).astype(np.float32)
+    w = rng.standard_normal((24, 8, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(24).astype(np.float32)
+    attributes = dict(pads=(1, 0, 2, 1), strides=(1, 2), group=2, window=3, audit=True)
+    pre_activation = reference.conv2d(x, w, b, reference.ConvAttributes((1, 2), (1, 0, 2, 1), (1, 1), 2))
+    assert np.abs(pre_activation).min() > 1e-4, "pick another seed: a value is too close to zero"
+    y, counters = run_op(w, b, x=x, **attributes)
+    expected_y, expected_counters = reference.predictive_conv(x, w, b, **attributes)
+    np.testing.assert_allclose(y, expected_y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(counters, expected_counters)
+
+
+def conv_activation_model(w, b, activation, clip_max, attributes):
+    """onnxruntime's own Conv followed by Relu or Clip(0, clip_max)."""
+    initializers = [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")]
+    nodes = [helper.make_node("Conv", ["X", "W", "B"], ["C"], kernel_shape=list(w.shape[2:]), **attributes)]
+    if activation == "Relu":
+        nodes.append(helper.make_node("Relu", ["C"], ["Y"]))
+    else:
+        initializers += [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(clip_max), "hi")]
+        nodes.append(helper.make_node("Clip", ["C", "lo", "hi"], ["Y"]))
+    graph = helper.make_graph(
+        nodes,
+        "conv",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        initializers,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    "shape, attributes",
+    [
+        ((1, 16, 28, 28, 32, 3), dict(pads=[1, 1, 1, 1])),
+        ((2, 3, 31, 29, 8, 5), dict(pads=[2, 1, 2, 0], strides=[2, 2])),
+        ((1, 24, 15, 15, 24, 3), dict(pads=[1, 1, 1, 1], group=24)),
+        ((1, 12, 13, 17, 18, 3), dict(pads=[0, 2, 1, 1], dilations=[2, 1], group=3)),
+        ((1, 96, 14, 14, 40, 1), dict()),
+    ],
+    ids=["3x3", "5x5-stride2", "depthwise", "dilated-grouped", "1x1"],
+)
+@pytest.mark.parametrize("activation, clip_max", [("Relu", math.inf), ("Clip", 6.0)])
+def test_window_one_equals_onnxruntime_conv(shape, attributes, activation, clip_max):
+    n, c, h, w_, m, k = shape
+    group = attributes.get("group", 1)
+    rng = np.random.default_rng(c * h + m)
+    x = rng.standard_normal((n, c, h, w_)).astype(np.float32) * 3
+    w = rng.standard_normal((m, c // group, k, k)).astype(np.float32)
+    b = rng.standard_normal(m).astype(np.float32)
+    expected = onnxpred.session(conv_activation_model(w, b, activation, clip_max, attributes)).run(None, {"X": x})[0]
+    op_attributes = {key: value for key, value in attributes.items()}
+    y, counters = run_op(w, b, x=x, window=1, activation=activation, clip_max=clip_max, **op_attributes)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    assert counters[2] == 0 and counters[5] == counters[6]  # nothing predicted, every MAC executed
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_results_do_not_depend_on_thread_count(window):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 32, 30, 30)).astype(np.float32)
+    w = rng.standard_normal((48, 32, 3, 3)).astype(np.float32)
+    b = (rng.standard_normal(48) - 1).astype(np.float32)
+    one = run_op(w, b, x=x, pads=(1, 1, 1, 1), window=window, audit=True, threads=1)
+    two = run_op(w, b, x=x, pads=(1, 1, 1, 1), window=window, audit=True, threads=2)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+
+
+def test_weights_given_as_a_graph_input():
+    """W need not be constant: the kernel then packs it on every call."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, (1, 4, 9, 9)).astype(np.float32)
+    w = rng.integers(-2, 3, (6, 4, 3, 3)).astype(np.float32)
+    model = single_node_model(w, weights_as_input=True, kernel_shape=[3, 3], window=2)
+    y, counters = onnxpred.session(model).run(None, {"X": x, "W": w})
+    expected_y, expected_counters = reference.predictive_conv(x, w, window=2)
+    np.testing.assert_array_equal(y, expected_y)
+    np.testing.assert_array_equal(counters, expected_counters)
+
+
+def test_counters_output_is_optional():
+    w = np.ones((2, 1, 3, 3), np.float32)
+    x = np.ones((1, 1, 5, 5), np.float32)
+    model = single_node_model(w, with_counters=False)
+    (y,) = onnxpred.session(model).run(None, {"X": x})
+    np.testing.assert_array_equal(y, reference.predictive_conv(x, w)[0])
