@@ -19,12 +19,6 @@ inline float Dot(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
-inline float Activate(float v, const ActivationParams& activation) {
-  if (v <= 0.f) return 0.f;  // NaN fails both comparisons and propagates, as in Conv + Relu.
-  if (activation.kind == Activation::kClip && v > activation.clip_max) return activation.clip_max;
-  return v;
-}
-
 // Computes act(conv + bias + Z) at one output position.
 class OutputEvaluator {
  public:
@@ -36,7 +30,6 @@ class OutputEvaluator {
     const int64_t group_index = m / g.out_channels_per_group();
     image_ = t.input_nhwc + n * g.padded_height() * padded_width_ * g.in_channels + group_index * cg;
     weights_ = t.packed_weights + m * g.macs_per_output();
-    bias_ = t.bias ? t.bias[m] : 0.f;
     // Without dilation and groups, a kernel row's taps are adjacent in NHWC: one dot per row.
     contiguous_rows_ = g.dilation_w == 1 && g.group == 1;
   }
@@ -58,9 +51,7 @@ class OutputEvaluator {
         w += cg;
       }
     }
-    float v = acc + bias_;
-    if (t_.residual) v += t_.residual[((n_ * g_.out_channels + m_) * g_.out_height + row) * g_.out_width + col];
-    return Activate(v, activation_);
+    return FinishOutput(acc, g_, activation_, t_, n_, m_, row, col);
   }
 
  private:
@@ -71,11 +62,15 @@ class OutputEvaluator {
   int64_t padded_width_ = 0;
   const float* image_ = nullptr;
   const float* weights_ = nullptr;
-  float bias_ = 0.f;
   bool contiguous_rows_ = false;
 };
 
 }  // namespace
+
+float EvaluateOutput(const ConvGeometry& g, const ActivationParams& activation, const ConvTensors& t, int64_t n,
+                     int64_t m, int64_t row, int64_t col) {
+  return OutputEvaluator(g, activation, t, n, m)(row, col);
+}
 
 std::vector<float> PackWeights(const float* weights, const ConvGeometry& g) {
   const int64_t m_count = g.out_channels, cg = g.in_channels_per_group();
@@ -143,8 +138,6 @@ PredictionCounters ComputePlane(const ConvGeometry& g, const ActivationParams& a
       if (samples_all_zero) counters.zero_diag += samples;
     }
   }
-  counters.outputs = height * width;
-  counters.macs_dense = counters.outputs * g.macs_per_output();
   counters.macs_executed = computed * g.macs_per_output();
   return counters;
 }

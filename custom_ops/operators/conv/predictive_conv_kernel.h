@@ -23,10 +23,29 @@ struct ConvTensors {
   float* output = nullptr;             // Y [N][M][oH][oW]
 };
 
+inline float Activate(float v, const ActivationParams& activation) {
+  if (v <= 0.f) return 0.f;  // NaN fails both comparisons and propagates, as in Conv + Relu.
+  if (activation.kind == Activation::kClip && v > activation.clip_max) return activation.clip_max;
+  return v;
+}
+
+// act(sum + B[m] + Z[n, m, row, col]): the epilogue shared by every path, in one summation order.
+inline float FinishOutput(float sum, const ConvGeometry& g, const ActivationParams& activation,
+                          const ConvTensors& t, int64_t n, int64_t m, int64_t row, int64_t col) {
+  float v = sum + (t.bias ? t.bias[m] : 0.f);
+  if (t.residual) v += t.residual[((n * g.out_channels + m) * g.out_height + row) * g.out_width + col];
+  return Activate(v, activation);
+}
+
+// One output computed on its own: audit mode's check of predicted outputs.
+float EvaluateOutput(const ConvGeometry& geometry, const ActivationParams& activation, const ConvTensors& tensors,
+                     int64_t n, int64_t m, int64_t row, int64_t col);
+
 // Writes padded row `row` (0 <= row < N * Hp) of the NHWC copy of `input` (NCHW).
 void PadToNhwcRow(const float* input, const ConvGeometry& geometry, int64_t row, float* input_nhwc);
 
-// Computes output plane (n, m): the sampled outputs of every window, then the rest of the windows
+// The per-plane path, used for depthwise-like convolutions (one input channel per group) and when
+// ONNXPRED_KERNEL=scalar. Computes output plane (n, m): the sampled outputs of every window, then the rest of the windows
 // whose samples are not all zero; the others are set to zero without computing them (unless
 // `audit`, which computes them only to count hits and misses). Returns this plane's counters.
 PredictionCounters ComputePlane(const ConvGeometry& geometry, const ActivationParams& activation,

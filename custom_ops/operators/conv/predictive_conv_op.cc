@@ -1,10 +1,12 @@
 #include "operators/conv/predictive_conv_op.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 #include "operators/common/op_error.h"
 #include "operators/conv/predictive_conv_kernel.h"
+#include "operators/conv/tiled_conv.h"
 
 namespace onnxpred {
 namespace {
@@ -178,6 +180,10 @@ PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::s
     : context_(std::move(context)) {
   attributes_ = ReadAttributes(raw_info);
   pattern_ = WindowPattern::Diagonal(attributes_.window);
+  const char* kernel_request = std::getenv("ONNXPRED_KERNEL");
+  if (kernel_request == nullptr || std::string(kernel_request) != "scalar") {
+    tile_kernels_ = &SelectTileKernels(kernel_request ? kernel_request : "auto");
+  }
 
   Ort::ConstKernelInfo info{raw_info};
   const size_t inputs = info.GetInputCount();
@@ -205,6 +211,9 @@ PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::s
     const int64_t nominal_w = CheckedAdd(CheckedMul(attributes_.dilations[1], constant_weight_shape_[3]), 1);
     const ConvGeometry g = ResolveGeometry({1, nominal_channels, nominal_h, nominal_w}, constant_weight_shape_);
     constant_packed_weights_ = PackWeights(weights.GetTensorData<float>(), g);
+    if (UsesTiles(g)) {
+      constant_dense_weights_ = PackDenseWeights(weights.GetTensorData<float>(), g, tile_kernels_->dense_channels);
+    }
   }
 }
 
@@ -288,17 +297,22 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
                           ShapeString(FloatTensorShape(z, kInputZ)));
   }
 
-  std::vector<float> packed_locally;
+  const bool weights_prepacked = !constant_packed_weights_.empty() && constant_weight_shape_ == w_shape;
+  std::vector<float> packed_locally, dense_locally;
   const float* packed = constant_packed_weights_.data();
-  if (constant_packed_weights_.empty() || constant_weight_shape_ != w_shape) {
+  const float* dense_packed = constant_dense_weights_.data();
+  if (!weights_prepacked) {
     packed_locally = PackWeights(w.GetTensorData<float>(), g);
     packed = packed_locally.data();
+    if (UsesTiles(g)) {
+      dense_locally = PackDenseWeights(w.GetTensorData<float>(), g, tile_kernels_->dense_channels);
+      dense_packed = dense_locally.data();
+    }
   }
 
   Ort::UnownedValue y = context.GetOutput(kOutputY, y_shape);
-  const int64_t planes = g.batch * g.out_channels;
-  std::vector<PredictionCounters> plane_counters(static_cast<size_t>(planes));
-  if (g.out_height * g.out_width > 0) {
+  std::vector<PredictionCounters> task_counters;
+  if (g.batch * g.out_channels * g.out_height * g.out_width > 0) {
     std::vector<float> input_nhwc(static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels));
     const float* x_data = x.GetTensorData<float>();
     ParallelFor(context, g.batch * g.padded_height(),
@@ -310,17 +324,24 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
     tensors.bias = b != nullptr ? b.GetTensorData<float>() : nullptr;
     tensors.residual = z != nullptr ? z.GetTensorData<float>() : nullptr;
     tensors.output = y.GetTensorMutableData<float>();
-    ParallelFor(context, planes, [&](int64_t plane) {
-      plane_counters[static_cast<size_t>(plane)] = ComputePlane(
-          g, attributes_.activation, pattern_, attributes_.audit, tensors, plane / g.out_channels, plane % g.out_channels);
-    });
+    if (UsesTiles(g)) {
+      task_counters = RunTiled(context, g, tensors, dense_packed);
+    } else {
+      task_counters.resize(static_cast<size_t>(g.batch * g.out_channels));
+      ParallelFor(context, g.batch * g.out_channels, [&](int64_t plane) {
+        task_counters[static_cast<size_t>(plane)] = ComputePlane(
+            g, attributes_.activation, pattern_, attributes_.audit, tensors, plane / g.out_channels, plane % g.out_channels);
+      });
+    }
   }
 
   if (context.GetOutputCount() > kOutputCounters) {
     Ort::UnownedValue counters_value = context.GetOutput(kOutputCounters, {kCounterCount});
     if (counters_value != nullptr) {
       PredictionCounters total;
-      for (const auto& c : plane_counters) total += c;
+      for (const auto& c : task_counters) total += c;
+      total.outputs = g.batch * g.out_channels * g.out_height * g.out_width;
+      total.macs_dense = total.outputs * g.macs_per_output();
       if (!attributes_.audit) total.pred_hit = total.pred_miss = -1;
       int64_t* out = counters_value.GetTensorMutableData<int64_t>();
       const int64_t values[kCounterCount] = {total.outputs,  total.zero_diag,  total.predicted,    total.pred_hit,
@@ -328,6 +349,20 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
       std::copy(values, values + kCounterCount, out);
     }
   }
+}
+
+std::vector<PredictionCounters> PredictiveConvKernel::RunTiled(const Ort::KernelContext& context,
+                                                              const ConvGeometry& g, const ConvTensors& tensors,
+                                                              const float* dense_weights) const {
+  std::vector<uint8_t> window_active(static_cast<size_t>(TiledConv::WindowActiveSize(g, pattern_)), 0);
+  const TiledConv conv(g, attributes_.activation, pattern_, attributes_.audit, *tile_kernels_, tensors, dense_weights,
+                       window_active.data());
+  const int64_t sample_tasks = conv.SampleTasks();
+  std::vector<PredictionCounters> counters(static_cast<size_t>(sample_tasks + conv.RestTasks()));
+  ParallelFor(context, sample_tasks, [&](int64_t task) { counters[static_cast<size_t>(task)] = conv.RunSampleTask(task); });
+  ParallelFor(context, conv.RestTasks(),
+              [&](int64_t task) { counters[static_cast<size_t>(sample_tasks + task)] = conv.RunRestTask(task); });
+  return counters;
 }
 
 OrtStatusPtr PredictiveConvOp::CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {

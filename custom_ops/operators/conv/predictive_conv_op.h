@@ -4,11 +4,13 @@
 #pragma once
 
 #include <optional>
+#include "operators/conv/predictive_conv_kernel.h"
 #include <string>
 #include <vector>
 
 #include "onnxruntime_cxx_api.h"
 #include "operators/conv/conv_geometry.h"
+#include "operators/conv/tile_kernels.h"
 #include "operators/conv/window_pattern.h"
 
 namespace onnxpred {
@@ -37,12 +39,21 @@ class PredictiveConvKernel {
  private:
   void Compute(OrtKernelContext* context) const;
   ConvGeometry ResolveGeometry(const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape) const;
+  // The tiled kernels serve every convolution but depthwise-like ones (one input channel per
+  // group), which the per-plane path handles, as it does everything under ONNXPRED_KERNEL=scalar.
+  bool UsesTiles(const ConvGeometry& geometry) const {
+    return tile_kernels_ != nullptr && !(geometry.in_channels_per_group() == 1 && geometry.group > 1);
+  }
+  std::vector<PredictionCounters> RunTiled(const Ort::KernelContext& context, const ConvGeometry& geometry,
+                                           const ConvTensors& tensors, const float* dense_weights) const;
 
   std::string context_;  // "PredictiveConv node '<name>'", the prefix of every error
   PredictiveConvAttributes attributes_;
   WindowPattern pattern_;
   std::vector<int64_t> constant_weight_shape_;
-  std::vector<float> constant_packed_weights_;  // packed once when W is a constant initializer
+  const TileKernels* tile_kernels_ = nullptr;   // null: per-plane path only
+  std::vector<float> constant_packed_weights_;  // both packed once when W is a constant initializer
+  std::vector<float> constant_dense_weights_;
 };
 
 struct PredictiveConvOp : Ort::CustomOpBase<PredictiveConvOp, PredictiveConvKernel, /*WithStatus=*/true> {

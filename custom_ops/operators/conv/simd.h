@@ -1,0 +1,87 @@
+// Vector instruction sets the tiled kernels are written against. Each one is compiled only in the
+// translation unit built with its flags (tiles_<isa>.cc); everything here has internal linkage so
+// the instantiations of different units never merge.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace onnxpred {
+namespace {
+
+// Keeps a loaded vector in a register: without it the compiler folds the same load into several
+// FMAs as a memory operand, and the loads, not the FMAs, limit the gather tiles.
+template <typename V>
+inline V InRegister(V v) {
+  asm("" : "+v"(v));
+  return v;
+}
+
+#if defined(__AVX512F__)
+struct Avx512 {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  static V Zero() { return _mm512_setzero_ps(); }
+  static V Load(const float* p) { return _mm512_loadu_ps(p); }
+  static V LoadPartial(const float* p, int64_t n) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1), p);
+  }
+  static V Broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V Fma(V a, V b, V acc) { return _mm512_fmadd_ps(a, b, acc); }
+  static void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static float Sum(V v) {
+    const __m512 high = _mm512_shuffle_f32x4(v, v, 0xEE);  // lanes 8..15 moved down
+    const __m256 half = _mm512_castps512_ps256(_mm512_add_ps(v, high));
+    const __m128 quarter = _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
+    const __m128 pair = _mm_add_ps(quarter, _mm_movehl_ps(quarter, quarter));
+    return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+  }
+};
+#elif defined(__AVX2__)
+struct Avx2 {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  static V Zero() { return _mm256_setzero_ps(); }
+  static V Load(const float* p) { return _mm256_loadu_ps(p); }
+  static V LoadPartial(const float* p, int64_t n) {
+    alignas(32) static const int32_t kMask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    return _mm256_maskload_ps(p, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMask + 8 - n)));
+  }
+  static V Broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V Fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
+  static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static float Sum(V v) {
+    const __m128 quarter = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 pair = _mm_add_ps(quarter, _mm_movehl_ps(quarter, quarter));
+    return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+  }
+};
+#else
+// Any x86-64 (SSE2) or other CPU: GCC vector extensions, four lanes, no FMA.
+struct Portable {
+  typedef float V __attribute__((vector_size(16)));
+  static constexpr int kLanes = 4;
+  static V Zero() { return V{0.f, 0.f, 0.f, 0.f}; }
+  static V Load(const float* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static V LoadPartial(const float* p, int64_t n) {
+    V v = Zero();
+    std::memcpy(&v, p, static_cast<size_t>(n) * sizeof(float));
+    return v;
+  }
+  static V Broadcast(const float* p) { return V{*p, *p, *p, *p}; }
+  static V Fma(V a, V b, V acc) { return acc + a * b; }
+  static void Store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+  static float Sum(V v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+};
+#endif
+
+}  // namespace
+}  // namespace onnxpred

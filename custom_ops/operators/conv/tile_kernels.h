@@ -1,0 +1,50 @@
+// Register-blocked micro-kernels of the convolution, one table per instruction set, chosen at run
+// time (ONNXPRED_KERNEL=auto|avx512|avx2|portable forces one).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace onnxpred {
+
+// How a tile walks the reduction K = (C/group) * kH * kW over the zero-padded NHWC input:
+// kernel rows, then `runs` per row of `run_length` floats that are contiguous in both the input
+// and the packed weights (a whole kernel row when taps are adjacent, else one tap's channels).
+struct TapLayout {
+  int64_t kernel_rows = 0;
+  int64_t runs = 0;
+  int64_t run_length = 0;
+  int64_t row_step = 0;  // input floats between kernel rows
+  int64_t run_step = 0;  // input floats between runs
+};
+
+// Dense tile: out[p * block_channels + j] = sum_k pixel_p[offset(k)] * weights[k * block_channels + j]
+// for `dense_pixels` pixels and one block of `dense_channels` output channels (weights packed
+// [kH][runs][run_length][block_channels]).
+using DenseTileFn = void (*)(const TapLayout& taps, const float* weights, const float* const* pixels, float* out);
+
+// Gather tile: out[i * gather_pixels + p] = sum_k weights_i[k] * pixel_p[offset(k)] for
+// `gather_channels` channels, each with its own weights ([kH][runs][run_length], contiguous along K).
+using GatherTileFn = void (*)(const TapLayout& taps, const float* const* weights, const float* const* pixels,
+                              float* out);
+
+struct TileKernels {
+  const char* name;
+  int64_t lanes;
+  int64_t dense_channels;
+  int64_t dense_pixels;
+  DenseTileFn dense;
+  int64_t gather_channels;
+  int64_t gather_pixels;
+  GatherTileFn gather;
+};
+
+const TileKernels& Avx512TileKernels();
+const TileKernels& Avx2TileKernels();
+const TileKernels& PortableTileKernels();
+
+// The best table this CPU runs, or the one `request` names ("auto", "avx512", "avx2", "portable");
+// throws InvalidArgument for an unknown name or an instruction set this CPU lacks.
+const TileKernels& SelectTileKernels(const std::string& request);
+
+}  // namespace onnxpred

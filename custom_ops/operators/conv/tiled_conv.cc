@@ -1,0 +1,286 @@
+#include "operators/conv/tiled_conv.h"
+
+#include <algorithm>
+
+namespace onnxpred {
+namespace {
+
+// Phase 2 works on chunks of this many channels of a group, so that their weights stay in L2
+// while the chunk's windows are visited. A multiple of every dense block size.
+constexpr int64_t kChunkChannels = 64;
+constexpr int64_t kMaxTilePixels = 16;
+constexpr int64_t kMaxTileChannels = 32;
+// A chunk where at least this share of (window, channel) pairs is active gains nothing from
+// gathering: dense tiles compute all of it and the predicted outputs are zeroed afterwards.
+constexpr int64_t kDenseFallbackPercent = 90;
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Collects pixels into a tile of `capacity`, calling `flush(count)` when it is full or finished;
+// unused slots repeat the last pixel so the kernel always sees a whole tile.
+template <typename Pixel>
+class PixelTile {
+ public:
+  explicit PixelTile(int64_t capacity) : capacity_(capacity) {}
+  template <typename Flush>
+  void Add(const Pixel& pixel, const float* input, Flush&& flush) {
+    pixels[count_] = pixel;
+    inputs[count_] = input;
+    if (++count_ == capacity_) Finish(flush);
+  }
+  template <typename Flush>
+  void Finish(Flush&& flush) {
+    if (count_ == 0) return;
+    for (int64_t p = count_; p < capacity_; ++p) inputs[p] = inputs[count_ - 1];
+    flush(count_);
+    count_ = 0;
+  }
+  Pixel pixels[kMaxTilePixels];
+  const float* inputs[kMaxTilePixels];
+
+ private:
+  int64_t capacity_;
+  int64_t count_ = 0;
+};
+
+}  // namespace
+
+TapLayout MakeTapLayout(const ConvGeometry& g) {
+  TapLayout taps;
+  const int64_t channels = g.in_channels, per_group = g.in_channels_per_group();
+  taps.kernel_rows = g.kernel_h;
+  taps.row_step = g.dilation_h * g.padded_width() * channels;
+  if (g.dilation_w == 1 && g.group == 1) {  // a kernel row's taps are adjacent in NHWC
+    taps.runs = 1;
+    taps.run_length = g.kernel_w * per_group;
+    taps.run_step = 0;
+  } else {
+    taps.runs = g.kernel_w;
+    taps.run_length = per_group;
+    taps.run_step = g.dilation_w * channels;
+  }
+  return taps;
+}
+
+std::vector<float> PackDenseWeights(const float* weights, const ConvGeometry& g, int64_t block) {
+  const int64_t per_group = g.out_channels_per_group(), cg = g.in_channels_per_group();
+  const int64_t blocks = CeilDiv(per_group, block), k = g.macs_per_output();
+  std::vector<float> packed(static_cast<size_t>(g.group * blocks * k * block), 0.f);
+  for (int64_t group = 0; group < g.group; ++group)
+    for (int64_t local = 0; local < per_group; ++local) {
+      const int64_t m = group * per_group + local;
+      float* out = packed.data() + (group * blocks + local / block) * k * block + local % block;
+      for (int64_t c = 0; c < cg; ++c)
+        for (int64_t kh = 0; kh < g.kernel_h; ++kh)
+          for (int64_t kw = 0; kw < g.kernel_w; ++kw)
+            out[((kh * g.kernel_w + kw) * cg + c) * block] = weights[((m * cg + c) * g.kernel_h + kh) * g.kernel_w + kw];
+    }
+  return packed;
+}
+
+TiledConv::TiledConv(const ConvGeometry& geometry, const ActivationParams& activation, const WindowPattern& pattern,
+                     bool audit, const TileKernels& kernels, const ConvTensors& tensors, const float* dense_weights,
+                     uint8_t* window_active)
+    : g_(geometry),
+      activation_(activation),
+      pattern_(pattern),
+      audit_(audit),
+      kernels_(kernels),
+      t_(tensors),
+      dense_weights_(dense_weights),
+      window_active_(window_active),
+      taps_(MakeTapLayout(geometry)),
+      k_(pattern.size),
+      bands_(CeilDiv(geometry.out_height, pattern.size)),
+      windows_(CeilDiv(geometry.out_width, pattern.size)),
+      batch_bands_(geometry.batch * bands_),
+      blocks_per_group_(CeilDiv(geometry.out_channels_per_group(), kernels.dense_channels)),
+      chunks_per_group_(CeilDiv(geometry.out_channels_per_group(), kChunkChannels)) {}
+
+int64_t TiledConv::WindowActiveSize(const ConvGeometry& g, const WindowPattern& pattern) {
+  return g.batch * CeilDiv(g.out_height, pattern.size) * CeilDiv(g.out_width, pattern.size) * g.out_channels;
+}
+
+const float* TiledConv::PixelInput(int64_t n, int64_t group, const Pixel& pixel) const {
+  const int64_t wp = g_.padded_width();
+  return t_.input_nhwc + ((n * g_.padded_height() + pixel.row * g_.stride_h) * wp + pixel.col * g_.stride_w) *
+                             g_.in_channels +
+         group * g_.in_channels_per_group();
+}
+
+uint8_t& TiledConv::Active(int64_t n, int64_t band, int64_t window, int64_t m) const {
+  return window_active_[((n * bands_ + band) * windows_ + window) * g_.out_channels + m];
+}
+
+int64_t TiledConv::SamplesInWindow(int64_t band, int64_t window) const {
+  const int64_t rows = std::min(k_, g_.out_height - band * k_), cols = std::min(k_, g_.out_width - window * k_);
+  int64_t samples = 0;
+  for (size_t s = 0; s < pattern_.sample_rows.size(); ++s)
+    samples += pattern_.sample_rows[s] < rows && pattern_.sample_cols[s] < cols;
+  return samples;
+}
+
+template <typename Visit>
+void TiledConv::ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) const {
+  const int64_t r0 = band * k_, c0 = window * k_;
+  const int64_t rows = std::min(k_, g_.out_height - r0), cols = std::min(k_, g_.out_width - c0);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      if (!pattern_.is_sample[static_cast<size_t>(i * k_ + j)]) visit(Pixel{r0 + i, c0 + j, window});
+}
+
+PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
+  const int64_t block_index = task % blocks_per_group_;
+  const int64_t group = task / blocks_per_group_ % g_.group;
+  const int64_t batch_band = task / blocks_per_group_ / g_.group;
+  const int64_t n = batch_band / bands_, band = batch_band % bands_;
+  const int64_t block = kernels_.dense_channels, per_group = g_.out_channels_per_group();
+  const int64_t m0 = group * per_group + block_index * block;
+  const int64_t valid = std::min(block, per_group - block_index * block);
+  const float* weights = dense_weights_ + (group * blocks_per_group_ + block_index) * g_.macs_per_output() * block;
+  float* y = t_.output;
+  float sums[kMaxTilePixels * kMaxTileChannels];
+  int64_t computed = 0;
+
+  PixelTile<Pixel> tile(kernels_.dense_pixels);
+  auto flush = [&](int64_t count) {
+    kernels_.dense(taps_, weights, tile.inputs, sums);
+    for (int64_t p = 0; p < count; ++p) {
+      const Pixel& px = tile.pixels[p];
+      for (int64_t j = 0; j < valid; ++j) {
+        const int64_t m = m0 + j;
+        const float v = FinishOutput(sums[p * block + j], g_, activation_, t_, n, m, px.row, px.col);
+        y[((n * g_.out_channels + m) * g_.out_height + px.row) * g_.out_width + px.col] = v;
+        if (!(v == 0.f)) Active(n, band, px.window, m) = 1;  // NaN counts as non-zero
+      }
+    }
+    computed += count * valid;
+  };
+  for (int64_t window = 0; window < windows_; ++window) {
+    for (size_t s = 0; s < pattern_.sample_rows.size(); ++s) {
+      const Pixel px{band * k_ + pattern_.sample_rows[s], window * k_ + pattern_.sample_cols[s], window};
+      if (px.row < g_.out_height && px.col < g_.out_width) tile.Add(px, PixelInput(n, group, px), flush);
+    }
+  }
+  tile.Finish(flush);
+  PredictionCounters counters;
+  counters.macs_executed = computed * g_.macs_per_output();
+  return counters;
+}
+
+PredictionCounters TiledConv::RunRestTask(int64_t task) const {
+  const int64_t chunk = task % chunks_per_group_;
+  const int64_t group = task / chunks_per_group_ % g_.group;
+  const int64_t batch_band = task / chunks_per_group_ / g_.group;
+  const int64_t n = batch_band / bands_, band = batch_band % bands_;
+  const int64_t per_group = g_.out_channels_per_group();
+  const int64_t m_begin = group * per_group + chunk * kChunkChannels;
+  const int64_t m_end = group * per_group + std::min(per_group, (chunk + 1) * kChunkChannels);
+
+  PredictionCounters counters;
+  int64_t active_pairs = 0;
+  for (int64_t window = 0; window < windows_; ++window) {
+    const int64_t samples = SamplesInWindow(band, window);
+    const int64_t area = std::min(k_, g_.out_height - band * k_) * std::min(k_, g_.out_width - window * k_);
+    for (int64_t m = m_begin; m < m_end; ++m) {
+      if (Active(n, band, window, m)) {
+        ++active_pairs;
+      } else {
+        counters.zero_diag += samples;
+        counters.predicted += area - samples;
+      }
+    }
+  }
+  int64_t computed = 0;
+  const bool gathering_pays = taps_.run_length >= 2 * kernels_.lanes &&
+                              active_pairs * 100 < kDenseFallbackPercent * windows_ * (m_end - m_begin);
+  if (gathering_pays) {
+    RunRestGathered(n, band, group, m_begin, m_end, counters, computed);
+  } else {
+    RunRestDense(n, band, group, m_begin, m_end, counters, computed);
+  }
+  counters.macs_executed = computed * g_.macs_per_output();
+  return counters;
+}
+
+void TiledConv::RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
+                             PredictionCounters& counters, int64_t& computed) const {
+  const int64_t block = kernels_.dense_channels;
+  float* y = t_.output;
+  float sums[kMaxTilePixels * kMaxTileChannels];
+  for (int64_t m0 = m_begin; m0 < m_end; m0 += block) {
+    const int64_t valid = std::min(block, m_end - m0);
+    const int64_t block_index = (m0 - group * g_.out_channels_per_group()) / block;
+    const float* weights = dense_weights_ + (group * blocks_per_group_ + block_index) * g_.macs_per_output() * block;
+    PixelTile<Pixel> tile(kernels_.dense_pixels);
+    auto flush = [&](int64_t count) {
+      kernels_.dense(taps_, weights, tile.inputs, sums);
+      for (int64_t p = 0; p < count; ++p) {
+        const Pixel& px = tile.pixels[p];
+        for (int64_t j = 0; j < valid; ++j) {
+          const int64_t m = m0 + j;
+          float v = FinishOutput(sums[p * block + j], g_, activation_, t_, n, m, px.row, px.col);
+          if (!Active(n, band, px.window, m)) {  // predicted: computed anyway, then zeroed
+            if (audit_) ++(v == 0.f ? counters.pred_hit : counters.pred_miss);
+            v = 0.f;
+          }
+          y[((n * g_.out_channels + m) * g_.out_height + px.row) * g_.out_width + px.col] = v;
+        }
+      }
+      computed += count * valid;
+    };
+    for (int64_t window = 0; window < windows_; ++window)
+      ForEachRestPixel(band, window, [&](const Pixel& px) { tile.Add(px, PixelInput(n, group, px), flush); });
+    tile.Finish(flush);
+  }
+}
+
+void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
+                                PredictionCounters& counters, int64_t& computed) const {
+  const int64_t tile_channels = kernels_.gather_channels, k = g_.macs_per_output();
+  float* y = t_.output;
+  auto output = [&](int64_t m, const Pixel& px) -> float& {
+    return y[((n * g_.out_channels + m) * g_.out_height + px.row) * g_.out_width + px.col];
+  };
+  int64_t active[kChunkChannels];
+  const float* weights[kMaxTileChannels];
+  float sums[kMaxTilePixels * kMaxTileChannels];
+  for (int64_t window = 0; window < windows_; ++window) {
+    int64_t active_count = 0;
+    for (int64_t m = m_begin; m < m_end; ++m) {
+      if (Active(n, band, window, m)) {
+        active[active_count++] = m;
+        continue;
+      }
+      ForEachRestPixel(band, window, [&](const Pixel& px) {
+        output(m, px) = 0.f;
+        if (audit_) {
+          const float v = EvaluateOutput(g_, activation_, t_, n, m, px.row, px.col);
+          ++(v == 0.f ? counters.pred_hit : counters.pred_miss);
+        }
+      });
+    }
+    if (active_count == 0) continue;
+    PixelTile<Pixel> tile(kernels_.gather_pixels);
+    auto flush = [&](int64_t count) {
+      for (int64_t first = 0; first < active_count; first += tile_channels) {
+        const int64_t channels = std::min(tile_channels, active_count - first);
+        for (int64_t i = 0; i < tile_channels; ++i)
+          weights[i] = t_.packed_weights + active[first + std::min(i, channels - 1)] * k;
+        kernels_.gather(taps_, weights, tile.inputs, sums);
+        for (int64_t i = 0; i < channels; ++i) {
+          const int64_t m = active[first + i];
+          for (int64_t p = 0; p < count; ++p) {
+            const Pixel& px = tile.pixels[p];
+            output(m, px) = FinishOutput(sums[i * kernels_.gather_pixels + p], g_, activation_, t_, n, m, px.row, px.col);
+          }
+        }
+        computed += channels * count;
+      }
+    };
+    ForEachRestPixel(band, window, [&](const Pixel& px) { tile.Add(px, PixelInput(n, group, px), flush); });
+    tile.Finish(flush);
+  }
+}
+
+}  // namespace onnxpred

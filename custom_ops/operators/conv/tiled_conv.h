@@ -1,0 +1,68 @@
+// The fast path of PredictiveConv: the sampled outputs of every window as dense register-blocked
+// work, then the rest of each window only for the (window, channel) pairs whose samples were not
+// all zero, gathered into channel x pixel tiles; a chunk with almost every pair active falls back
+// to dense tiles. Work is split into tasks for onnxruntime's intra-op threads; a task's result does
+// not depend on which thread runs it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "operators/conv/conv_geometry.h"
+#include "operators/conv/predictive_conv_kernel.h"
+#include "operators/conv/tile_kernels.h"
+#include "operators/conv/window_pattern.h"
+
+namespace onnxpred {
+
+TapLayout MakeTapLayout(const ConvGeometry& geometry);
+
+// W [M][C/group][kH][kW] packed for dense tiles: per group and block of `block` output channels,
+// [kH][runs][run_length][block], with the channels past the group's end zero.
+std::vector<float> PackDenseWeights(const float* weights, const ConvGeometry& geometry, int64_t block);
+
+class TiledConv {
+ public:
+  // `dense_weights` from PackDenseWeights with kernels.dense_channels; `tensors.packed_weights`
+  // from PackWeights; `window_active` holds N * bands * windows-per-band * M zeroed bytes.
+  TiledConv(const ConvGeometry& geometry, const ActivationParams& activation, const WindowPattern& pattern,
+            bool audit, const TileKernels& kernels, const ConvTensors& tensors, const float* dense_weights,
+            uint8_t* window_active);
+
+  static int64_t WindowActiveSize(const ConvGeometry& geometry, const WindowPattern& pattern);
+
+  // Phase 1: sampled outputs of a band of windows for one block of channels.
+  int64_t SampleTasks() const { return batch_bands_ * g_.group * blocks_per_group_; }
+  PredictionCounters RunSampleTask(int64_t task) const;
+  // Phase 2, after every sample task: the other outputs of a band for one chunk of channels.
+  int64_t RestTasks() const { return batch_bands_ * g_.group * chunks_per_group_; }
+  PredictionCounters RunRestTask(int64_t task) const;
+
+ private:
+  struct Pixel {
+    int64_t row, col, window;
+  };
+  const float* PixelInput(int64_t n, int64_t group, const Pixel& pixel) const;
+  uint8_t& Active(int64_t n, int64_t band, int64_t window, int64_t m) const;
+  int64_t SamplesInWindow(int64_t band, int64_t window) const;
+  template <typename Visit>
+  void ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) const;
+  void RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
+                    PredictionCounters& counters, int64_t& computed) const;
+  void RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
+                       PredictionCounters& counters, int64_t& computed) const;
+
+  const ConvGeometry& g_;
+  const ActivationParams& activation_;
+  const WindowPattern& pattern_;
+  bool audit_;
+  const TileKernels& kernels_;
+  const ConvTensors& t_;
+  const float* dense_weights_;
+  uint8_t* window_active_;
+  TapLayout taps_;
+  int64_t k_, bands_, windows_, batch_bands_;
+  int64_t blocks_per_group_, chunks_per_group_;
+};
+
+}  // namespace onnxpred
