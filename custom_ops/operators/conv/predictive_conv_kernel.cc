@@ -91,9 +91,16 @@ void PadToNhwcRow(const float* input, const ConvGeometry& g, int64_t row, float*
   float* out = input_nhwc + row * wp * c_count;
   std::fill(out, out + wp * c_count, 0.f);
   if (h < 0 || h >= g.in_height) return;
-  for (int64_t c = 0; c < c_count; ++c) {
-    const float* in = input + ((n * c_count + c) * g.in_height + h) * g.in_width;
-    for (int64_t w = 0; w < g.in_width; ++w) out[(w + g.pad_left) * c_count + c] = in[w];
+  // Blocks of channels: each pixel's writes stay contiguous while the reads walk a few rows.
+  constexpr int64_t kChannelBlock = 16;
+  const float* plane = input + (n * c_count * g.in_height + h) * g.in_width;
+  const int64_t plane_stride = g.in_height * g.in_width;
+  for (int64_t c0 = 0; c0 < c_count; c0 += kChannelBlock) {
+    const int64_t c1 = std::min(c_count, c0 + kChannelBlock);
+    for (int64_t w = 0; w < g.in_width; ++w) {
+      float* pixel = out + (w + g.pad_left) * c_count;
+      for (int64_t c = c0; c < c1; ++c) pixel[c] = plane[c * plane_stride + w];
+    }
   }
 }
 

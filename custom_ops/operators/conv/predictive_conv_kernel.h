@@ -23,10 +23,12 @@ struct ConvTensors {
   float* output = nullptr;             // Y [N][M][oH][oW]
 };
 
+// Written as selects, not early returns, so the compiler emits no data-dependent branch (their
+// mispredictions cost as much as the epilogue itself). NaN fails both comparisons and propagates.
+// Relu carries clip_max = +inf, so one form serves both activations.
 inline float Activate(float v, const ActivationParams& activation) {
-  if (v <= 0.f) return 0.f;  // NaN fails both comparisons and propagates, as in Conv + Relu.
-  if (activation.kind == Activation::kClip && v > activation.clip_max) return activation.clip_max;
-  return v;
+  const float positive = v <= 0.f ? 0.f : v;
+  return positive > activation.clip_max ? activation.clip_max : positive;
 }
 
 // act(sum + B[m] + Z[n, m, row, col]): the epilogue shared by every path, in one summation order.

@@ -95,7 +95,9 @@ TiledConv::TiledConv(const ConvGeometry& geometry, const ActivationParams& activ
       windows_(CeilDiv(geometry.out_width, pattern.size)),
       batch_bands_(geometry.batch * bands_),
       blocks_per_group_(CeilDiv(geometry.out_channels_per_group(), kernels.dense_channels)),
-      chunks_per_group_(CeilDiv(geometry.out_channels_per_group(), kChunkChannels)) {}
+      chunks_per_group_(CeilDiv(geometry.out_channels_per_group(), kChunkChannels)) {
+  if (tensors.bias == nullptr) zero_bias_.assign(static_cast<size_t>(geometry.out_channels), 0.f);
+}
 
 int64_t TiledConv::WindowActiveSize(const ConvGeometry& g, const WindowPattern& pattern) {
   return g.batch * CeilDiv(g.out_height, pattern.size) * CeilDiv(g.out_width, pattern.size) * g.out_channels;
@@ -120,6 +122,24 @@ int64_t TiledConv::SamplesInWindow(int64_t band, int64_t window) const {
   return samples;
 }
 
+void TiledConv::FinishChannels(float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const {
+  // Bias first, then the residual, as in FinishOutput; adding Z before B would round differently.
+  const float* bias = t_.bias ? t_.bias + m0 : zero_bias_.data();
+  if (t_.residual) {
+    const int64_t plane = g_.out_height * g_.out_width;
+    const float* z = t_.residual + ((n * g_.out_channels + m0) * g_.out_height + px.row) * g_.out_width + px.col;
+    for (int64_t j = 0; j < count; ++j) values[j] = Activate(values[j] + bias[j] + z[j * plane], activation_);
+    return;
+  }
+  for (int64_t j = 0; j < count; ++j) values[j] = Activate(values[j] + bias[j], activation_);
+}
+
+void TiledConv::StoreChannels(const float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const {
+  const int64_t plane = g_.out_height * g_.out_width;
+  float* y = t_.output + ((n * g_.out_channels + m0) * g_.out_height + px.row) * g_.out_width + px.col;
+  for (int64_t j = 0; j < count; ++j) y[j * plane] = values[j];
+}
+
 template <typename Visit>
 void TiledConv::ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) const {
   const int64_t r0 = band * k_, c0 = window * k_;
@@ -130,15 +150,15 @@ void TiledConv::ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) co
 }
 
 PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
-  const int64_t block_index = task % blocks_per_group_;
-  const int64_t group = task / blocks_per_group_ % g_.group;
-  const int64_t batch_band = task / blocks_per_group_ / g_.group;
+  // Bands vary fastest, so a thread's consecutive tasks reuse one block of weights from L2.
+  const int64_t batch_band = task % batch_bands_;
+  const int64_t block_index = task / batch_bands_ % blocks_per_group_;
+  const int64_t group = task / batch_bands_ / blocks_per_group_;
   const int64_t n = batch_band / bands_, band = batch_band % bands_;
   const int64_t block = kernels_.dense_channels, per_group = g_.out_channels_per_group();
   const int64_t m0 = group * per_group + block_index * block;
   const int64_t valid = std::min(block, per_group - block_index * block);
   const float* weights = dense_weights_ + (group * blocks_per_group_ + block_index) * g_.macs_per_output() * block;
-  float* y = t_.output;
   float sums[kMaxTilePixels * kMaxTileChannels];
   int64_t computed = 0;
 
@@ -147,12 +167,11 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
     kernels_.dense(taps_, weights, tile.inputs, sums);
     for (int64_t p = 0; p < count; ++p) {
       const Pixel& px = tile.pixels[p];
-      for (int64_t j = 0; j < valid; ++j) {
-        const int64_t m = m0 + j;
-        const float v = FinishOutput(sums[p * block + j], g_, activation_, t_, n, m, px.row, px.col);
-        y[((n * g_.out_channels + m) * g_.out_height + px.row) * g_.out_width + px.col] = v;
-        if (!(v == 0.f)) Active(n, band, px.window, m) = 1;  // NaN counts as non-zero
-      }
+      float* values = sums + p * block;
+      FinishChannels(values, n, m0, valid, px);
+      uint8_t* active = &Active(n, band, px.window, m0);
+      for (int64_t j = 0; j < valid; ++j) active[j] |= static_cast<uint8_t>(!(values[j] == 0.f));  // NaN: non-zero
+      StoreChannels(values, n, m0, valid, px);
     }
     computed += count * valid;
   };
@@ -169,9 +188,9 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
 }
 
 PredictionCounters TiledConv::RunRestTask(int64_t task) const {
-  const int64_t chunk = task % chunks_per_group_;
-  const int64_t group = task / chunks_per_group_ % g_.group;
-  const int64_t batch_band = task / chunks_per_group_ / g_.group;
+  const int64_t batch_band = task % batch_bands_;
+  const int64_t chunk = task / batch_bands_ % chunks_per_group_;
+  const int64_t group = task / batch_bands_ / chunks_per_group_;
   const int64_t n = batch_band / bands_, band = batch_band % bands_;
   const int64_t per_group = g_.out_channels_per_group();
   const int64_t m_begin = group * per_group + chunk * kChunkChannels;
@@ -206,7 +225,6 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
 void TiledConv::RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
                              PredictionCounters& counters, int64_t& computed) const {
   const int64_t block = kernels_.dense_channels;
-  float* y = t_.output;
   float sums[kMaxTilePixels * kMaxTileChannels];
   for (int64_t m0 = m_begin; m0 < m_end; m0 += block) {
     const int64_t valid = std::min(block, m_end - m0);
@@ -217,15 +235,16 @@ void TiledConv::RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_b
       kernels_.dense(taps_, weights, tile.inputs, sums);
       for (int64_t p = 0; p < count; ++p) {
         const Pixel& px = tile.pixels[p];
-        for (int64_t j = 0; j < valid; ++j) {
-          const int64_t m = m0 + j;
-          float v = FinishOutput(sums[p * block + j], g_, activation_, t_, n, m, px.row, px.col);
-          if (!Active(n, band, px.window, m)) {  // predicted: computed anyway, then zeroed
-            if (audit_) ++(v == 0.f ? counters.pred_hit : counters.pred_miss);
-            v = 0.f;
+        float* values = sums + p * block;
+        FinishChannels(values, n, m0, valid, px);
+        const uint8_t* active = &Active(n, band, px.window, m0);
+        if (audit_) {
+          for (int64_t j = 0; j < valid; ++j) {
+            if (!active[j]) ++(values[j] == 0.f ? counters.pred_hit : counters.pred_miss);
           }
-          y[((n * g_.out_channels + m) * g_.out_height + px.row) * g_.out_width + px.col] = v;
         }
+        for (int64_t j = 0; j < valid; ++j) values[j] = active[j] ? values[j] : 0.f;  // predicted: zeroed
+        StoreChannels(values, n, m0, valid, px);
       }
       computed += count * valid;
     };

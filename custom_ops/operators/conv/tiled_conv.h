@@ -45,6 +45,9 @@ class TiledConv {
   const float* PixelInput(int64_t n, int64_t group, const Pixel& pixel) const;
   uint8_t& Active(int64_t n, int64_t band, int64_t window, int64_t m) const;
   int64_t SamplesInWindow(int64_t band, int64_t window) const;
+  // act(sum + B + Z) for `count` consecutive channels from m0 at one pixel, in place.
+  void FinishChannels(float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const;
+  void StoreChannels(const float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const;
   template <typename Visit>
   void ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) const;
   void RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
@@ -63,6 +66,7 @@ class TiledConv {
   TapLayout taps_;
   int64_t k_, bands_, windows_, batch_bands_;
   int64_t blocks_per_group_, chunks_per_group_;
+  std::vector<float> zero_bias_;  // stands in for an absent B
 };
 
 }  // namespace onnxpred

@@ -1,0 +1,1 @@
+"""Speed measurements of PredictiveConv against onnxruntime's own Conv (commands, never tests)."""
