@@ -5,7 +5,19 @@
 """
 
 from .op import COUNTER_NAMES, DOMAIN, OP_TYPE, OPSET_VERSION
+from .rewriter.api import rewrite, rewrite_with_summary, set_windows
 from .runtime import library_path, session, session_options
 
-__all__ = ["COUNTER_NAMES", "DOMAIN", "OP_TYPE", "OPSET_VERSION", "library_path", "session", "session_options"]
+__all__ = [
+    "COUNTER_NAMES",
+    "DOMAIN",
+    "OP_TYPE",
+    "OPSET_VERSION",
+    "library_path",
+    "rewrite",
+    "rewrite_with_summary",
+    "session",
+    "session_options",
+    "set_windows",
+]
 __version__ = "0.1.0"

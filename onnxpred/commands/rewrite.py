@@ -1,0 +1,91 @@
+"""``onnxpred rewrite``: replace Conv→Relu/Clip layers by PredictiveConv, then validate the result.
+
+The output defaults to ``<input stem>.pred.onnx`` beside the input. It is written atomically, only
+after validation passed; models over 2 GB, and models whose input came with external data, keep
+their tensors in ``<output>.data``. Exit codes (:mod:`onnxpred.errors`): 0 done, 2 bad arguments,
+3 unreadable model or data, 4 unsupported model, 5 output not writable or the input itself,
+6 validation failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import InputError, UserError
+from ..rewriter.api import rewrite_with_summary
+from ..rewriter.model_io import LARGE_MODEL_BYTES, check_output_path, model_files, payload_bytes, staged_output, write_model
+from ..validation import validate
+
+NAME = "rewrite"
+HELP = "replace Conv->Relu/Clip layers by PredictiveConv, list them and validate the rewritten model"
+
+
+def layer_names(text: str) -> list[str]:
+    """``a,b`` → ["a", "b"]."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer names, got {text!r}")
+    return names
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", type=Path, help="the ONNX model to rewrite")
+    parser.add_argument("-k", "--window", type=int, default=3, help="prediction window k of every layer (default 3)")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="the rewritten model (default: <model stem>.pred.onnx beside the model)")
+    selection = parser.add_mutually_exclusive_group()
+    selection.add_argument("--layers", type=layer_names, action="extend", metavar="NAMES",
+                           help="rewrite only these layers (comma-separated Conv node names; repeatable)")
+    selection.add_argument("--exclude", type=layer_names, action="extend", metavar="NAMES",
+                           help="leave these layers alone (comma-separated Conv node names; repeatable)")
+    parser.add_argument("--window-map", type=Path, metavar="FILE",
+                        help='JSON file {"layer": k, ...}: windows of single layers, overriding -k')
+    parser.add_argument("--no-validate", action="store_true", help="skip the validation against the original")
+    parser.add_argument("--data", type=Path, metavar="DIR",
+                        help="validate on these images (labels.csv or wnid folders; default: random inputs)")
+    parser.add_argument("--audit", action="store_true",
+                        help="set audit=1: the op also counts prediction hits and misses")
+    parser.add_argument("--counters", action="store_true",
+                        help="expose each layer's counters as the graph output <layer>.counters")
+
+
+def default_output(model: Path) -> Path:
+    return model.with_name(f"{model.stem}.pred.onnx")
+
+
+def read_window_map(path: Path) -> dict[str, int]:
+    try:
+        window_map = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"cannot read the window map {path}: {error.strerror or error}") from error
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"the window map {path} is not JSON: {error}") from error
+    if not isinstance(window_map, dict):
+        raise UserError(f'the window map {path} must be a JSON object {{"layer": k, ...}}')
+    return window_map
+
+
+def run(args) -> int:
+    output = args.output or default_output(args.model)
+    inputs = model_files(args.model)
+    check_output_path(output, inputs)  # before the work, not after it
+    model, summary = rewrite_with_summary(
+        args.model,
+        args.window,
+        layers=args.layers,
+        exclude=args.exclude,
+        window_map=read_window_map(args.window_map) if args.window_map else None,
+        audit=args.audit,
+        expose_counters=args.counters,
+    )
+    print(summary.format_table())
+    external_data = len(inputs) > 1 or payload_bytes(model) > LARGE_MODEL_BYTES
+    with staged_output(output) as staged:
+        write_model(model, staged, external_data=external_data)
+        del model  # validation loads what it needs; a large model should not stay in memory twice
+        if not args.no_validate:
+            print(validate(args.model, staged, data=args.data).format())
+    print(f"wrote {output}" + (f" and {output.name}.data" if external_data else ""))
+    return 0

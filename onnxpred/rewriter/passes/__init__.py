@@ -1,0 +1,1 @@
+"""In-place passes over a :class:`~onnxpred.rewriter.graph.GraphContext`."""

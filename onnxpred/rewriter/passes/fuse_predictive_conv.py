@@ -1,0 +1,148 @@
+"""Replace every Conv pattern the rules match by one ``ai.onnxpred::PredictiveConv`` node.
+
+The new node takes the Conv's name (the layer name) and writes the activation's output tensor, so
+consumers and graph outputs keep reading the same name. Where two Convs meet at one residual Add
+(ResNet's block output and its downsample shortcut), the one with more MACs is fused: prediction
+saves MACs only in the fused Conv, and either choice computes the same outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import onnx_graphsurgeon as gs
+from onnx import helper
+
+from ... import op
+from ..graph import GraphContext, conv_attributes, dense_macs_per_image, is_op
+from ..rules import RULES, Match, Miss
+from ..rules.guards import BIAS_INPUT, unsupported_layer
+from ..selection import LayerSelection
+from ..summary import LayerRewrite, LeftAlone
+from .base import GraphPass, PassResult
+
+COUNTERS_SHAPE = [len(op.COUNTER_NAMES)]
+
+
+@dataclass
+class FusionResult(PassResult):
+    rewritten: list[LayerRewrite] = field(default_factory=list)
+    left_alone: list[LeftAlone] = field(default_factory=list)
+
+
+def best_match(node: gs.Node, ctx: GraphContext) -> Match | str:
+    """The first rule that matches ``node``, or the reason of the rule that got furthest."""
+    misses = []
+    for rule in RULES:
+        domain, op_type = rule.anchor
+        if not is_op(node, op_type, domain):
+            continue
+        outcome = rule.match(node, ctx)
+        if isinstance(outcome, Match):
+            return outcome
+        misses.append(outcome)
+    return _explain(misses)
+
+
+def _explain(misses: list[Miss]) -> str:
+    # A rule that failed a check explains more than one that met another op at the same depth;
+    # when every deepest miss met the same unexpected op, say which ops would have matched.
+    deepest = max(misses, key=lambda m: (m.depth, m.expected is None))
+    if deepest.expected is None:
+        return deepest.reason
+    expected = list(dict.fromkeys(m.expected for m in misses if m.depth == deepest.depth))
+    wanted = ", ".join(expected[:-1]) + (" or " if len(expected) > 1 else "") + expected[-1]
+    return f"no activation after it: {deepest.reason}, not {wanted}"
+
+
+class FusePredictiveConv(GraphPass):
+    description = "layers rewritten"
+
+    def __init__(self, selection: LayerSelection, *, audit: bool = False, expose_counters: bool = False):
+        super().__init__()
+        self.selection = selection
+        self.audit = audit
+        self.expose_counters = expose_counters
+
+    def call(self, ctx: GraphContext) -> FusionResult:
+        layers = ctx.convs()
+        macs = {id(node): dense_macs_per_image(ctx, node) for node in layers}
+        reasons: dict[int, str] = {}
+        matches: list[Match] = []
+        for node in layers:
+            outcome = self.selection.skip_reason(node.name) or unsupported_layer(node, ctx) or best_match(node, ctx)
+            if isinstance(outcome, Match):
+                matches.append(outcome)
+            else:
+                reasons[id(node)] = outcome
+        accepted = self._resolve_shared_nodes(matches, macs, reasons)
+
+        result = FusionResult()
+        for node in layers:
+            if id(node) in reasons:
+                result.left_alone.append(LeftAlone(node.name, node.op, reasons[id(node)], macs[id(node)]))
+                continue
+            match = accepted[id(node)]
+            window = self.selection.window_for(node.name)
+            result.rewritten.append(
+                LayerRewrite(node.name, match.pattern, _shape(node.inputs[0]), _shape(match.output), macs[id(node)], window)
+            )
+            ctx.replace_nodes(match.nodes, self._predictive_conv(ctx, match, window))
+            result.record(f"{node.name}: {match.pattern}")
+        if result.modified:
+            ctx.graph.cleanup()  # Clip bounds and weights only the replaced nodes read
+        return result
+
+    @staticmethod
+    def _resolve_shared_nodes(matches: list[Match], macs: dict, reasons: dict) -> dict[int, Match]:
+        """Matches that share no node, preferring the larger conv; the others get a reason."""
+        claimed: dict[int, str] = {}
+        accepted = {}
+        for match in sorted(matches, key=lambda m: -(macs[id(m.conv)] or 0)):  # stable: ties keep graph order
+            owner = next((claimed[id(n)] for n in match.nodes if id(n) in claimed), None)
+            if owner is not None:
+                shared = match.pattern.split("->", 1)[1]
+                reasons[id(match.conv)] = f"its {shared} is fused into {owner!r} (one conv per Add: the one with most MACs)"
+                continue
+            claimed.update((id(n), match.conv.name) for n in match.nodes)
+            accepted[id(match.conv)] = match
+        return accepted
+
+    def _predictive_conv(self, ctx: GraphContext, match: Match, window: int) -> gs.Node:
+        conv = match.conv
+        weights = ctx.as_initializer(conv.inputs[1])
+        has_bias = len(conv.inputs) > BIAS_INPUT and conv.inputs[BIAS_INPUT].name
+        bias = ctx.as_initializer(conv.inputs[BIAS_INPUT]) if has_bias else gs.Variable.empty()
+        inputs = [conv.inputs[0], weights, bias]
+        if match.residual is not None:
+            inputs.append(match.residual)
+        elif not has_bias:
+            inputs.pop()
+        outputs = [match.output]
+        if self.expose_counters:
+            counters = gs.Variable(ctx.claim_tensor_name(f"{conv.name}.counters"), np.int64, COUNTERS_SHAPE)
+            outputs.append(counters)
+            ctx.graph.outputs.append(counters)
+        proto = op.make_node(
+            [t.name for t in inputs],
+            [t.name for t in outputs],
+            name=conv.name,
+            kernel_shape=weights.shape[2:],
+            **conv_attributes(conv, spatial_rank=2),
+            window=window,
+            activation=match.activation.kind,
+            clip_max=match.activation.clip_max,
+            audit=self.audit,
+        )
+        attrs = {a.name: _decoded(helper.get_attribute_value(a)) for a in proto.attribute}
+        return gs.Node(op=op.OP_TYPE, name=conv.name, attrs=attrs, inputs=inputs, outputs=outputs, domain=op.DOMAIN)
+
+
+def _decoded(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _shape(tensor: gs.Tensor) -> Optional[tuple]:
+    return None if tensor.shape is None else tuple(tensor.shape)
