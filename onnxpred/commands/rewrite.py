@@ -47,6 +47,8 @@ def add_arguments(parser) -> None:
                         help="validate on these images (labels.csv or wnid folders; default: random inputs)")
     parser.add_argument("--audit", action="store_true",
                         help="set audit=1: the op also counts prediction hits and misses")
+    parser.add_argument("--write-unchanged", action="store_true",
+                        help="write the output even when no layer is eligible (a copy of the model)")
     parser.add_argument("--counters", action="store_true",
                         help="expose each layer's counters as the graph output <layer>.counters")
 
@@ -81,6 +83,10 @@ def run(args) -> int:
         expose_counters=args.counters,
     )
     print(summary.format_table())
+    if summary.layers_rewritten == 0 and not args.write_unchanged:
+        print(f"no eligible Conv->activation layer in {args.model}: nothing written "
+              "(--write-unchanged writes the model anyway)")
+        return 0
     external_data = len(inputs) > 1 or payload_bytes(model) > LARGE_MODEL_BYTES
     with staged_output(output) as staged:
         write_model(model, staged, external_data=external_data)

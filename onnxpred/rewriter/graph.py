@@ -54,6 +54,10 @@ class GraphContext:
         opset = next((o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS), None)
         if opset is None:
             raise UnsupportedModelError("the model imports no version of the default ONNX domain")
+        newest = onnx.defs.onnx_opset_version()
+        if opset > newest:
+            raise UnsupportedModelError(
+                f"the model imports opset {opset} of the default ONNX domain; the installed onnx knows up to {newest}")
         initializers = {t.name for t in model.graph.initializer}
         overridable = frozenset(i.name for i in model.graph.input if i.name in initializers)
         graph = gs.import_onnx(model)

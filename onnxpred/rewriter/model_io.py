@@ -42,9 +42,12 @@ def load_model(source: ModelLike, *, external_data: bool = True) -> onnx.ModelPr
     model, _ = _read_without_data(path)
     if not external_data:
         return model
+    missing = [file for file in _read_without_data(path)[1] if not file.is_file()]
+    if missing:
+        raise InputError(f"the external data file {missing[0]} of {path} is missing")
     try:
         external_data_helper.load_external_data_for_model(model, str(path.parent))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, onnx.checker.ValidationError) as error:
         raise InputError(f"cannot read the external data of {path}: {error}") from error
     return model
 
@@ -57,11 +60,15 @@ def model_files(path: Union[str, os.PathLike]) -> tuple[Path, ...]:
 
 def _read_without_data(path: Path) -> tuple[onnx.ModelProto, tuple[Path, ...]]:
     try:
+        if path.stat().st_size == 0:
+            raise InputError(f"{path} is empty (0 bytes)")
         model = onnx.load(path, load_external_data=False)
     except OSError as error:
         raise InputError(f"cannot read {path}: {error.strerror or error}") from error
     except DecodeError as error:
         raise InputError(f"{path} is not an ONNX model") from error
+    if not model.HasField("graph"):  # bytes that happen to decode as a protobuf, but no model
+        raise InputError(f"{path} is not an ONNX model")
     locations = (external_data_helper.ExternalDataInfo(t).location for t in _external_tensors(model))
     return model, tuple(dict.fromkeys(path.parent / location for location in locations))
 
