@@ -17,6 +17,14 @@ from .errors import EXIT_INTERNAL, UserError
 # Order is the order of `onnxpred --help`.
 COMMAND_MODULES = (
     "demo",
+    "export",
+    "rewrite",
+    "validate",
+    "report",
+    "analyze",
+    "crosscheck",
+    "bench",
+    "bench_layers",
 )
 
 

@@ -1,0 +1,35 @@
+"""``onnxpred analyze``: how often k × k windows of the rewritable layers' activations are all zero."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import OutputError
+from ..evaluation import analyze
+from ..evaluation.render import percent
+from .report import add_common_arguments
+
+NAME = "analyze"
+HELP = "measure the spatial correlation of zero activations (share of all-zero k x k windows) per layer"
+
+
+def add_arguments(parser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+
+
+def run(args) -> int:
+    spatial = analyze(args.model, args.data, args.windows, limit=args.limit, batch_size=args.batch_size,
+                      threads=args.threads, progress=not args.quiet)
+    windows = spatial["windows"]
+    width = max(len(layer["name"]) for layer in spatial["layers"])
+    print(f"{'layer':<{width}}  " + "  ".join(f"{f'k={window}':>7}" for window in windows))
+    for layer in spatial["layers"] + [{"name": "mean over layers", "all_zero_fraction": spatial["mean"]}]:
+        print(f"{layer['name']:<{width}}  " + "  ".join(f"{percent(f):>7}" for f in layer["all_zero_fraction"]))
+    if args.json:
+        try:
+            args.json.write_text(json.dumps(spatial, indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            raise OutputError(f"cannot write {args.json}: {error}") from None
+    return 0

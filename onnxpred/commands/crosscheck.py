@@ -1,0 +1,36 @@
+"""``onnxpred crosscheck``: the compiled op against a NumPy simulation of the whole rewritten model."""
+
+from __future__ import annotations
+
+from ..errors import ValidationError
+from ..evaluation import crosscheck
+from ..evaluation.simulate import END_TO_END_TOLERANCE, SAME_INPUTS_TOLERANCE
+from .report import add_common_arguments
+
+NAME = "crosscheck"
+HELP = ("run images through the rewritten model with the compiled op and through a NumPy simulation of it; "
+        "compare counters and top-1 classes")
+
+
+def add_arguments(parser) -> None:
+    add_common_arguments(parser, windows_default="3")
+    parser.add_argument("--tolerance", type=float, default=END_TO_END_TOLERANCE,
+                        help="allowed counter difference per layer between the two whole-model runs, as a share "
+                             f"of the layer's outputs (default {END_TO_END_TOLERANCE:g})")
+    parser.add_argument("--same-inputs-tolerance", type=float, default=SAME_INPUTS_TOLERANCE,
+                        help="the same when the simulated layer gets the op's own inputs "
+                             f"(default {SAME_INPUTS_TOLERANCE:g})")
+
+
+def run(args) -> int:
+    failed = []
+    for window in args.windows:
+        result = crosscheck(args.model, args.data, window, limit=args.limit,
+                            end_to_end_tolerance=args.tolerance, same_inputs_tolerance=args.same_inputs_tolerance,
+                            batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
+        print("\n".join(result.lines()))
+        if not result.passed:
+            failed.append(window)
+    if failed:
+        raise ValidationError(f"the compiled op disagrees with the simulation at window {failed}")
+    return 0

@@ -1,0 +1,69 @@
+"""``onnxpred report``: accuracy, prediction outcomes, MAC savings and spatial correlation per window size.
+
+Also home of the arguments that ``analyze`` and ``crosscheck`` share with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..evaluation import report
+from ..evaluation.render import percent
+from ..evaluation.report import DEFAULT_BATCH_SIZE, default_output_folder
+
+NAME = "report"
+HELP = "evaluate a model at several window sizes and write report.json, report.md and report.html"
+
+
+def window_list(text: str) -> list[int]:
+    """``1,2,3`` → [1, 2, 3]."""
+    try:
+        windows = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not windows or min(windows) < 1:
+        raise argparse.ArgumentTypeError(f"window sizes must be integers >= 1, got {text!r}")
+    return windows
+
+
+def add_common_arguments(parser, *, windows_default: str = "1,2,3,4,5") -> None:
+    parser.add_argument("model", type=Path, help="the original ONNX model (not rewritten)")
+    parser.add_argument("--data", type=Path, help="dataset folder: labels.csv or ImageNet wnid folders "
+                        "(default: the 20 ImageNet sample images of the foolbox package)")
+    parser.add_argument("-k", "--windows", type=window_list, default=window_list(windows_default),
+                        help=f"comma-separated window sizes (default {windows_default})")
+    parser.add_argument("--limit", type=_positive, help="only the first N images of the data set")
+    parser.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE,
+                        help=f"images per inference (default {DEFAULT_BATCH_SIZE}; a model with a fixed batch "
+                             "size uses its own)")
+    parser.add_argument("--threads", type=_positive, help="onnxruntime intra-op threads (default: all cores)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def add_arguments(parser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--out", type=Path, help="output folder (default: <model stem>.report beside the model)")
+    parser.add_argument("--no-spatial", action="store_true", help="leave out the spatial-correlation analysis")
+
+
+def run(args) -> int:
+    out = args.out or default_output_folder(args.model)
+    content = report(args.model, args.data, args.windows, out_dir=out, limit=args.limit, batch_size=args.batch_size,
+                     spatial=not args.no_spatial, threads=args.threads, progress=not args.quiet)
+    original = content["original"]
+    print(f"{content['images']} images; original model: top-1 {percent(original['top1'])}, "
+          f"top-5 {percent(original['top5'])}")
+    for result in content["results"]:
+        print(f"  k={result['window']}: top-1 {percent(result['top1'])}, top-5 {percent(result['top5'])}, "
+              f"agreement {percent(result['agreement'])}, MACs saved {percent(result['mac_savings'])} of the "
+              f"rewritten layers, {percent(result['mac_savings_all_conv'])} of all Conv layers")
+    print(f"wrote {out / 'report.html'}, report.md and report.json")
+    return 0
