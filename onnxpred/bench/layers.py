@@ -81,6 +81,20 @@ MODEL_LAYERS = {
         LayerShape("expand 192→1152", 192, 1152, 7, kernel=1),
         LayerShape("head 320→1280", 320, 1280, 7, kernel=1),
     ],
+    "efficientnet_lite0_depthwise": [
+        LayerShape("dw 32@112", 32, 32, 112, group=32),
+        LayerShape("dw 96@112 s2", 96, 96, 112, stride=2, group=96),
+        LayerShape("dw 144@56", 144, 144, 56, group=144),
+        LayerShape("dw 144@56 5x5 s2", 144, 144, 56, kernel=5, stride=2, group=144),
+        LayerShape("dw 240@28 5x5", 240, 240, 28, kernel=5, group=240),
+        LayerShape("dw 240@28 s2", 240, 240, 28, stride=2, group=240),
+        LayerShape("dw 480@14", 480, 480, 14, group=480),
+        LayerShape("dw 480@14 5x5", 480, 480, 14, kernel=5, group=480),
+        LayerShape("dw 672@14 5x5", 672, 672, 14, kernel=5, group=672),
+        LayerShape("dw 672@14 5x5 s2", 672, 672, 14, kernel=5, stride=2, group=672),
+        LayerShape("dw 1152@7 5x5", 1152, 1152, 7, kernel=5, group=1152),
+        LayerShape("dw 1152@7", 1152, 1152, 7, group=1152),
+    ],
 }
 
 

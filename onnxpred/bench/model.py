@@ -1,0 +1,187 @@
+"""End-to-end benchmark: an original model and its rewrite, in onnxruntime at the same optimization
+level, per layer and whole, on real images.
+
+Per-layer times come from onnxruntime's profiler. In the original model at level ALL a Conv and its
+activation run as one fused (NCHWc) node named after the activation's output; PredictiveConv keeps
+that output name, which pairs the two. onnxruntime inserts layout reorder nodes around custom ops;
+their count and time are reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import onnx
+
+from .. import op
+from ..datasets import PreprocessingSpec, batches, load_dataset
+from ..rewriter.api import rewrite_with_summary
+from ..runtime import session_options
+
+REORDER_OPS = ("ReorderInput", "ReorderOutput")
+
+
+@dataclass
+class LayerTime:
+    name: str
+    original_us: float
+    predictive_us: float
+    macs_dense: int
+    macs_executed: int
+
+    @property
+    def speedup(self) -> float:
+        return self.original_us / self.predictive_us if self.predictive_us else float("nan")
+
+    @property
+    def efficiency(self) -> float:
+        return self.original_us * self.macs_executed / self.macs_dense / self.predictive_us if self.predictive_us else float("nan")
+
+
+@dataclass
+class ModelTiming:
+    threads: int
+    original_ms: float
+    predictive_ms: float
+    layers: list = field(default_factory=list)
+    reorder_nodes: dict = field(default_factory=dict)  # model -> count of NCHWc reorder nodes
+    reorder_us: float = 0.0  # time of the reorders in the rewritten model, per image
+    peak_rss_mb: dict = field(default_factory=dict)
+
+    @property
+    def speedup(self) -> float:
+        return self.original_ms / self.predictive_ms
+
+
+def _options(threads: int, optimized_path: Optional[str] = None, profile_prefix: Optional[str] = None):
+    import onnxruntime as ort
+
+    opts = session_options(
+        intra_op_num_threads=threads,
+        graph_optimization_level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        config={"session.intra_op.allow_spinning": "0"},
+    )
+    if optimized_path:
+        opts.optimized_model_filepath = optimized_path
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
+    return opts
+
+
+def _session(model_path: str, opts):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _profile_node_times(model_path: str, feeds_list, threads: int, workdir: str, tag: str) -> tuple[dict, Counter]:
+    """Mean kernel time per node (µs per image) and the op-type counts of the optimized graph."""
+    optimized = os.path.join(workdir, f"{tag}.optimized.onnx")
+    sess = _session(model_path, _options(threads, optimized, os.path.join(workdir, tag)))
+    for feeds in feeds_list:
+        sess.run(None, feeds)
+    events = json.loads(Path(sess.end_profiling()).read_text())
+    totals: dict = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            name = event["name"][: -len("_kernel_time")]
+            totals.setdefault(name, []).append(event["dur"])
+    per_image = {name: sum(d) / len(feeds_list) for name, d in totals.items()}
+    ops = Counter(node.op_type for node in onnx.load(optimized, load_external_data=False).graph.node)
+    return per_image, ops
+
+
+def _time_in_turn(original, predictive, feeds_list, repeats: int) -> tuple[float, float]:
+    original_times, predictive_times = [], []
+    for _ in range(repeats):
+        for feeds in feeds_list:
+            start = time.perf_counter()
+            original.run(None, feeds)
+            original_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            predictive.run(None, feeds)
+            predictive_times.append(time.perf_counter() - start)
+    return statistics.median(original_times) * 1e3, statistics.median(predictive_times) * 1e3
+
+
+def _peak_rss_mb(model_path: str, input_name: str, images: np.ndarray, threads: int) -> float:
+    """Peak resident memory of a fresh process that builds a session and runs the images."""
+    with tempfile.NamedTemporaryFile(suffix=".npy", delete=False) as f:
+        np.save(f, images)
+    script = (
+        "import resource, sys, numpy as np, onnxruntime as ort, onnxpred\n"
+        "o = onnxpred.session_options(intra_op_num_threads=int(sys.argv[3]), "
+        "graph_optimization_level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL)\n"
+        "s = ort.InferenceSession(sys.argv[1], sess_options=o, providers=['CPUExecutionProvider'])\n"
+        "x = np.load(sys.argv[2])\n"
+        "for i in range(len(x)): s.run(None, {sys.argv[4]: x[i:i+1]})\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    try:
+        out = subprocess.run([sys.executable, "-c", script, model_path, f.name, str(threads), input_name],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    return int(out.strip().splitlines()[-1]) / 1024
+
+
+def benchmark_model(model_path: str, window: int, data: Optional[str] = None, images: int = 8,
+                    threads: Sequence[int] = (1, 2), repeats: int = 3) -> list[ModelTiming]:
+    """Times ``model_path`` and its rewrite with ``window`` at each thread count."""
+    model = onnx.load(model_path)
+    rewritten, _ = rewrite_with_summary(model, window=window, expose_counters=True)
+    spec = PreprocessingSpec.from_model(model)
+    input_name = model.graph.input[0].name
+    dataset = load_dataset(data)[:images]
+    pixels = np.concatenate([array for array, _ in batches(dataset, spec, 1)])
+    feeds_list = [{input_name: pixels[i : i + 1]} for i in range(len(pixels))]
+    results = []
+    with tempfile.TemporaryDirectory() as workdir:
+        predictive_path = os.path.join(workdir, "rewritten.onnx")
+        onnx.save(rewritten, predictive_path)
+        layer_counters = _layer_counters(predictive_path, feeds_list)
+        nodes = [n for n in rewritten.graph.node if n.domain == op.DOMAIN and n.op_type == op.OP_TYPE]
+        for n_threads in threads:
+            original_ms, predictive_ms = _time_in_turn(
+                _session(model_path, _options(n_threads)), _session(predictive_path, _options(n_threads)),
+                feeds_list, repeats)
+            original_nodes, original_ops = _profile_node_times(model_path, feeds_list, n_threads, workdir, "original")
+            predictive_nodes, predictive_ops = _profile_node_times(predictive_path, feeds_list, n_threads, workdir, "rewritten")
+            timing = ModelTiming(n_threads, original_ms, predictive_ms)
+            for node in nodes:
+                fused = [t for name, t in original_nodes.items() if name.startswith(node.output[0])]
+                dense, executed = layer_counters[node.name]
+                timing.layers.append(LayerTime(node.name, sum(fused), predictive_nodes.get(node.name, 0.0), dense, executed))
+            timing.reorder_nodes = {"original": sum(original_ops[o] for o in REORDER_OPS),
+                                    "rewritten": sum(predictive_ops[o] for o in REORDER_OPS)}
+            timing.reorder_us = sum(t for name, t in predictive_nodes.items() if "reorder" in name.lower())
+            timing.peak_rss_mb = {"original": _peak_rss_mb(model_path, input_name, pixels, n_threads),
+                                  "rewritten": _peak_rss_mb(predictive_path, input_name, pixels, n_threads)}
+            results.append(timing)
+    return results
+
+
+def _layer_counters(model_path: str, feeds_list) -> dict:
+    """(macs_dense, macs_executed) per PredictiveConv node, summed over the images."""
+    from ..runtime import session
+
+    sess = session(model_path)
+    names = [o.name for o in sess.get_outputs() if o.name.endswith(".counters")]
+    totals = {name[: -len(".counters")]: np.zeros(len(op.COUNTER_NAMES), np.int64) for name in names}
+    for feeds in feeds_list:
+        for name, counters in zip(names, sess.run(names, feeds)):
+            totals[name[: -len(".counters")]] += counters
+    dense, executed = op.COUNTER_NAMES.index("macs_dense"), op.COUNTER_NAMES.index("macs_executed")
+    return {layer: (int(c[dense]), int(c[executed])) for layer, c in totals.items()}
