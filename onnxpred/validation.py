@@ -116,8 +116,9 @@ def validate(
 ) -> ValidationReport:
     """Validate ``rewritten`` against ``original`` (paths, bytes or ModelProtos); see the module docstring.
 
-    ``data``: a folder of images (see :func:`onnxpred.datasets.load_dataset`), None for random
-    inputs (``seed``). ``optimization_level``: onnxruntime's, for both models (default: all).
+    ``data``: a folder of images (see :func:`onnxpred.datasets.load_dataset`); None for the built-in
+    labelled ImageNet samples when the model records its image preprocessing (an ``onnxpred export``),
+    else random inputs (``seed``). ``optimization_level``: onnxruntime's, for both models (default: all).
     """
     import onnxruntime as ort
 
@@ -125,7 +126,12 @@ def validate(
     output_names = [o.name for o in header.graph.output]
     initializers = {t.name for t in header.graph.initializer}
     graph_inputs = [i for i in header.graph.input if i.name not in initializers]
-    feeds = _random_feeds(graph_inputs, seed) if data is None else _image_feeds(graph_inputs, header, data, max_images)
+    if data is None and _labelled_images_fit(header, graph_inputs):
+        feeds = _image_feeds(graph_inputs, header, None, max_images)  # the built-in ImageNet samples
+    elif data is None:
+        feeds = _random_feeds(graph_inputs, seed)
+    else:
+        feeds = _image_feeds(graph_inputs, header, data, max_images)
     options = dict(
         graph_optimization_level=optimization_level or ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         intra_op_num_threads=threads,
@@ -219,7 +225,22 @@ def _image_feeds(
             yield {name: pixels}, rows
 
     labels = np.array([-1 if image.label is None else image.label for image in images], dtype=np.int64)
-    return _Feeds(f"{len(images)} images from {folder}", len(images), feeds, labels)
+    where = folder if folder is not None else "the built-in ImageNet samples"
+    return _Feeds(f"{len(images)} images from {where}", len(images), feeds, labels)
+
+
+def _labelled_images_fit(header: onnx.ModelProto, inputs: Sequence[onnx.ValueInfoProto]) -> bool:
+    """Whether the model is an image classifier that says how to preprocess, and the built-in
+    images are installed: then validation runs on real images rather than noise."""
+    from .datasets import PREPROCESSING_KEY, load_dataset
+    from .errors import InputError
+
+    if len(inputs) != 1 or not any(p.key == PREPROCESSING_KEY for p in header.metadata_props):
+        return False
+    try:
+        return bool(load_dataset(None))
+    except InputError:
+        return False
 
 
 def _static_shape(value: onnx.ValueInfoProto) -> list[int]:
