@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 import onnxpred
+from onnxpred.cli import main
 from onnxpred.validation import validate
 
 # name: (PredictiveConv per pattern, convs left alone, ops that must be gone)
@@ -60,3 +61,15 @@ def labelled_images(folder, count: int):
     rows = [f"{image.path},{image.label}" for image in images]
     (folder / "labels.csv").write_text("\n".join(["file,class_index", *rows]) + "\n")
     return folder
+
+
+def test_lite0_cli_and_python_api_report_the_same_validation(exported, tmp_path, capsys):
+    """`onnxpred rewrite` validates on the built-in labelled images and prints the top-1 agreement;
+    the same run through the Python API gives the same numbers."""
+    source = exported("efficientnet_lite0")
+    assert main(["rewrite", str(source), "-k", "3", "-o", str(tmp_path / "lite0.pred.onnx")]) == 0
+    printed = capsys.readouterr().out
+    report = validate(source, onnxpred.rewrite(source, window=3))
+    assert "20 images from the built-in ImageNet samples" in printed
+    assert "top-1 agreement" in report.format()
+    assert report.format() in printed
