@@ -46,8 +46,7 @@ float EvaluateOutput(const ConvGeometry& geometry, const ActivationParams& activ
 // Writes padded row `row` (0 <= row < N * Hp) of the NHWC copy of `input` (NCHW).
 void PadToNhwcRow(const float* input, const ConvGeometry& geometry, int64_t row, float* input_nhwc);
 
-// The per-plane path, used for depthwise-like convolutions (one input channel per group) and when
-// ONNXPRED_KERNEL=scalar. Computes output plane (n, m): the sampled outputs of every window, then the rest of the windows
+// The per-plane path, used for everything when ONNXPRED_KERNEL=scalar: the simplest correct kernel. Computes output plane (n, m): the sampled outputs of every window, then the rest of the windows
 // whose samples are not all zero; the others are set to zero without computing them (unless
 // `audit`, which computes them only to count hits and misses). Returns this plane's counters.
 PredictionCounters ComputePlane(const ConvGeometry& geometry, const ActivationParams& activation,

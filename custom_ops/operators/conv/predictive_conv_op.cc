@@ -1,11 +1,13 @@
 #include "operators/conv/predictive_conv_op.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
 
 #include "operators/common/op_error.h"
 #include "operators/conv/predictive_conv_kernel.h"
+#include "operators/conv/pointwise_conv.h"
 #include "operators/conv/tiled_conv.h"
 
 namespace onnxpred {
@@ -167,11 +169,15 @@ std::vector<int64_t> FloatTensorShape(const Ort::ConstValue& value, size_t index
   return info.GetShape();
 }
 
+// At most this many batches per ParallelFor: enough to balance two to a few dozen threads, few
+// enough that waking threads (no spinning) does not cost more than the work of a small layer.
+constexpr size_t kMaxParallelBatches = 64;
+
 template <typename Fn>
 void ParallelFor(const Ort::KernelContext& context, int64_t total, Fn&& fn) {
   if (total <= 0) return;
   context.ParallelFor([](void* data, size_t i) { (*static_cast<Fn*>(data))(static_cast<int64_t>(i)); },
-                      static_cast<size_t>(total), 0, &fn);
+                      static_cast<size_t>(total), std::min(static_cast<size_t>(total), kMaxParallelBatches), &fn);
 }
 
 }  // namespace
@@ -183,6 +189,7 @@ PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::s
   const char* kernel_request = std::getenv("ONNXPRED_KERNEL");
   if (kernel_request == nullptr || std::string(kernel_request) != "scalar") {
     tile_kernels_ = &SelectTileKernels(kernel_request ? kernel_request : "auto");
+    depthwise_kernels_ = &DepthwiseKernelsFor(*tile_kernels_);
   }
 
   Ort::ConstKernelInfo info{raw_info};
@@ -211,9 +218,7 @@ PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::s
     const int64_t nominal_w = CheckedAdd(CheckedMul(attributes_.dilations[1], constant_weight_shape_[3]), 1);
     const ConvGeometry g = ResolveGeometry({1, nominal_channels, nominal_h, nominal_w}, constant_weight_shape_);
     constant_packed_weights_ = PackWeights(weights.GetTensorData<float>(), g);
-    if (UsesTiles(g)) {
-      constant_dense_weights_ = PackDenseWeights(weights.GetTensorData<float>(), g, tile_kernels_->dense_channels);
-    }
+    constant_dense_weights_ = PackPathWeights(weights.GetTensorData<float>(), g);
   }
 }
 
@@ -304,28 +309,32 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
   if (!weights_prepacked) {
     packed_locally = PackWeights(w.GetTensorData<float>(), g);
     packed = packed_locally.data();
-    if (UsesTiles(g)) {
-      dense_locally = PackDenseWeights(w.GetTensorData<float>(), g, tile_kernels_->dense_channels);
-      dense_packed = dense_locally.data();
-    }
+    dense_locally = PackPathWeights(w.GetTensorData<float>(), g);
+    dense_packed = dense_locally.data();
   }
 
   Ort::UnownedValue y = context.GetOutput(kOutputY, y_shape);
   std::vector<PredictionCounters> task_counters;
   if (g.batch * g.out_channels * g.out_height * g.out_width > 0) {
-    std::vector<float> input_nhwc(static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels));
     const float* x_data = x.GetTensorData<float>();
-    ParallelFor(context, g.batch * g.padded_height(),
-                [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.data()); });
-
     ConvTensors tensors;
-    tensors.input_nhwc = input_nhwc.data();
     tensors.packed_weights = packed;
     tensors.bias = b != nullptr ? b.GetTensorData<float>() : nullptr;
     tensors.residual = z != nullptr ? z.GetTensorData<float>() : nullptr;
     tensors.output = y.GetTensorMutableData<float>();
-    if (UsesTiles(g)) {
+    std::vector<float> input_nhwc;
+    if (!UsesPointwise(g) && !UsesDepthwise(g)) {  // the other paths read a zero-padded NHWC copy
+      input_nhwc.resize(static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels));
+      ParallelFor(context, g.batch * g.padded_height(),
+                  [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.data()); });
+      tensors.input_nhwc = input_nhwc.data();
+    }
+    if (UsesPointwise(g)) {
+      task_counters = RunPointwise(context, g, tensors, x_data);
+    } else if (UsesTiles(g)) {
       task_counters = RunTiled(context, g, tensors, dense_packed);
+    } else if (UsesDepthwise(g)) {
+      task_counters = RunDepthwise(context, g, tensors, x_data, dense_packed);
     } else {
       task_counters.resize(static_cast<size_t>(g.batch * g.out_channels));
       ParallelFor(context, g.batch * g.out_channels, [&](int64_t plane) {
@@ -362,6 +371,36 @@ std::vector<PredictionCounters> PredictiveConvKernel::RunTiled(const Ort::Kernel
   ParallelFor(context, sample_tasks, [&](int64_t task) { counters[static_cast<size_t>(task)] = conv.RunSampleTask(task); });
   ParallelFor(context, conv.RestTasks(),
               [&](int64_t task) { counters[static_cast<size_t>(sample_tasks + task)] = conv.RunRestTask(task); });
+  return counters;
+}
+
+std::vector<float> PredictiveConvKernel::PackPathWeights(const float* weights, const ConvGeometry& g) const {
+  if (UsesTiles(g)) return PackDenseWeights(weights, g, tile_kernels_->dense_channels);
+  if (UsesDepthwise(g)) return PackDepthwiseWeights(weights, g, depthwise_kernels_->lanes);
+  return {};
+}
+
+std::vector<PredictionCounters> PredictiveConvKernel::RunDepthwise(const Ort::KernelContext& context,
+                                                                   const ConvGeometry& g, const ConvTensors& tensors,
+                                                                   const float* input,
+                                                                   const float* depthwise_weights) const {
+  const DepthwiseConv conv(g, attributes_.activation, pattern_, attributes_.audit, *depthwise_kernels_, tensors,
+                           input, depthwise_weights);
+  std::vector<PredictionCounters> counters(static_cast<size_t>(conv.Tasks()));
+  ParallelFor(context, conv.Tasks(), [&](int64_t task) { counters[static_cast<size_t>(task)] = conv.RunTask(task); });
+  return counters;
+}
+
+bool PredictiveConvKernel::UsesPointwise(const ConvGeometry& g) const {
+  return tile_kernels_ != nullptr && PointwiseConv::Applies(g);
+}
+
+std::vector<PredictionCounters> PredictiveConvKernel::RunPointwise(const Ort::KernelContext& context,
+                                                                   const ConvGeometry& g, const ConvTensors& tensors,
+                                                                   const float* input) const {
+  const PointwiseConv conv(g, attributes_.activation, pattern_, attributes_.audit, *tile_kernels_, tensors, input);
+  std::vector<PredictionCounters> counters(static_cast<size_t>(conv.Tasks()));
+  ParallelFor(context, conv.Tasks(), [&](int64_t task) { counters[static_cast<size_t>(task)] = conv.RunTask(task); });
   return counters;
 }
 

@@ -10,6 +10,7 @@
 
 #include "onnxruntime_cxx_api.h"
 #include "operators/conv/conv_geometry.h"
+#include "operators/conv/depthwise_conv.h"
 #include "operators/conv/tile_kernels.h"
 #include "operators/conv/window_pattern.h"
 
@@ -40,10 +41,21 @@ class PredictiveConvKernel {
   void Compute(OrtKernelContext* context) const;
   ConvGeometry ResolveGeometry(const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape) const;
   // The tiled kernels serve every convolution but depthwise-like ones (one input channel per
-  // group), which the per-plane path handles, as it does everything under ONNXPRED_KERNEL=scalar.
+  // group), which have their own path; the per-plane path does everything under ONNXPRED_KERNEL=scalar.
   bool UsesTiles(const ConvGeometry& geometry) const {
-    return tile_kernels_ != nullptr && !(geometry.in_channels_per_group() == 1 && geometry.group > 1);
+    return tile_kernels_ != nullptr && !IsDepthwiseLike(geometry);
   }
+  bool UsesDepthwise(const ConvGeometry& geometry) const {
+    return tile_kernels_ != nullptr && IsDepthwiseLike(geometry);
+  }
+  // W packed for the tiled or the depthwise path; empty for the others.
+  std::vector<float> PackPathWeights(const float* weights, const ConvGeometry& geometry) const;
+  std::vector<PredictionCounters> RunDepthwise(const Ort::KernelContext& context, const ConvGeometry& geometry,
+                                               const ConvTensors& tensors, const float* input,
+                                               const float* depthwise_weights) const;
+  bool UsesPointwise(const ConvGeometry& geometry) const;
+  std::vector<PredictionCounters> RunPointwise(const Ort::KernelContext& context, const ConvGeometry& geometry,
+                                               const ConvTensors& tensors, const float* input) const;
   std::vector<PredictionCounters> RunTiled(const Ort::KernelContext& context, const ConvGeometry& geometry,
                                            const ConvTensors& tensors, const float* dense_weights) const;
 
@@ -52,8 +64,9 @@ class PredictiveConvKernel {
   WindowPattern pattern_;
   std::vector<int64_t> constant_weight_shape_;
   const TileKernels* tile_kernels_ = nullptr;   // null: per-plane path only
+  const DepthwiseKernels* depthwise_kernels_ = nullptr;  // of the same instruction set
   std::vector<float> constant_packed_weights_;  // both packed once when W is a constant initializer
-  std::vector<float> constant_dense_weights_;
+  std::vector<float> constant_dense_weights_;   // PackPathWeights
 };
 
 struct PredictiveConvOp : Ort::CustomOpBase<PredictiveConvOp, PredictiveConvKernel, /*WithStatus=*/true> {

@@ -28,15 +28,27 @@ using DenseTileFn = void (*)(const TapLayout& taps, const float* weights, const 
 using GatherTileFn = void (*)(const TapLayout& taps, const float* const* weights, const float* const* pixels,
                               float* out);
 
+// Pointwise tile, for 1x1 stride-1 unpadded convolutions read straight from NCHW: out[i * pixels + q] =
+// sum_c weights_i[c] * input[c * channel_stride + q] for `pointwise_channels` channels and
+// `pixels` (<= pointwise_pixels) consecutive pixels, so outputs are rows of NCHW planes.
+using PointwiseTileFn = void (*)(int64_t in_channels, int64_t channel_stride, const float* const* weights,
+                                 const float* input, int64_t pixels, float* out);
+
+constexpr int kMaxGatherChannels = 4;
+
 struct TileKernels {
   const char* name;
   int64_t lanes;
   int64_t dense_channels;
   int64_t dense_pixels;
   DenseTileFn dense;
-  int64_t gather_channels;
+  int64_t gather_channels;  // the widest gather tile
   int64_t gather_pixels;
-  GatherTileFn gather;
+  // gather[c - 1] computes c channels, so leftover active channels cost no padded work.
+  GatherTileFn gather[kMaxGatherChannels];
+  int64_t pointwise_channels;
+  int64_t pointwise_pixels;
+  PointwiseTileFn pointwise;
 };
 
 const TileKernels& Avx512TileKernels();

@@ -13,6 +13,9 @@ constexpr int64_t kMaxTileChannels = 32;
 // A chunk where at least this share of (window, channel) pairs is active gains nothing from
 // gathering: dense tiles compute all of it and the predicted outputs are zeroed afterwards.
 constexpr int64_t kDenseFallbackPercent = 90;
+// A sample task spans enough bands for this many dense tiles, so that the last tile's padding
+// stays a small share of the work on small feature maps.
+constexpr int64_t kMinSampleTaskTiles = 4;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -96,6 +99,10 @@ TiledConv::TiledConv(const ConvGeometry& geometry, const ActivationParams& activ
       batch_bands_(geometry.batch * bands_),
       blocks_per_group_(CeilDiv(geometry.out_channels_per_group(), kernels.dense_channels)),
       chunks_per_group_(CeilDiv(geometry.out_channels_per_group(), kChunkChannels)) {
+  // Small maps have few samples per band: give each sample task enough bands to fill its tiles.
+  const int64_t samples_per_band = std::max<int64_t>(1, static_cast<int64_t>(pattern.sample_rows.size()) * windows_);
+  bands_per_sample_task_ = std::min(bands_, CeilDiv(kMinSampleTaskTiles * kernels.dense_pixels, samples_per_band));
+  sample_ranges_ = CeilDiv(bands_, bands_per_sample_task_);
   if (tensors.bias == nullptr) zero_bias_.assign(static_cast<size_t>(geometry.out_channels), 0.f);
 }
 
@@ -146,15 +153,17 @@ void TiledConv::ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) co
   const int64_t rows = std::min(k_, g_.out_height - r0), cols = std::min(k_, g_.out_width - c0);
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j)
-      if (!pattern_.is_sample[static_cast<size_t>(i * k_ + j)]) visit(Pixel{r0 + i, c0 + j, window});
+      if (!pattern_.is_sample[static_cast<size_t>(i * k_ + j)]) visit(Pixel{r0 + i, c0 + j, band, window});
 }
 
 PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
-  // Bands vary fastest, so a thread's consecutive tasks reuse one block of weights from L2.
-  const int64_t batch_band = task % batch_bands_;
-  const int64_t block_index = task / batch_bands_ % blocks_per_group_;
-  const int64_t group = task / batch_bands_ / blocks_per_group_;
-  const int64_t n = batch_band / bands_, band = batch_band % bands_;
+  // Band ranges vary fastest, so a thread's consecutive tasks reuse one block of weights from L2.
+  const int64_t batch_range = task % (g_.batch * sample_ranges_);
+  const int64_t block_index = task / (g_.batch * sample_ranges_) % blocks_per_group_;
+  const int64_t group = task / (g_.batch * sample_ranges_) / blocks_per_group_;
+  const int64_t n = batch_range / sample_ranges_;
+  const int64_t band_begin = batch_range % sample_ranges_ * bands_per_sample_task_;
+  const int64_t band_end = std::min(bands_, band_begin + bands_per_sample_task_);
   const int64_t block = kernels_.dense_channels, per_group = g_.out_channels_per_group();
   const int64_t m0 = group * per_group + block_index * block;
   const int64_t valid = std::min(block, per_group - block_index * block);
@@ -169,16 +178,18 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
       const Pixel& px = tile.pixels[p];
       float* values = sums + p * block;
       FinishChannels(values, n, m0, valid, px);
-      uint8_t* active = &Active(n, band, px.window, m0);
+      uint8_t* active = &Active(n, px.band, px.window, m0);
       for (int64_t j = 0; j < valid; ++j) active[j] |= static_cast<uint8_t>(!(values[j] == 0.f));  // NaN: non-zero
       StoreChannels(values, n, m0, valid, px);
     }
     computed += count * valid;
   };
-  for (int64_t window = 0; window < windows_; ++window) {
-    for (size_t s = 0; s < pattern_.sample_rows.size(); ++s) {
-      const Pixel px{band * k_ + pattern_.sample_rows[s], window * k_ + pattern_.sample_cols[s], window};
-      if (px.row < g_.out_height && px.col < g_.out_width) tile.Add(px, PixelInput(n, group, px), flush);
+  for (int64_t band = band_begin; band < band_end; ++band) {
+    for (int64_t window = 0; window < windows_; ++window) {
+      for (size_t s = 0; s < pattern_.sample_rows.size(); ++s) {
+        const Pixel px{band * k_ + pattern_.sample_rows[s], window * k_ + pattern_.sample_cols[s], band, window};
+        if (px.row < g_.out_height && px.col < g_.out_width) tile.Add(px, PixelInput(n, group, px), flush);
+      }
     }
   }
   tile.Finish(flush);
@@ -284,9 +295,8 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
     auto flush = [&](int64_t count) {
       for (int64_t first = 0; first < active_count; first += tile_channels) {
         const int64_t channels = std::min(tile_channels, active_count - first);
-        for (int64_t i = 0; i < tile_channels; ++i)
-          weights[i] = t_.packed_weights + active[first + std::min(i, channels - 1)] * k;
-        kernels_.gather(taps_, weights, tile.inputs, sums);
+        for (int64_t i = 0; i < channels; ++i) weights[i] = t_.packed_weights + active[first + i] * k;
+        kernels_.gather[channels - 1](taps_, weights, tile.inputs, sums);
         for (int64_t i = 0; i < channels; ++i) {
           const int64_t m = active[first + i];
           for (int64_t p = 0; p < count; ++p) {

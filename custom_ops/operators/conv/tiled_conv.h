@@ -31,8 +31,8 @@ class TiledConv {
 
   static int64_t WindowActiveSize(const ConvGeometry& geometry, const WindowPattern& pattern);
 
-  // Phase 1: sampled outputs of a band of windows for one block of channels.
-  int64_t SampleTasks() const { return batch_bands_ * g_.group * blocks_per_group_; }
+  // Phase 1: sampled outputs of a range of bands of windows for one block of channels.
+  int64_t SampleTasks() const { return g_.batch * sample_ranges_ * g_.group * blocks_per_group_; }
   PredictionCounters RunSampleTask(int64_t task) const;
   // Phase 2, after every sample task: the other outputs of a band for one chunk of channels.
   int64_t RestTasks() const { return batch_bands_ * g_.group * chunks_per_group_; }
@@ -40,7 +40,7 @@ class TiledConv {
 
  private:
   struct Pixel {
-    int64_t row, col, window;
+    int64_t row, col, band, window;
   };
   const float* PixelInput(int64_t n, int64_t group, const Pixel& pixel) const;
   uint8_t& Active(int64_t n, int64_t band, int64_t window, int64_t m) const;
@@ -66,6 +66,7 @@ class TiledConv {
   TapLayout taps_;
   int64_t k_, bands_, windows_, batch_bands_;
   int64_t blocks_per_group_, chunks_per_group_;
+  int64_t bands_per_sample_task_ = 1, sample_ranges_ = 1;
   std::vector<float> zero_bias_;  // stands in for an absent B
 };
 

@@ -2,6 +2,8 @@
 // each tiles_<isa>.cc. Fixed tile sizes keep every accumulator in a register.
 #pragma once
 
+#include <algorithm>
+
 #include "operators/conv/simd.h"
 #include "operators/conv/tile_kernels.h"
 
@@ -97,16 +99,76 @@ void GatherTile(const TapLayout& taps, const float* const* weights, const float*
     for (int p = 0; p < kPixels; ++p) out[i * kPixels + p] = Isa::Sum(acc[i][p]);
 }
 
-template <typename Isa, int kDenseVectors, int kDensePixels, int kGatherChannels, int kGatherPixels>
+// kChannels channels x kVectors vectors of consecutive pixels; weights broadcast, outputs come out
+// as contiguous pixel rows. A tile narrower than kVectors * lanes (the end of a plane) loads only
+// what exists.
+template <typename Isa, int kChannels, int kVectors>
+void PointwiseTile(int64_t in_channels, int64_t channel_stride, const float* const* weights, const float* input,
+                   int64_t pixels, float* out) {
+  using V = typename Isa::V;
+  constexpr int kLanes = Isa::kLanes;
+  constexpr int64_t kWidth = kVectors * kLanes;
+  V acc[kChannels][kVectors];
+#pragma GCC unroll 8
+  for (int i = 0; i < kChannels; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < kVectors; ++v) acc[i][v] = Isa::Zero();
+  if (pixels == kWidth) {
+    for (int64_t c = 0; c < in_channels; ++c) {
+      const float* x = input + c * channel_stride;
+      V xv[kVectors];
+#pragma GCC unroll 8
+      for (int v = 0; v < kVectors; ++v) xv[v] = InRegister(Isa::Load(x + v * kLanes));
+#pragma GCC unroll 8
+      for (int i = 0; i < kChannels; ++i) {
+        const V wb = Isa::Broadcast(weights[i] + c);
+#pragma GCC unroll 8
+        for (int v = 0; v < kVectors; ++v) acc[i][v] = Isa::Fma(wb, xv[v], acc[i][v]);
+      }
+    }
+  } else {
+    for (int64_t c = 0; c < in_channels; ++c) {
+      const float* x = input + c * channel_stride;
+      V xv[kVectors];
+#pragma GCC unroll 8
+      for (int v = 0; v < kVectors; ++v) {
+        const int64_t lanes = std::min<int64_t>(kLanes, std::max<int64_t>(0, pixels - v * kLanes));
+        xv[v] = lanes == kLanes ? Isa::Load(x + v * kLanes) : Isa::LoadPartial(x + v * kLanes, lanes);
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < kChannels; ++i) {
+        const V wb = Isa::Broadcast(weights[i] + c);
+#pragma GCC unroll 8
+        for (int v = 0; v < kVectors; ++v) acc[i][v] = Isa::Fma(wb, xv[v], acc[i][v]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < kChannels; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < kVectors; ++v) Isa::Store(out + i * kWidth + v * kLanes, acc[i][v]);
+}
+
+template <typename Isa, int kDenseVectors, int kDensePixels, int kGatherChannels, int kGatherPixels,
+          int kPointwiseChannels, int kPointwiseVectors>
 TileKernels MakeTileKernels(const char* name) {
-  return TileKernels{name,
-                     Isa::kLanes,
-                     kDenseVectors * Isa::kLanes,
-                     kDensePixels,
-                     &DenseTile<Isa, kDenseVectors, kDensePixels>,
-                     kGatherChannels,
-                     kGatherPixels,
-                     &GatherTile<Isa, kGatherChannels, kGatherPixels>};
+  static_assert(kGatherChannels >= 1 && kGatherChannels <= kMaxGatherChannels, "gather tile too wide");
+  TileKernels kernels{name,
+                      Isa::kLanes,
+                      kDenseVectors * Isa::kLanes,
+                      kDensePixels,
+                      &DenseTile<Isa, kDenseVectors, kDensePixels>,
+                      kGatherChannels,
+                      kGatherPixels,
+                      {},
+                      kPointwiseChannels,
+                      kPointwiseVectors * Isa::kLanes,
+                      &PointwiseTile<Isa, kPointwiseChannels, kPointwiseVectors>};
+  kernels.gather[0] = &GatherTile<Isa, 1, kGatherPixels>;
+  if constexpr (kGatherChannels >= 2) kernels.gather[1] = &GatherTile<Isa, 2, kGatherPixels>;
+  if constexpr (kGatherChannels >= 3) kernels.gather[2] = &GatherTile<Isa, 3, kGatherPixels>;
+  if constexpr (kGatherChannels >= 4) kernels.gather[3] = &GatherTile<Isa, 4, kGatherPixels>;
+  return kernels;
 }
 
 }  // namespace

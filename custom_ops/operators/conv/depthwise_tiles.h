@@ -1,0 +1,505 @@
+// The depthwise kernel, written once against an instruction set (simd.h plus the few operations
+// below) and instantiated by each depthwise_<isa>.cc. Everything here has internal linkage, so the
+// instantiations of different units never merge.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "operators/conv/depthwise_conv.h"
+#include "operators/conv/simd.h"
+
+namespace onnxpred {
+namespace {
+
+// Square blocks of floats transposed in registers: 8 x 8 in ymm where AVX2 exists, else 4 x 4
+// with GCC vector extensions.
+#if defined(__AVX2__)
+struct TransposeBlocks {
+  using Block = __m256;
+  static constexpr int kSize = 8;
+  static Block Load(const float* p) { return _mm256_loadu_ps(p); }
+  static void Store(float* p, Block b) { _mm256_storeu_ps(p, b); }
+  static Block Zero() { return _mm256_setzero_ps(); }
+  // r[i][j] becomes r[j][i].
+  static void Transpose(Block (&r)[kSize]) {
+    Block t[8], s[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+      s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+      r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+    }
+  }
+};
+#else
+struct TransposeBlocks {
+  typedef float Block __attribute__((vector_size(16)));
+  static constexpr int kSize = 4;
+  static Block Load(const float* p) {
+    Block b;
+    std::memcpy(&b, p, sizeof b);
+    return b;
+  }
+  static void Store(float* p, Block b) { std::memcpy(p, &b, sizeof b); }
+  static Block Zero() { return Block{0.f, 0.f, 0.f, 0.f}; }
+  // r[i][j] becomes r[j][i].
+  static void Transpose(Block (&r)[kSize]) {
+    const Block t0 = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5);
+    const Block t1 = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);
+    const Block t2 = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5);
+    const Block t3 = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
+    r[0] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+    r[1] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+    r[2] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+    r[3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+  }
+};
+#endif
+using Block = TransposeBlocks::Block;
+constexpr int kBlock = TransposeBlocks::kSize;
+
+// rows[t][i] = r[i][t] for i < kBlock, t < count.
+inline void StoreTransposed(Block (&r)[kBlock], int64_t count, float* const* rows) {
+  TransposeBlocks::Transpose(r);
+  if (count == kBlock) {
+    for (int i = 0; i < kBlock; ++i) TransposeBlocks::Store(rows[i], r[i]);
+  } else {
+    for (int64_t i = 0; i < count; ++i) TransposeBlocks::Store(rows[i], r[i]);
+  }
+}
+
+// Beyond simd.h: lane masks are bit sets (bit i: lane i); Activate matches the scalar Activate()
+// of predictive_conv_kernel.h lane by lane, NaN and the sign of zero included; Slice(v, s) is
+// lanes [s * kBlock, (s + 1) * kBlock) of v.
+#if defined(__AVX512F__)
+struct DepthwiseIsa : Avx512 {
+  static V Add(V a, V b) { return _mm512_add_ps(a, b); }
+  static uint32_t NonZeroLanes(V v) { return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ); }
+  static uint32_t ZeroLanes(V v) { return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_EQ_OQ); }
+  static V KeepLanes(uint32_t lanes, V v) { return _mm512_maskz_mov_ps(static_cast<__mmask16>(lanes), v); }
+  static V Activate(V v, V clip_max) {
+    const V positive = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
+    return _mm512_min_ps(clip_max, positive);  // min returns its second operand on NaN
+  }
+  static Block Slice(V v, int s) {
+    return s ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)) : _mm512_castps512_ps256(v);
+  }
+};
+#elif defined(__AVX2__)
+struct DepthwiseIsa : Avx2 {
+  static V Add(V a, V b) { return _mm256_add_ps(a, b); }
+  static uint32_t NonZeroLanes(V v) {
+    return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+  }
+  static uint32_t ZeroLanes(V v) {
+    return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_EQ_OQ)));
+  }
+  static V KeepLanes(uint32_t lanes, V v) {
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i keep = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(lanes)), bit), bit);
+    return _mm256_and_ps(v, _mm256_castsi256_ps(keep));
+  }
+  static V Activate(V v, V clip_max) {
+    const V positive = _mm256_and_ps(v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLE_UQ));
+    return _mm256_min_ps(clip_max, positive);  // min returns its second operand on NaN
+  }
+  static Block Slice(V v, int) { return v; }
+};
+#else
+struct DepthwiseIsa : Portable {
+  typedef int32_t Mask __attribute__((vector_size(16)));  // a comparison's lanes: -1 true, 0 false
+  static V Add(V a, V b) { return a + b; }
+  static uint32_t Bits(Mask m) {
+    const Mask bits = m & Mask{1, 2, 4, 8};
+    return static_cast<uint32_t>((bits[0] + bits[1]) + (bits[2] + bits[3]));
+  }
+  static uint32_t NonZeroLanes(V v) { return Bits(v != Zero()); }  // NaN != 0
+  static uint32_t ZeroLanes(V v) { return Bits(v == Zero()); }
+  static V KeepLanes(uint32_t lanes, V v) {
+    const Mask bit{1, 2, 4, 8};
+    return (bit & static_cast<int32_t>(lanes)) != 0 ? v : Zero();
+  }
+  static V Activate(V v, V clip_max) {
+    const V positive = v <= Zero() ? Zero() : v;
+    return positive > clip_max ? clip_max : positive;
+  }
+  static Block Slice(V v, int) { return v; }
+};
+#endif
+
+// The number of lanes set in a lane mask (the baseline x86-64 has no popcnt instruction: its
+// __builtin_popcount is a library call).
+template <int kLanes>
+int CountLanes(uint32_t lanes) {
+  if constexpr (kLanes == 4) {
+    return static_cast<int>((lanes & 1) + (lanes >> 1 & 1) + (lanes >> 2 & 1) + (lanes >> 3 & 1));
+  } else {
+    return __builtin_popcount(lanes);
+  }
+}
+
+// Pixels computed together, a whole number of transpose blocks.
+constexpr int kTilePixels = 8;
+static_assert(kTilePixels % kBlock == 0, "whole transpose blocks");
+
+// rows[t][offset + i] = vectors[i][t] for i < count <= kTilePixels, t < valid.
+template <typename Isa>
+void StoreToRows(const typename Isa::V* vectors, int64_t count, int64_t valid, float* const* rows, int64_t offset) {
+  if (count == kTilePixels) {
+    for (int p0 = 0; p0 < kTilePixels; p0 += kBlock) {
+      for (int64_t t0 = 0; t0 < valid; t0 += kBlock) {
+        Block r[kBlock];
+        float* shifted[kBlock];
+        for (int i = 0; i < kBlock; ++i) {
+          r[i] = Isa::Slice(vectors[p0 + i], static_cast<int>(t0 / kBlock));
+          shifted[i] = t0 + i < valid ? rows[t0 + i] + offset + p0 : nullptr;
+        }
+        StoreTransposed(r, std::min<int64_t>(kBlock, valid - t0), shifted);
+      }
+    }
+    return;
+  }
+  alignas(64) float lanes[Isa::kLanes];
+  for (int64_t i = 0; i < count; ++i) {
+    Isa::Store(lanes, vectors[i]);
+    for (int64_t t = 0; t < valid; ++t) rows[t][offset + i] = lanes[t];
+  }
+}
+
+// rows[t][q] = vectors[q * kLanes + t] for q < pixels, t < valid: pixel-major vectors of channels
+// into channel rows.
+template <int kLanes>
+void TransposeToRows(const float* vectors, int64_t pixels, int64_t valid, float* const* rows) {
+  int64_t q = 0;
+  for (; q + kBlock <= pixels; q += kBlock) {
+    for (int64_t t0 = 0; t0 < valid; t0 += kBlock) {
+      Block r[kBlock];
+      float* shifted[kBlock];
+      for (int i = 0; i < kBlock; ++i) {
+        r[i] = TransposeBlocks::Load(vectors + (q + i) * kLanes + t0);
+        shifted[i] = t0 + i < valid ? rows[t0 + i] + q : nullptr;
+      }
+      StoreTransposed(r, std::min<int64_t>(kBlock, valid - t0), shifted);
+    }
+  }
+  for (; q < pixels; ++q)
+    for (int64_t t = 0; t < valid; ++t) rows[t][q] = vectors[q * kLanes + t];
+}
+
+// Channel rows of `pixels` floats into pixel-major vectors of channels, `width` pixels to an output
+// row of `out_row_stride` floats: pixel q's vector starts at out + (q / width) * out_row_stride +
+// (q % width) * kLanes and holds rows[t][q] in lane t < valid, zero above.
+template <int kLanes>
+void TransposeFromRows(const float* const* rows, int64_t valid, int64_t pixels, int64_t width,
+                       int64_t out_row_stride, float* out) {
+  static_assert(kLanes % kBlock == 0, "whole blocks of lanes");
+  float* out_row = out;
+  int64_t col = 0;
+  auto next_vector = [&] {
+    float* vector = out_row + col * kLanes;
+    if (++col == width) {
+      col = 0;
+      out_row += out_row_stride;
+    }
+    return vector;
+  };
+  int64_t q = 0;
+  for (; q + kBlock <= pixels; q += kBlock) {
+    float* vectors[kBlock];
+    for (int i = 0; i < kBlock; ++i) vectors[i] = next_vector();
+    for (int64_t t0 = 0; t0 < kLanes; t0 += kBlock) {
+      Block r[kBlock];
+      for (int64_t i = 0; i < kBlock; ++i) {
+        r[i] = t0 + i < valid ? TransposeBlocks::Load(rows[t0 + i] + q) : TransposeBlocks::Zero();
+      }
+      TransposeBlocks::Transpose(r);
+      for (int i = 0; i < kBlock; ++i) TransposeBlocks::Store(vectors[i] + t0, r[i]);
+    }
+  }
+  for (; q < pixels; ++q) {
+    float* vector = next_vector();
+    for (int64_t t = 0; t < kLanes; ++t) vector[t] = t < valid ? rows[t][q] : 0.f;
+  }
+}
+
+// A buffer reused by a thread's tasks: buffers allocated per task would be handed back to the
+// system and page-faulted in again on every task once they pass glibc's trim threshold. Its data
+// is aligned to a cache line, so that no vector load straddles two.
+class TaskBuffer {
+ public:
+  float* Get(int64_t floats) {
+    constexpr size_t kAlignFloats = 64 / sizeof(float);
+    if (storage_.size() < static_cast<size_t>(floats) + kAlignFloats) storage_.resize(floats + kAlignFloats);
+    const auto address = reinterpret_cast<uintptr_t>(storage_.data());
+    return storage_.data() + (-address / sizeof(float)) % kAlignFloats;
+  }
+
+ private:
+  std::vector<float> storage_;
+};
+
+struct TaskBuffers {
+  TaskBuffer weights, input, outputs;
+  std::vector<uint32_t> masks;
+};
+inline TaskBuffers& ThreadTaskBuffers() {
+  thread_local TaskBuffers buffers;
+  return buffers;
+}
+
+// One task of DepthwiseConv: a block of kLanes lane channels over a range of bands of one image.
+template <typename Isa>
+class DepthwiseTask {
+  using V = typename Isa::V;
+  using BandPixel = DepthwiseConv::BandPixel;
+  static constexpr int kLanes = Isa::kLanes;
+
+  // A band of windows: its plan, first input row in the tile and first pixel in the task's rows.
+  struct Band {
+    const DepthwiseConv::BandPlan& plan;
+    const float* input;
+    int64_t first_pixel;
+  };
+
+ public:
+  DepthwiseTask(const DepthwiseConv& conv, int64_t task_index)
+      : conv_(conv), g_(conv.geometry), task_(conv.Decode(task_index)) {
+    const int64_t multiplier = g_.out_channels_per_group(), plane = g_.out_height * g_.out_width;
+    const int64_t j = task_.block / conv.blocks_per_multiplier;
+    const int64_t c0 = task_.block % conv.blocks_per_multiplier * kLanes;
+    valid_ = std::min<int64_t>(kLanes, g_.in_channels - c0);
+    valid_lanes_ = (uint32_t{1} << valid_) - 1;
+    const int64_t row_begin = task_.band_begin * conv.pattern.size;
+    const int64_t rows = std::min(g_.out_height, task_.band_end * conv.pattern.size) - row_begin;
+    pixels_ = rows * g_.out_width;
+    const ConvTensors& t = conv.tensors;
+    float bias[kLanes] = {};
+    for (int64_t lane = 0; lane < valid_; ++lane) {
+      const int64_t m = (c0 + lane) * multiplier + j;
+      const int64_t offset = (task_.n * g_.out_channels + m) * plane + row_begin * g_.out_width;
+      out_rows_[lane] = t.output + offset;
+      residual_rows_[lane] = t.residual ? t.residual + offset : nullptr;
+      bias[lane] = t.bias ? t.bias[m] : 0.f;
+    }
+    bias_ = Isa::Load(bias);
+    clip_max_ = Isa::Broadcast(&conv.activation.clip_max);
+    const int64_t block_weights = static_cast<int64_t>(conv.tap_offsets.size()) * kLanes;
+    weights_ = buffers_.weights.Get(block_weights);
+    std::copy_n(conv.weights + task_.block * block_weights, block_weights, weights_);
+    CopyInput(c0, row_begin * g_.stride_h, (rows - 1) * g_.stride_h + g_.dilation_h * (g_.kernel_h - 1) + 1);
+  }
+
+  PredictionCounters Run() {
+    if (conv_.pattern.size == 1) return ComputeEveryOutput();
+    // Band by band, so that the band's input rows stay in L1 through both phases.
+    const int64_t k = conv_.pattern.size;
+    outputs_ = buffers_.outputs.Get(pixels_ * kLanes);
+    buffers_.masks.resize(std::max(buffers_.masks.size(), static_cast<size_t>(conv_.windows)));
+    masks_ = buffers_.masks.data();
+    PredictionCounters counters;
+    int64_t computed = 0;
+    for (int64_t band = task_.band_begin; band < task_.band_end; ++band) {
+      const int64_t index = band - task_.band_begin;
+      const Band current{conv_.PlanOf(band), input_ + index * k * g_.stride_h * g_.padded_width() * kLanes,
+                         index * k * g_.out_width};
+      std::fill(masks_, masks_ + conv_.windows, 0u);
+      ComputeSamples(current);
+      computed += ComputeRest(current, counters);
+    }
+    TransposeToRows<kLanes>(outputs_, pixels_, valid_, out_rows_);
+    counters.macs_executed = computed * static_cast<int64_t>(conv_.tap_offsets.size());
+    return counters;
+  }
+
+ private:
+  // Padded input rows [first_row, first_row + rows) of channels c0.. of the image into input_ as
+  // [rows][padded width][kLanes], zero in the padding and past the last channel.
+  void CopyInput(int64_t c0, int64_t first_row, int64_t rows) {
+    const int64_t row_floats = g_.padded_width() * kLanes, plane = g_.in_height * g_.in_width;
+    input_ = buffers_.input.Get(rows * row_floats);
+    // Rows [inside_begin, inside_end) of the tile hold image rows; the others are padding.
+    const int64_t inside_begin = std::clamp<int64_t>(g_.pad_top - first_row, 0, rows);
+    const int64_t inside_end = std::clamp<int64_t>(g_.pad_top + g_.in_height - first_row, inside_begin, rows);
+    std::fill(input_, input_ + inside_begin * row_floats, 0.f);
+    std::fill(input_ + inside_end * row_floats, input_ + rows * row_floats, 0.f);
+    for (int64_t r = inside_begin; r < inside_end; ++r) {
+      float* row = input_ + r * row_floats;
+      std::fill(row, row + g_.pad_left * kLanes, 0.f);
+      std::fill(row + (g_.pad_left + g_.in_width) * kLanes, row + row_floats, 0.f);
+    }
+    if (inside_begin == inside_end) return;
+    // The image rows are contiguous in each channel plane: one transpose covers them all.
+    const float* image = conv_.input + (task_.n * g_.in_channels + c0) * plane +
+                         (first_row + inside_begin - g_.pad_top) * g_.in_width;
+    const float* channel_rows[kLanes];
+    for (int64_t lane = 0; lane < valid_; ++lane) channel_rows[lane] = image + lane * plane;
+    TransposeFromRows<kLanes>(channel_rows, valid_, (inside_end - inside_begin) * g_.in_width, g_.in_width,
+                              row_floats, input_ + inside_begin * row_floats + g_.pad_left * kLanes);
+  }
+
+  // Window 1 predicts nothing: every output is its window's only sample, computed in raster order
+  // and transposed into Y from registers.
+  PredictionCounters ComputeEveryOutput() {
+    PredictionCounters counters;
+    const int64_t pixel_step = g_.stride_w * kLanes, row_step = g_.stride_h * g_.padded_width() * kLanes;
+    const float* row_input = input_;
+    int64_t col = 0;
+    for (int64_t first = 0; first < pixels_; first += kTilePixels) {
+      const int count = static_cast<int>(std::min<int64_t>(kTilePixels, pixels_ - first));
+      const float* inputs[kTilePixels];
+      for (int p = 0; p < count; ++p) {
+        inputs[p] = row_input + col * pixel_step;
+        if (++col == g_.out_width) {
+          col = 0;
+          row_input += row_step;
+        }
+      }
+      V values[kTilePixels];
+      Accumulate(inputs, count, values);
+      for (int p = 0; p < count; ++p) {
+        values[p] = Finish(values[p], first + p);
+        counters.zero_diag += CountLanes<kLanes>(valid_lanes_ & ~Isa::NonZeroLanes(values[p]));
+      }
+      StoreToRows<Isa>(values, count, valid_, out_rows_, first);
+    }
+    counters.macs_executed = pixels_ * valid_ * static_cast<int64_t>(conv_.tap_offsets.size());
+    return counters;
+  }
+
+  // Samples of every window of the band: finished values, and the lanes where each window is active.
+  void ComputeSamples(const Band& band) {
+    const auto& samples = band.plan.samples;
+    ComputePixels(band, samples.data(), samples.data() + samples.size(), [&](const BandPixel& pixel, V sum) {
+      const int64_t q = band.first_pixel + pixel.output;
+      const V v = Finish(sum, q);
+      Isa::Store(outputs_ + q * kLanes, v);
+      masks_[pixel.window] |= Isa::NonZeroLanes(v);
+    });
+  }
+
+  // The other outputs of each window of the band: computed where any lane of the block is active
+  // (or to audit predictions), zero in the lanes where it is not. Returns the outputs computed for Y.
+  int64_t ComputeRest(const Band& band, PredictionCounters& counters) {
+    auto finish = [&](const BandPixel& pixel, V sum) {
+      const int64_t q = band.first_pixel + pixel.output;
+      const V v = Finish(sum, q);
+      const uint32_t active = masks_[pixel.window] & valid_lanes_;
+      if (audit_) {
+        const uint32_t predicted = valid_lanes_ & ~active, zero = Isa::ZeroLanes(v);
+        counters.pred_hit += CountLanes<kLanes>(predicted & zero);
+        counters.pred_miss += CountLanes<kLanes>(predicted & ~zero);
+      }
+      Isa::Store(outputs_ + q * kLanes, Isa::KeepLanes(active, v));
+    };
+    const DepthwiseConv::BandPlan& plan = band.plan;
+    const BandPixel* rest = plan.rest.data();
+    int64_t computed = 0;
+    int64_t pending = 0;  // rest[pending, ...) belong to windows still to compute, in one run
+    for (size_t window = 0; window < plan.samples_in_window.size(); ++window) {
+      const int64_t samples = plan.samples_in_window[window];
+      const int64_t rest_begin = plan.rest_begin[window], rest_end = plan.rest_begin[window + 1];
+      const uint32_t active = masks_[window] & valid_lanes_;
+      const int64_t predicted_lanes = valid_ - CountLanes<kLanes>(active);
+      counters.zero_diag += predicted_lanes * samples;
+      counters.predicted += predicted_lanes * (rest_end - rest_begin);
+      computed += (samples + (active ? rest_end - rest_begin : 0)) * valid_;
+      if (active || audit_) continue;
+      ComputePixels(band, rest + pending, rest + rest_begin, finish);
+      for (int64_t r = rest_begin; r < rest_end; ++r) {
+        Isa::Store(outputs_ + (band.first_pixel + rest[r].output) * kLanes, Isa::Zero());
+      }
+      pending = rest_end;
+    }
+    ComputePixels(band, rest + pending, rest + plan.rest.size(), finish);
+    return computed;
+  }
+
+  // Computes pixels [begin, end) of the band kTilePixels at a time and hands each sum to `finish`.
+  template <typename Finish>
+  void ComputePixels(const Band& band, const BandPixel* begin, const BandPixel* end, Finish&& finish) {
+    for (const BandPixel* first = begin; first < end; first += kTilePixels) {
+      const int count = static_cast<int>(std::min<int64_t>(kTilePixels, end - first));
+      const float* inputs[kTilePixels];
+      for (int p = 0; p < count; ++p) inputs[p] = band.input + first[p].input;
+      V sums[kTilePixels];
+      Accumulate(inputs, count, sums);
+      for (int p = 0; p < count; ++p) finish(first[p], sums[p]);
+    }
+  }
+
+  // sums[p] = sum over taps of weights[tap] * inputs[p][tap] for p < count, kLanes channels at a
+  // time; slots past `count` repeat the last pixel. A tile at most half full (the end of a small
+  // map's band) is computed as a half tile. Out of line: inlined into its callers' loops, it left
+  // them spilling pixel pointers (window 1 ran 10-15% slower).
+  __attribute__((noinline)) void Accumulate(const float** inputs, int count, V* sums) const {
+    for (int p = count; p < kTilePixels; ++p) inputs[p] = inputs[count - 1];
+    if (count > kTilePixels / 2) {
+      AccumulateTile<kTilePixels>(inputs, sums);
+    } else {
+      AccumulateTile<kTilePixels / 2>(inputs, sums);
+    }
+  }
+
+  template <int kCount>
+  void AccumulateTile(const float* const* inputs, V* sums) const {
+    V acc[kCount];
+#pragma GCC unroll 16
+    for (int p = 0; p < kCount; ++p) acc[p] = Isa::Zero();
+    const float* w = weights_;
+    for (const int64_t offset : conv_.tap_offsets) {
+      const V wv = Isa::Load(w);
+      w += kLanes;
+#pragma GCC unroll 16
+      for (int p = 0; p < kCount; ++p) acc[p] = Isa::Fma(Isa::Load(inputs[p] + offset), wv, acc[p]);
+    }
+#pragma GCC unroll 16
+    for (int p = 0; p < kCount; ++p) sums[p] = acc[p];
+  }
+
+  // act(sum + B + Z) in FinishOutput's order; `q` is the pixel's index in the task's rows.
+  V Finish(V sum, int64_t q) const {
+    V v = Isa::Add(sum, bias_);
+    if (has_residual_) {
+      alignas(64) float lanes[kLanes];
+      Isa::Store(lanes, v);
+      for (int64_t lane = 0; lane < valid_; ++lane) lanes[lane] += residual_rows_[lane][q];
+      v = Isa::Load(lanes);
+    }
+    return Isa::Activate(v, clip_max_);
+  }
+
+  const DepthwiseConv& conv_;
+  const ConvGeometry& g_;
+  const DepthwiseConv::Task task_;
+  const bool audit_ = conv_.audit;
+  const bool has_residual_ = conv_.tensors.residual != nullptr;
+  int64_t valid_ = 0;  // channels of the block that exist
+  uint32_t valid_lanes_ = 0;
+  int64_t pixels_ = 0;                  // output pixels of the task's rows
+  float* out_rows_[kLanes] = {};        // Y and Z of each lane, from the task's first row
+  const float* residual_rows_[kLanes] = {};
+  V bias_, clip_max_;
+  float* weights_ = nullptr;  // the block's, in an aligned copy
+  TaskBuffers& buffers_ = ThreadTaskBuffers();
+  float* input_ = nullptr;     // [rows][padded width][kLanes] (CopyInput)
+  float* outputs_ = nullptr;   // [pixels_][kLanes] finished outputs
+  uint32_t* masks_ = nullptr;  // per window of the band: lanes with a non-zero sample
+};
+
+template <typename Isa>
+PredictionCounters RunDepthwiseTask(const DepthwiseConv& conv, int64_t task) {
+  return DepthwiseTask<Isa>(conv, task).Run();
+}
+
+}  // namespace
+}  // namespace onnxpred

@@ -1,0 +1,137 @@
+#include "operators/conv/pointwise_conv.h"
+
+#include <algorithm>
+
+namespace onnxpred {
+namespace {
+
+// A task's pixels: whole bands of windows covering at least a few tiles, whose input columns
+// (C x tile width) stay in L2 while the task's channel tiles pass over them.
+constexpr int64_t kTilesPerPixelBlock = 4;
+constexpr int64_t kTilesPerChannelBlock = 4;
+constexpr int64_t kMaxTileOutputs = 4 * 96;
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+bool PointwiseConv::Applies(const ConvGeometry& g) {
+  return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.group == 1 &&
+         g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0;
+}
+
+PointwiseConv::PointwiseConv(const ConvGeometry& geometry, const ActivationParams& activation,
+                             const WindowPattern& pattern, bool audit, const TileKernels& kernels,
+                             const ConvTensors& tensors, const float* input)
+    : g_(geometry),
+      activation_(activation),
+      pattern_(pattern),
+      audit_(audit),
+      kernels_(kernels),
+      t_(tensors),
+      input_(input),
+      pixels_(geometry.out_height * geometry.out_width),
+      channel_blocks_(CeilDiv(geometry.out_channels, kernels.pointwise_channels * kTilesPerChannelBlock)) {
+  const int64_t band_pixels = pattern.size * geometry.out_width;
+  const int64_t bands = CeilDiv(geometry.out_height, pattern.size);
+  bands_per_block_ = std::min(bands, CeilDiv(kernels.pointwise_pixels * kTilesPerPixelBlock, band_pixels));
+  band_blocks_ = CeilDiv(bands, bands_per_block_);
+}
+
+PredictionCounters PointwiseConv::RunTask(int64_t task) const {
+  const int64_t band_block = task % band_blocks_;
+  const int64_t channel_block = task / band_blocks_ % channel_blocks_;
+  const int64_t n = task / band_blocks_ / channel_blocks_;
+  const int64_t tile_channels = kernels_.pointwise_channels, tile_pixels = kernels_.pointwise_pixels;
+  const int64_t c_count = g_.in_channels, k = pattern_.size;
+  const int64_t m_begin = channel_block * tile_channels * kTilesPerChannelBlock;
+  const int64_t m_end = std::min(g_.out_channels, m_begin + tile_channels * kTilesPerChannelBlock);
+  const int64_t band_begin = band_block * bands_per_block_, band_end = band_begin + bands_per_block_;
+  const int64_t q_begin = band_begin * k * g_.out_width;
+  const int64_t q_end = std::min(pixels_, band_end * k * g_.out_width);
+  const float* image = input_ + n * c_count * pixels_;
+  float sums[kMaxTileOutputs];
+  const float* weights[kMaxGatherChannels];
+  int64_t computed = 0;
+
+  for (int64_t q0 = q_begin; q0 < q_end; q0 += tile_pixels) {
+    const int64_t width = std::min(tile_pixels, q_end - q0);
+    for (int64_t m0 = m_begin; m0 < m_end; m0 += tile_channels) {
+      const int64_t channels = std::min(tile_channels, m_end - m0);
+      // A short last tile repeats its last channel; only real channels are stored and counted.
+      for (int64_t i = 0; i < tile_channels; ++i) weights[i] = t_.packed_weights + (m0 + std::min(i, channels - 1)) * c_count;
+      kernels_.pointwise(c_count, pixels_, weights, image + q0, width, sums);
+      for (int64_t i = 0; i < channels; ++i) {
+        const int64_t m = m0 + i;
+        const float bias = t_.bias ? t_.bias[m] : 0.f;
+        const int64_t offset = (n * g_.out_channels + m) * pixels_ + q0;
+        const float* row = sums + i * tile_pixels;
+        float* y = t_.output + offset;
+        if (t_.residual) {
+          const float* z = t_.residual + offset;
+          for (int64_t q = 0; q < width; ++q) y[q] = Activate(row[q] + bias + z[q], activation_);
+        } else {
+          for (int64_t q = 0; q < width; ++q) y[q] = Activate(row[q] + bias, activation_);
+        }
+      }
+      computed += channels * width;
+    }
+  }
+  // The block's outputs are still in cache: apply the window rule to its bands now.
+  PredictionCounters counters;
+  for (int64_t m = m_begin; m < m_end; ++m)
+    counters += PredictComputedBands(g_, pattern_, audit_, t_.output, n, m, band_begin, band_end);
+  counters.macs_executed = computed * g_.macs_per_output();
+  return counters;
+}
+
+PredictionCounters PredictComputedBands(const ConvGeometry& g, const WindowPattern& pattern, bool audit,
+                                        float* output, int64_t n, int64_t m, int64_t band_begin, int64_t band_end) {
+  const int64_t k = pattern.size, height = g.out_height, width = g.out_width;
+  float* plane = output + (n * g.out_channels + m) * height * width;
+  const int64_t row_end = std::min(height, band_end * k);
+  PredictionCounters counters;
+  if (k == 1) {  // every output is its window's only sample: nothing to predict, only zeros to count
+    int64_t zeros = 0;
+    for (int64_t i = band_begin * width; i < row_end * width; ++i) zeros += plane[i] == 0.f;
+    counters.zero_diag = zeros;
+    return counters;
+  }
+  // A predicted window's samples are exactly +0 (Activate returns +0 for v <= 0), so zeroing the
+  // whole window leaves them as they are: no per-output test of which positions are samples.
+  const int64_t windows = CeilDiv(width, k);
+  for (int64_t r0 = band_begin * k; r0 < row_end; r0 += k) {
+    const int64_t rows = std::min(k, height - r0);
+    float* band = plane + r0 * width;
+    for (int64_t w = 0; w < windows; ++w) {
+      const int64_t c0 = w * k, cols = std::min(k, width - c0);
+      bool active = false;
+      int64_t samples = 0;
+      for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
+        const int64_t i = pattern.sample_rows[s], j = pattern.sample_cols[s];
+        if (i >= rows || j >= cols) continue;
+        active |= !(band[i * width + c0 + j] == 0.f);  // NaN: non-zero
+        ++samples;
+      }
+      if (active) continue;
+      const int64_t predicted = rows * cols - samples;
+      counters.zero_diag += samples;
+      counters.predicted += predicted;
+      int64_t misses = 0;
+      for (int64_t i = 0; i < rows; ++i) {
+        float* segment = band + i * width + c0;
+        if (audit) {
+          for (int64_t j = 0; j < cols; ++j) misses += !(segment[j] == 0.f);
+        }
+        std::fill(segment, segment + cols, 0.f);
+      }
+      if (audit) {
+        counters.pred_miss += misses;
+        counters.pred_hit += predicted - misses;
+      }
+    }
+  }
+  return counters;
+}
+
+}  // namespace onnxpred
