@@ -9,8 +9,6 @@ the skipped MACs turned into wall-clock time at onnxruntime's own speed.
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -20,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .. import op
 from ..runtime import session
+from .timing import quiet_options, time_in_turn
 
 
 @dataclass(frozen=True)
@@ -183,38 +182,17 @@ def _sampled_window_max(pre: np.ndarray, window: int) -> np.ndarray:
     return padded.reshape(m, win_h, window, win_w, window).max(axis=(2, 4)).reshape(m, -1)
 
 
-def _options(threads: int) -> dict:
-    import onnxruntime as ort
-
-    return dict(
-        intra_op_num_threads=threads,
-        graph_optimization_level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        # Two sessions in one process must not spin their pools against each other.
-        config={"session.intra_op.allow_spinning": "0"},
-    )
-
-
 def time_layer(layer: LayerShape, window: int, share: float, threads: int, repeats: int = 10) -> LayerTiming:
     x, w, b = layer_inputs(layer, window, share)
-    dense = session(_conv_relu_model(layer, w, b), **_options(threads))
-    predictive = session(_predictive_model(layer, w, b, window), **_options(threads))
+    dense = session(_conv_relu_model(layer, w, b), **quiet_options(threads))
+    predictive = session(_predictive_model(layer, w, b, window), **quiet_options(threads))
     feeds = {"X": x}
     _, counters = predictive.run(None, feeds)
     stats = dict(zip(op.COUNTER_NAMES, counters.tolist()))
     dense.run(None, feeds)
-    dense_times, predictive_times = [], []
-    for _ in range(repeats):  # in turn, so both see the same machine state
-        start = time.perf_counter()
-        dense.run(None, feeds)
-        dense_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        predictive.run(None, feeds)
-        predictive_times.append(time.perf_counter() - start)
-    return LayerTiming(
-        layer, window, share, threads,
-        statistics.median(dense_times) * 1e3, statistics.median(predictive_times) * 1e3,
-        stats["macs_dense"], stats["macs_executed"], stats["predicted"] / stats["outputs"],
-    )
+    dense_ms, predictive_ms = time_in_turn(dense, predictive, [feeds], repeats)
+    return LayerTiming(layer, window, share, threads, dense_ms, predictive_ms, stats["macs_dense"],
+                       stats["macs_executed"], stats["predicted"] / stats["outputs"])
 
 
 def run_layer_benchmark(models: Sequence[str], windows: Sequence[int], shares: Sequence[float],

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from .. import op
 from ..datasets import PreprocessingSpec, batches, load_dataset
 from ..rewriter.api import rewrite_with_summary
 from ..runtime import session_options
+from .timing import quiet_options, time_in_turn
 
 REORDER_OPS = ("ReorderInput", "ReorderOutput")
 
@@ -65,13 +64,7 @@ class ModelTiming:
 
 
 def _options(threads: int, optimized_path: Optional[str] = None, profile_prefix: Optional[str] = None):
-    import onnxruntime as ort
-
-    opts = session_options(
-        intra_op_num_threads=threads,
-        graph_optimization_level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        config={"session.intra_op.allow_spinning": "0"},
-    )
+    opts = session_options(**quiet_options(threads))
     if optimized_path:
         opts.optimized_model_filepath = optimized_path
     if profile_prefix:
@@ -101,19 +94,6 @@ def _profile_node_times(model_path: str, feeds_list, threads: int, workdir: str,
     per_image = {name: sum(d) / len(feeds_list) for name, d in totals.items()}
     ops = Counter(node.op_type for node in onnx.load(optimized, load_external_data=False).graph.node)
     return per_image, ops
-
-
-def _time_in_turn(original, predictive, feeds_list, repeats: int) -> tuple[float, float]:
-    original_times, predictive_times = [], []
-    for _ in range(repeats):
-        for feeds in feeds_list:
-            start = time.perf_counter()
-            original.run(None, feeds)
-            original_times.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            predictive.run(None, feeds)
-            predictive_times.append(time.perf_counter() - start)
-    return statistics.median(original_times) * 1e3, statistics.median(predictive_times) * 1e3
 
 
 def _peak_rss_mb(model_path: str, input_name: str, images: np.ndarray, threads: int) -> float:
@@ -154,7 +134,7 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
         layer_counters = _layer_counters(predictive_path, feeds_list)
         nodes = [n for n in rewritten.graph.node if n.domain == op.DOMAIN and n.op_type == op.OP_TYPE]
         for n_threads in threads:
-            original_ms, predictive_ms = _time_in_turn(
+            original_ms, predictive_ms = time_in_turn(
                 _session(model_path, _options(n_threads)), _session(predictive_path, _options(n_threads)),
                 feeds_list, repeats)
             original_nodes, original_ops = _profile_node_times(model_path, feeds_list, n_threads, workdir, "original")
