@@ -10,6 +10,7 @@ namespace {
 constexpr int64_t kTilesPerPixelBlock = 4;
 constexpr int64_t kTilesPerChannelBlock = 4;
 constexpr int64_t kMaxTileOutputs = 4 * 96;
+constexpr size_t kMaxListedSamples = 64;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -60,12 +61,13 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
       const int64_t channels = std::min(tile_channels, m_end - m0);
       // A short last tile repeats its last channel; only real channels are stored and counted.
       for (int64_t i = 0; i < tile_channels; ++i) weights[i] = t_.packed_weights + (m0 + std::min(i, channels - 1)) * c_count;
-      kernels_.pointwise(c_count, pixels_, weights, image + q0, width, sums);
+      const int64_t vectors = CeilDiv(width, kernels_.lanes);
+      kernels_.pointwise[vectors - 1](c_count, pixels_, weights, image + q0, width, sums);
       for (int64_t i = 0; i < channels; ++i) {
         const int64_t m = m0 + i;
         const float bias = t_.bias ? t_.bias[m] : 0.f;
         const int64_t offset = (n * g_.out_channels + m) * pixels_ + q0;
-        const float* row = sums + i * tile_pixels;
+        const float* row = sums + i * vectors * kernels_.lanes;
         float* y = t_.output + offset;
         if (t_.residual) {
           const float* z = t_.residual + offset;
@@ -100,6 +102,12 @@ PredictionCounters PredictComputedBands(const ConvGeometry& g, const WindowPatte
   // A predicted window's samples are exactly +0 (Activate returns +0 for v <= 0), so zeroing the
   // whole window leaves them as they are: no per-output test of which positions are samples.
   const int64_t windows = CeilDiv(width, k);
+  // Offsets of the samples from a whole window's top-left output (for patterns of few samples).
+  const size_t sample_count = pattern.sample_rows.size();
+  const bool few_samples = sample_count <= kMaxListedSamples;
+  int64_t sample_offsets[kMaxListedSamples];
+  for (size_t s = 0; few_samples && s < sample_count; ++s)
+    sample_offsets[s] = pattern.sample_rows[s] * width + pattern.sample_cols[s];
   for (int64_t r0 = band_begin * k; r0 < row_end; r0 += k) {
     const int64_t rows = std::min(k, height - r0);
     float* band = plane + r0 * width;
@@ -107,11 +115,16 @@ PredictionCounters PredictComputedBands(const ConvGeometry& g, const WindowPatte
       const int64_t c0 = w * k, cols = std::min(k, width - c0);
       bool active = false;
       int64_t samples = 0;
-      for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
-        const int64_t i = pattern.sample_rows[s], j = pattern.sample_cols[s];
-        if (i >= rows || j >= cols) continue;
-        active |= !(band[i * width + c0 + j] == 0.f);  // NaN: non-zero
-        ++samples;
+      if (few_samples && rows == k && cols == k) {  // every sample lies inside: no bounds to test
+        for (size_t s = 0; s < sample_count; ++s) active |= !(band[c0 + sample_offsets[s]] == 0.f);
+        samples = static_cast<int64_t>(sample_count);
+      } else {
+        for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
+          const int64_t i = pattern.sample_rows[s], j = pattern.sample_cols[s];
+          if (i >= rows || j >= cols) continue;
+          active |= !(band[i * width + c0 + j] == 0.f);  // NaN: non-zero
+          ++samples;
+        }
       }
       if (active) continue;
       const int64_t predicted = rows * cols - samples;
@@ -123,7 +136,7 @@ PredictionCounters PredictComputedBands(const ConvGeometry& g, const WindowPatte
         if (audit) {
           for (int64_t j = 0; j < cols; ++j) misses += !(segment[j] == 0.f);
         }
-        std::fill(segment, segment + cols, 0.f);
+        for (int64_t j = 0; j < cols; ++j) segment[j] = 0.f;  // a few floats: a call to memset costs more
       }
       if (audit) {
         counters.pred_miss += misses;

@@ -28,13 +28,16 @@ using DenseTileFn = void (*)(const TapLayout& taps, const float* weights, const 
 using GatherTileFn = void (*)(const TapLayout& taps, const float* const* weights, const float* const* pixels,
                               float* out);
 
-// Pointwise tile, for 1x1 stride-1 unpadded convolutions read straight from NCHW: out[i * pixels + q] =
-// sum_c weights_i[c] * input[c * channel_stride + q] for `pointwise_channels` channels and
-// `pixels` (<= pointwise_pixels) consecutive pixels, so outputs are rows of NCHW planes.
+// Pointwise tile, for 1x1 stride-1 unpadded convolutions read straight from NCHW:
+// out[i * width + q] = sum_c weights_i[c] * input[c * channel_stride + q] for `pointwise_channels`
+// channels and `pixels` consecutive pixels, so outputs are rows of NCHW planes. pointwise[v - 1]
+// covers v vectors (width = v * lanes), the last one possibly partial: small planes pay for no
+// padding lanes beyond one vector.
 using PointwiseTileFn = void (*)(int64_t in_channels, int64_t channel_stride, const float* const* weights,
                                  const float* input, int64_t pixels, float* out);
 
 constexpr int kMaxGatherChannels = 4;
+constexpr int kMaxPointwiseVectors = 6;
 
 struct TileKernels {
   const char* name;
@@ -47,8 +50,8 @@ struct TileKernels {
   // gather[c - 1] computes c channels, so leftover active channels cost no padded work.
   GatherTileFn gather[kMaxGatherChannels];
   int64_t pointwise_channels;
-  int64_t pointwise_pixels;
-  PointwiseTileFn pointwise;
+  int64_t pointwise_pixels;  // the widest tile
+  PointwiseTileFn pointwise[kMaxPointwiseVectors];
 };
 
 const TileKernels& Avx512TileKernels();

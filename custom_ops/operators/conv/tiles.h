@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <utility>
 
 #include "operators/conv/simd.h"
 #include "operators/conv/tile_kernels.h"
@@ -100,53 +101,53 @@ void GatherTile(const TapLayout& taps, const float* const* weights, const float*
 }
 
 // kChannels channels x kVectors vectors of consecutive pixels; weights broadcast, outputs come out
-// as contiguous pixel rows. A tile narrower than kVectors * lanes (the end of a plane) loads only
-// what exists.
+// as contiguous pixel rows (out[i * kVectors * lanes + q]). `pixels` lies in
+// ((kVectors - 1) * lanes, kVectors * lanes]: only the last vector may be partial (a plane's end).
 template <typename Isa, int kChannels, int kVectors>
 void PointwiseTile(int64_t in_channels, int64_t channel_stride, const float* const* weights, const float* input,
                    int64_t pixels, float* out) {
   using V = typename Isa::V;
   constexpr int kLanes = Isa::kLanes;
   constexpr int64_t kWidth = kVectors * kLanes;
+  const int64_t last_lanes = pixels - (kVectors - 1) * kLanes;
   V acc[kChannels][kVectors];
 #pragma GCC unroll 8
   for (int i = 0; i < kChannels; ++i)
 #pragma GCC unroll 8
     for (int v = 0; v < kVectors; ++v) acc[i][v] = Isa::Zero();
-  if (pixels == kWidth) {
+  auto step = [&](const float* x, int64_t c, V last) {
+    V xv[kVectors];
+#pragma GCC unroll 8
+    for (int v = 0; v + 1 < kVectors; ++v) xv[v] = InRegister(Isa::Load(x + v * kLanes));
+    xv[kVectors - 1] = last;
+#pragma GCC unroll 8
+    for (int i = 0; i < kChannels; ++i) {
+      const V wb = Isa::Broadcast(weights[i] + c);
+#pragma GCC unroll 8
+      for (int v = 0; v < kVectors; ++v) acc[i][v] = Isa::Fma(wb, xv[v], acc[i][v]);
+    }
+  };
+  constexpr int64_t kLastOffset = (kVectors - 1) * kLanes;
+  if (last_lanes == kLanes) {
     for (int64_t c = 0; c < in_channels; ++c) {
       const float* x = input + c * channel_stride;
-      V xv[kVectors];
-#pragma GCC unroll 8
-      for (int v = 0; v < kVectors; ++v) xv[v] = InRegister(Isa::Load(x + v * kLanes));
-#pragma GCC unroll 8
-      for (int i = 0; i < kChannels; ++i) {
-        const V wb = Isa::Broadcast(weights[i] + c);
-#pragma GCC unroll 8
-        for (int v = 0; v < kVectors; ++v) acc[i][v] = Isa::Fma(wb, xv[v], acc[i][v]);
-      }
+      step(x, c, InRegister(Isa::Load(x + kLastOffset)));
     }
   } else {
     for (int64_t c = 0; c < in_channels; ++c) {
       const float* x = input + c * channel_stride;
-      V xv[kVectors];
-#pragma GCC unroll 8
-      for (int v = 0; v < kVectors; ++v) {
-        const int64_t lanes = std::min<int64_t>(kLanes, std::max<int64_t>(0, pixels - v * kLanes));
-        xv[v] = lanes == kLanes ? Isa::Load(x + v * kLanes) : Isa::LoadPartial(x + v * kLanes, lanes);
-      }
-#pragma GCC unroll 8
-      for (int i = 0; i < kChannels; ++i) {
-        const V wb = Isa::Broadcast(weights[i] + c);
-#pragma GCC unroll 8
-        for (int v = 0; v < kVectors; ++v) acc[i][v] = Isa::Fma(wb, xv[v], acc[i][v]);
-      }
+      step(x, c, Isa::LoadPartial(x + kLastOffset, last_lanes));
     }
   }
 #pragma GCC unroll 8
   for (int i = 0; i < kChannels; ++i)
 #pragma GCC unroll 8
     for (int v = 0; v < kVectors; ++v) Isa::Store(out + i * kWidth + v * kLanes, acc[i][v]);
+}
+
+template <typename Isa, int kChannels, size_t... kVectorCounts>
+void FillPointwiseTiles(PointwiseTileFn* table, std::index_sequence<kVectorCounts...>) {
+  ((table[kVectorCounts] = &PointwiseTile<Isa, kChannels, static_cast<int>(kVectorCounts) + 1>), ...);
 }
 
 template <typename Isa, int kDenseVectors, int kDensePixels, int kGatherChannels, int kGatherPixels,
@@ -163,7 +164,9 @@ TileKernels MakeTileKernels(const char* name) {
                       {},
                       kPointwiseChannels,
                       kPointwiseVectors * Isa::kLanes,
-                      &PointwiseTile<Isa, kPointwiseChannels, kPointwiseVectors>};
+                      {}};
+  static_assert(kPointwiseVectors <= kMaxPointwiseVectors, "pointwise tile too wide");
+  FillPointwiseTiles<Isa, kPointwiseChannels>(kernels.pointwise, std::make_index_sequence<kPointwiseVectors>());
   kernels.gather[0] = &GatherTile<Isa, 1, kGatherPixels>;
   if constexpr (kGatherChannels >= 2) kernels.gather[1] = &GatherTile<Isa, 2, kGatherPixels>;
   if constexpr (kGatherChannels >= 3) kernels.gather[2] = &GatherTile<Isa, 3, kGatherPixels>;
