@@ -11,6 +11,8 @@ constexpr int64_t kTilesPerPixelBlock = 4;
 constexpr int64_t kTilesPerChannelBlock = 4;
 constexpr int64_t kMaxTileOutputs = 4 * 96;
 constexpr size_t kMaxListedSamples = 64;
+constexpr int64_t kMaxMaskWidth = SampleColumns::kMaxWidth;
+constexpr int64_t kMaxMaskBytes = SampleColumns::kMaxBytes;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -81,14 +83,75 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   }
   // The block's outputs are still in cache: apply the window rule to its bands now.
   PredictionCounters counters;
+  const SampleColumns samples(pattern_, g_.out_width);
   for (int64_t m = m_begin; m < m_end; ++m)
-    counters += PredictComputedBands(g_, pattern_, audit_, t_.output, n, m, band_begin, band_end);
+    counters += PredictComputedBands(g_, pattern_, samples, audit_, t_.output, n, m, band_begin, band_end);
   counters.macs_executed = computed * g_.macs_per_output();
   return counters;
 }
 
-PredictionCounters PredictComputedBands(const ConvGeometry& g, const WindowPattern& pattern, bool audit,
-                                        float* output, int64_t n, int64_t m, int64_t band_begin, int64_t band_end) {
+SampleColumns::SampleColumns(const WindowPattern& pattern, int64_t width) {
+  const int64_t k = pattern.size;
+  if (width > kMaxMaskWidth || k * width > kMaxMaskBytes) return;  // too wide: the per-window form serves
+  width_of_row_ = width;
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t c0 = 0; c0 < width; c0 += k)
+      for (int64_t j = 0; j < k && c0 + j < width; ++j)
+        mask_[i * width + c0 + j] = pattern.is_sample[static_cast<size_t>(i * k + j)];
+  available_ = true;
+}
+
+namespace {
+
+// The window rule as straight loops over whole rows: which windows are predicted is data, and as
+// branches it cost more than the GEMM before it on short reductions (1.5-2 cycles an output).
+PredictionCounters PredictBandsByRows(const ConvGeometry& g, const WindowPattern& pattern, const SampleColumns& samples,
+                                      bool audit, float* plane, int64_t band_begin, int64_t band_end) {
+  const int64_t k = pattern.size, height = g.out_height, width = g.out_width;
+  const int64_t windows = CeilDiv(width, k);
+  uint8_t window_active[kMaxMaskWidth];
+  uint8_t column_active[kMaxMaskWidth];
+  PredictionCounters counters;
+  for (int64_t r0 = band_begin * k; r0 < std::min(height, band_end * k); r0 += k) {
+    const int64_t rows = std::min(k, height - r0);
+    float* band = plane + r0 * width;
+    std::fill(window_active, window_active + windows, 0);
+    for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
+      const int64_t i = pattern.sample_rows[s], j = pattern.sample_cols[s];
+      if (i >= rows) continue;
+      const float* row = band + i * width + j;
+      for (int64_t w = 0; w * k + j < width; ++w) window_active[w] |= !(row[w * k] == 0.f);  // NaN: non-zero
+    }
+    for (int64_t w = 0, c = 0; w < windows; ++w)
+      for (int64_t j = 0; j < k && c < width; ++j, ++c) column_active[c] = window_active[w];
+    int64_t zero_samples = 0, kept = 0, predicted_zero = 0;
+    for (int64_t i = 0; i < rows; ++i) {
+      const uint8_t* sample = samples.Row(i);
+      float* row = band + i * width;
+      for (int64_t c = 0; c < width; ++c) {
+        const int keep = sample[c] | column_active[c];
+        zero_samples += sample[c] & (column_active[c] ^ 1);
+        kept += keep;
+        predicted_zero += (keep ^ 1) & (row[c] == 0.f);
+        row[c] = keep ? row[c] : 0.f;
+      }
+    }
+    counters.zero_diag += zero_samples;
+    const int64_t predicted = rows * width - kept;
+    counters.predicted += predicted;
+    if (audit) {
+      counters.pred_hit += predicted_zero;
+      counters.pred_miss += predicted - predicted_zero;
+    }
+  }
+  return counters;
+}
+
+}  // namespace
+
+PredictionCounters PredictComputedBands(const ConvGeometry& g, const WindowPattern& pattern, const SampleColumns& samples,
+                                        bool audit, float* output, int64_t n, int64_t m, int64_t band_begin,
+                                        int64_t band_end) {
   const int64_t k = pattern.size, height = g.out_height, width = g.out_width;
   float* plane = output + (n * g.out_channels + m) * height * width;
   const int64_t row_end = std::min(height, band_end * k);
@@ -99,6 +162,7 @@ PredictionCounters PredictComputedBands(const ConvGeometry& g, const WindowPatte
     counters.zero_diag = zeros;
     return counters;
   }
+  if (samples.available()) return PredictBandsByRows(g, pattern, samples, audit, plane, band_begin, band_end);
   // A predicted window's samples are exactly +0 (Activate returns +0 for v <= 0), so zeroing the
   // whole window leaves them as they are: no per-output test of which positions are samples.
   const int64_t windows = CeilDiv(width, k);
