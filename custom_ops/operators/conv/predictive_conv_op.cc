@@ -217,8 +217,7 @@ PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::s
     const int64_t nominal_h = CheckedAdd(CheckedMul(attributes_.dilations[0], constant_weight_shape_[2]), 1);
     const int64_t nominal_w = CheckedAdd(CheckedMul(attributes_.dilations[1], constant_weight_shape_[3]), 1);
     const ConvGeometry g = ResolveGeometry({1, nominal_channels, nominal_h, nominal_w}, constant_weight_shape_);
-    constant_packed_weights_ = PackWeights(weights.GetTensorData<float>(), g);
-    constant_dense_weights_ = PackPathWeights(weights.GetTensorData<float>(), g);
+    constant_weights_ = PackWeightsFor(SelectPath(g), weights.GetTensorData<float>(), g);
   }
 }
 
@@ -302,15 +301,12 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
                           ShapeString(FloatTensorShape(z, kInputZ)));
   }
 
-  const bool weights_prepacked = !constant_packed_weights_.empty() && constant_weight_shape_ == w_shape;
-  std::vector<float> packed_locally, dense_locally;
-  const float* packed = constant_packed_weights_.data();
-  const float* dense_packed = constant_dense_weights_.data();
-  if (!weights_prepacked) {
-    packed_locally = PackWeights(w.GetTensorData<float>(), g);
-    packed = packed_locally.data();
-    dense_locally = PackPathWeights(w.GetTensorData<float>(), g);
-    dense_packed = dense_locally.data();
+  const ConvPath path = SelectPath(g);
+  PackedWeights packed_locally;
+  const PackedWeights* packed = &constant_weights_;
+  if (constant_weight_shape_.empty() || constant_weight_shape_ != w_shape) {
+    packed_locally = PackWeightsFor(path, w.GetTensorData<float>(), g);
+    packed = &packed_locally;
   }
 
   Ort::UnownedValue y = context.GetOutput(kOutputY, y_shape);
@@ -318,29 +314,30 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
   if (g.batch * g.out_channels * g.out_height * g.out_width > 0) {
     const float* x_data = x.GetTensorData<float>();
     ConvTensors tensors;
-    tensors.packed_weights = packed;
+    tensors.packed_weights = packed->per_output.data();
     tensors.bias = b != nullptr ? b.GetTensorData<float>() : nullptr;
     tensors.residual = z != nullptr ? z.GetTensorData<float>() : nullptr;
     tensors.output = y.GetTensorMutableData<float>();
     std::vector<float> input_nhwc;
-    if (!UsesPointwise(g) && !UsesDepthwise(g)) {  // the other paths read a zero-padded NHWC copy
+    if (path == ConvPath::kPlanes || path == ConvPath::kTiled) {  // they read a zero-padded NHWC copy
       input_nhwc.resize(static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels));
       ParallelFor(context, g.batch * g.padded_height(),
                   [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.data()); });
       tensors.input_nhwc = input_nhwc.data();
     }
-    if (UsesPointwise(g)) {
-      task_counters = RunPointwise(context, g, tensors, x_data);
-    } else if (UsesTiles(g)) {
-      task_counters = RunTiled(context, g, tensors, dense_packed);
-    } else if (UsesDepthwise(g)) {
-      task_counters = RunDepthwise(context, g, tensors, x_data, dense_packed);
-    } else {
-      task_counters.resize(static_cast<size_t>(g.batch * g.out_channels));
-      ParallelFor(context, g.batch * g.out_channels, [&](int64_t plane) {
-        task_counters[static_cast<size_t>(plane)] = ComputePlane(
-            g, attributes_.activation, pattern_, attributes_.audit, tensors, plane / g.out_channels, plane % g.out_channels);
-      });
+    switch (path) {
+      case ConvPath::kPlanes:
+        task_counters = RunPlanes(context, g, tensors);
+        break;
+      case ConvPath::kPointwise:
+        task_counters = RunPointwise(context, g, tensors, x_data);
+        break;
+      case ConvPath::kDepthwise:
+        task_counters = RunDepthwise(context, g, tensors, x_data, packed->tiled.data());
+        break;
+      case ConvPath::kTiled:
+        task_counters = RunTiled(context, g, tensors, packed->tiled.data());
+        break;
     }
   }
 
@@ -374,10 +371,30 @@ std::vector<PredictionCounters> PredictiveConvKernel::RunTiled(const Ort::Kernel
   return counters;
 }
 
-std::vector<float> PredictiveConvKernel::PackPathWeights(const float* weights, const ConvGeometry& g) const {
-  if (UsesTiles(g)) return PackDenseWeights(weights, g, tile_kernels_->dense_channels);
-  if (UsesDepthwise(g)) return PackDepthwiseWeights(weights, g, depthwise_kernels_->lanes);
-  return {};
+PredictiveConvKernel::ConvPath PredictiveConvKernel::SelectPath(const ConvGeometry& g) const {
+  if (tile_kernels_ == nullptr) return ConvPath::kPlanes;
+  if (PointwiseConv::Applies(g)) return ConvPath::kPointwise;
+  if (IsDepthwiseLike(g)) return ConvPath::kDepthwise;
+  return ConvPath::kTiled;
+}
+
+PredictiveConvKernel::PackedWeights PredictiveConvKernel::PackWeightsFor(ConvPath path, const float* weights,
+                                                                         const ConvGeometry& g) const {
+  PackedWeights packed;
+  if (path != ConvPath::kDepthwise) packed.per_output = PackWeights(weights, g);
+  if (path == ConvPath::kTiled) packed.tiled = PackDenseWeights(weights, g, tile_kernels_->dense_channels);
+  if (path == ConvPath::kDepthwise) packed.tiled = PackDepthwiseWeights(weights, g, depthwise_kernels_->lanes);
+  return packed;
+}
+
+std::vector<PredictionCounters> PredictiveConvKernel::RunPlanes(const Ort::KernelContext& context,
+                                                               const ConvGeometry& g, const ConvTensors& tensors) const {
+  std::vector<PredictionCounters> counters(static_cast<size_t>(g.batch * g.out_channels));
+  ParallelFor(context, g.batch * g.out_channels, [&](int64_t plane) {
+    counters[static_cast<size_t>(plane)] = ComputePlane(g, attributes_.activation, pattern_, attributes_.audit, tensors,
+                                                        plane / g.out_channels, plane % g.out_channels);
+  });
+  return counters;
 }
 
 std::vector<PredictionCounters> PredictiveConvKernel::RunDepthwise(const Ort::KernelContext& context,
@@ -389,10 +406,6 @@ std::vector<PredictionCounters> PredictiveConvKernel::RunDepthwise(const Ort::Ke
   std::vector<PredictionCounters> counters(static_cast<size_t>(conv.Tasks()));
   ParallelFor(context, conv.Tasks(), [&](int64_t task) { counters[static_cast<size_t>(task)] = conv.RunTask(task); });
   return counters;
-}
-
-bool PredictiveConvKernel::UsesPointwise(const ConvGeometry& g) const {
-  return tile_kernels_ != nullptr && PointwiseConv::Applies(g);
 }
 
 std::vector<PredictionCounters> PredictiveConvKernel::RunPointwise(const Ort::KernelContext& context,

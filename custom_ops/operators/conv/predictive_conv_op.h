@@ -40,20 +40,28 @@ class PredictiveConvKernel {
  private:
   void Compute(OrtKernelContext* context) const;
   ConvGeometry ResolveGeometry(const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape) const;
-  // The tiled kernels serve every convolution but depthwise-like ones (one input channel per
-  // group), which have their own path; the per-plane path does everything under ONNXPRED_KERNEL=scalar.
-  bool UsesTiles(const ConvGeometry& geometry) const {
-    return tile_kernels_ != nullptr && !IsDepthwiseLike(geometry);
-  }
-  bool UsesDepthwise(const ConvGeometry& geometry) const {
-    return tile_kernels_ != nullptr && IsDepthwiseLike(geometry);
-  }
-  // W packed for the tiled or the depthwise path; empty for the others.
-  std::vector<float> PackPathWeights(const float* weights, const ConvGeometry& geometry) const;
+  // Which kernel serves a convolution. It depends only on W and the attributes, so the weights
+  // can be packed for it once, and packing and dispatch cannot disagree.
+  enum class ConvPath {
+    kPlanes,     // the simple per-plane kernel: everything under ONNXPRED_KERNEL=scalar
+    kPointwise,  // 1x1, stride 1, unpadded, ungrouped: a GEMM from NCHW, then the window rule
+    kDepthwise,  // one input channel per group
+    kTiled,      // every other convolution: dense sample tiles, then per-window gather tiles
+  };
+  ConvPath SelectPath(const ConvGeometry& geometry) const;
+
+  // W in the layouts `path` reads.
+  struct PackedWeights {
+    std::vector<float> per_output;  // [M][kH][kW][C/group]: the plane, pointwise and gather kernels
+    std::vector<float> tiled;       // PackDenseWeights or PackDepthwiseWeights
+  };
+  PackedWeights PackWeightsFor(ConvPath path, const float* weights, const ConvGeometry& geometry) const;
+
+  std::vector<PredictionCounters> RunPlanes(const Ort::KernelContext& context, const ConvGeometry& geometry,
+                                            const ConvTensors& tensors) const;
   std::vector<PredictionCounters> RunDepthwise(const Ort::KernelContext& context, const ConvGeometry& geometry,
                                                const ConvTensors& tensors, const float* input,
                                                const float* depthwise_weights) const;
-  bool UsesPointwise(const ConvGeometry& geometry) const;
   std::vector<PredictionCounters> RunPointwise(const Ort::KernelContext& context, const ConvGeometry& geometry,
                                                const ConvTensors& tensors, const float* input) const;
   std::vector<PredictionCounters> RunTiled(const Ort::KernelContext& context, const ConvGeometry& geometry,
@@ -65,8 +73,7 @@ class PredictiveConvKernel {
   std::vector<int64_t> constant_weight_shape_;
   const TileKernels* tile_kernels_ = nullptr;   // null: per-plane path only
   const DepthwiseKernels* depthwise_kernels_ = nullptr;  // of the same instruction set
-  std::vector<float> constant_packed_weights_;  // both packed once when W is a constant initializer
-  std::vector<float> constant_dense_weights_;   // PackPathWeights
+  PackedWeights constant_weights_;  // packed once when W is a constant initializer
 };
 
 struct PredictiveConvOp : Ort::CustomOpBase<PredictiveConvOp, PredictiveConvKernel, /*WithStatus=*/true> {

@@ -129,6 +129,24 @@ int64_t TiledConv::SamplesInWindow(int64_t band, int64_t window) const {
   return samples;
 }
 
+const float* TiledConv::DenseBlockWeights(int64_t group, int64_t block_index) const {
+  return dense_weights_ + (group * blocks_per_group_ + block_index) * g_.macs_per_output() * kernels_.dense_channels;
+}
+
+template <typename Tile, typename Adjust>
+void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, const float* weights, int64_t n, int64_t m0,
+                                 int64_t valid, Adjust&& adjust) const {
+  float sums[kMaxTilePixels * kMaxTileChannels];
+  kernels_.dense(taps_, weights, tile.inputs, sums);
+  for (int64_t p = 0; p < count; ++p) {
+    const Pixel& px = tile.pixels[p];
+    float* values = sums + p * kernels_.dense_channels;
+    FinishChannels(values, n, m0, valid, px);
+    adjust(values, px);
+    StoreChannels(values, n, m0, valid, px);
+  }
+}
+
 void TiledConv::FinishChannels(float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const {
   // Bias first, then the residual, as in FinishOutput; adding Z before B would round differently.
   const float* bias = t_.bias ? t_.bias + m0 : zero_bias_.data();
@@ -167,21 +185,15 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
   const int64_t block = kernels_.dense_channels, per_group = g_.out_channels_per_group();
   const int64_t m0 = group * per_group + block_index * block;
   const int64_t valid = std::min(block, per_group - block_index * block);
-  const float* weights = dense_weights_ + (group * blocks_per_group_ + block_index) * g_.macs_per_output() * block;
-  float sums[kMaxTilePixels * kMaxTileChannels];
+  const float* weights = DenseBlockWeights(group, block_index);
   int64_t computed = 0;
 
   PixelTile<Pixel> tile(kernels_.dense_pixels);
   auto flush = [&](int64_t count) {
-    kernels_.dense(taps_, weights, tile.inputs, sums);
-    for (int64_t p = 0; p < count; ++p) {
-      const Pixel& px = tile.pixels[p];
-      float* values = sums + p * block;
-      FinishChannels(values, n, m0, valid, px);
+    ComputeDenseTile(tile, count, weights, n, m0, valid, [&](const float* values, const Pixel& px) {
       uint8_t* active = &Active(n, px.band, px.window, m0);
       for (int64_t j = 0; j < valid; ++j) active[j] |= static_cast<uint8_t>(!(values[j] == 0.f));  // NaN: non-zero
-      StoreChannels(values, n, m0, valid, px);
-    }
+    });
     computed += count * valid;
   };
   for (int64_t band = band_begin; band < band_end; ++band) {
@@ -236,18 +248,12 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
 void TiledConv::RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
                              PredictionCounters& counters, int64_t& computed) const {
   const int64_t block = kernels_.dense_channels;
-  float sums[kMaxTilePixels * kMaxTileChannels];
   for (int64_t m0 = m_begin; m0 < m_end; m0 += block) {
     const int64_t valid = std::min(block, m_end - m0);
-    const int64_t block_index = (m0 - group * g_.out_channels_per_group()) / block;
-    const float* weights = dense_weights_ + (group * blocks_per_group_ + block_index) * g_.macs_per_output() * block;
+    const float* weights = DenseBlockWeights(group, (m0 - group * g_.out_channels_per_group()) / block);
     PixelTile<Pixel> tile(kernels_.dense_pixels);
     auto flush = [&](int64_t count) {
-      kernels_.dense(taps_, weights, tile.inputs, sums);
-      for (int64_t p = 0; p < count; ++p) {
-        const Pixel& px = tile.pixels[p];
-        float* values = sums + p * block;
-        FinishChannels(values, n, m0, valid, px);
+      ComputeDenseTile(tile, count, weights, n, m0, valid, [&](float* values, const Pixel& px) {
         const uint8_t* active = &Active(n, band, px.window, m0);
         if (audit_) {
           for (int64_t j = 0; j < valid; ++j) {
@@ -255,8 +261,7 @@ void TiledConv::RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_b
           }
         }
         for (int64_t j = 0; j < valid; ++j) values[j] = active[j] ? values[j] : 0.f;  // predicted: zeroed
-        StoreChannels(values, n, m0, valid, px);
-      }
+      });
       computed += count * valid;
     };
     for (int64_t window = 0; window < windows_; ++window)

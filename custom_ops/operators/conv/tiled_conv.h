@@ -45,6 +45,14 @@ class TiledConv {
   const float* PixelInput(int64_t n, int64_t group, const Pixel& pixel) const;
   uint8_t& Active(int64_t n, int64_t band, int64_t window, int64_t m) const;
   int64_t SamplesInWindow(int64_t band, int64_t window) const;
+  // The dense-tile weights of one block of channels of a group.
+  const float* DenseBlockWeights(int64_t group, int64_t block_index) const;
+  // Runs the dense kernel over a tile of one channel block and, for its first `count` pixels,
+  // finishes the values, hands them to `adjust(values, pixel)` (mark activity, or zero predicted
+  // outputs) and stores them.
+  template <typename Tile, typename Adjust>
+  void ComputeDenseTile(const Tile& tile, int64_t count, const float* weights, int64_t n, int64_t m0, int64_t valid,
+                        Adjust&& adjust) const;
   // act(sum + B + Z) for `count` consecutive channels from m0 at one pixel, in place.
   void FinishChannels(float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const;
   void StoreChannels(const float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const;
