@@ -24,8 +24,9 @@ import onnx
 
 from .. import op
 from ..datasets import PreprocessingSpec, batches, load_dataset
+from ..evaluation.evaluate import EligibleLayer, eligible_layers
 from ..rewriter.api import rewrite_with_summary
-from ..runtime import session_options
+from ..runtime import session, session_options
 from .timing import quiet_options, time_in_turn
 
 REORDER_OPS = ("ReorderInput", "ReorderOutput")
@@ -131,8 +132,8 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
     with tempfile.TemporaryDirectory() as workdir:
         predictive_path = os.path.join(workdir, "rewritten.onnx")
         onnx.save(rewritten, predictive_path)
-        layer_counters = _layer_counters(predictive_path, feeds_list)
-        nodes = [n for n in rewritten.graph.node if n.domain == op.DOMAIN and n.op_type == op.OP_TYPE]
+        layers = eligible_layers(rewritten)
+        layer_macs = _layer_macs(predictive_path, layers, feeds_list)
         for n_threads in threads:
             original_ms, predictive_ms = time_in_turn(
                 _session(model_path, _options(n_threads)), _session(predictive_path, _options(n_threads)),
@@ -140,10 +141,9 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
             original_nodes, original_ops = _profile_node_times(model_path, feeds_list, n_threads, workdir, "original")
             predictive_nodes, predictive_ops = _profile_node_times(predictive_path, feeds_list, n_threads, workdir, "rewritten")
             timing = ModelTiming(n_threads, original_ms, predictive_ms)
-            for node in nodes:
-                fused = [t for name, t in original_nodes.items() if name.startswith(node.output[0])]
-                dense, executed = layer_counters[node.name]
-                timing.layers.append(LayerTime(node.name, sum(fused), predictive_nodes.get(node.name, 0.0), dense, executed))
+            for layer, (dense, executed) in zip(layers, layer_macs):
+                fused = [t for name, t in original_nodes.items() if name.startswith(layer.activation)]
+                timing.layers.append(LayerTime(layer.name, sum(fused), predictive_nodes.get(layer.name, 0.0), dense, executed))
             timing.reorder_nodes = {"original": sum(original_ops[o] for o in REORDER_OPS),
                                     "rewritten": sum(predictive_ops[o] for o in REORDER_OPS)}
             timing.reorder_us = sum(t for name, t in predictive_nodes.items() if "reorder" in name.lower())
@@ -153,15 +153,12 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
     return results
 
 
-def _layer_counters(model_path: str, feeds_list) -> dict:
-    """(macs_dense, macs_executed) per PredictiveConv node, summed over the images."""
-    from ..runtime import session
-
+def _layer_macs(model_path: str, layers: Sequence[EligibleLayer], feeds_list) -> list[tuple[int, int]]:
+    """(macs_dense, macs_executed) of each layer, from its exposed counters summed over the images."""
     sess = session(model_path)
-    names = [o.name for o in sess.get_outputs() if o.name.endswith(".counters")]
-    totals = {name[: -len(".counters")]: np.zeros(len(op.COUNTER_NAMES), np.int64) for name in names}
+    names = [layer.counters for layer in layers]
+    totals = np.zeros((len(names), len(op.COUNTER_NAMES)), np.int64)
     for feeds in feeds_list:
-        for name, counters in zip(names, sess.run(names, feeds)):
-            totals[name[: -len(".counters")]] += counters
+        totals += np.stack(sess.run(names, feeds))
     dense, executed = op.COUNTER_NAMES.index("macs_dense"), op.COUNTER_NAMES.index("macs_executed")
-    return {layer: (int(c[dense]), int(c[executed])) for layer, c in totals.items()}
+    return [(int(row[dense]), int(row[executed])) for row in totals]
