@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+import onnxpred
 from onnxpred import op
 
 
@@ -59,3 +60,15 @@ def assert_counters_match(counters: np.ndarray, expected: np.ndarray) -> None:
     bound and ``macs_dense``."""
     np.testing.assert_array_equal(counters[:6], expected[:6])
     assert expected[6] <= counters[6] <= expected[5], (counters, expected)
+
+
+def run_op(x, w, b=None, z=None, *, threads=None, weights_as_input=False, **attributes):
+    """Runs a single-node model (see :func:`single_node_model`) and returns ``[Y, counters]``."""
+    model = single_node_model(w, b, with_z=z is not None, weights_as_input=weights_as_input, **attributes)
+    options = {"intra_op_num_threads": threads} if threads else {}
+    feeds = {"X": x}
+    if z is not None:
+        feeds["Z"] = z
+    if weights_as_input:
+        feeds["W"] = w
+    return onnxpred.session(model, **options).run(None, feeds)

@@ -15,20 +15,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxpred
 from onnxpred import reference
-from op_models import assert_counters_match, single_node_model
+from op_models import assert_counters_match, run_op
 
 BLOCK_LANES = {"scalar": 1, "portable": 4, "avx2": 8, "avx512": 16}
-
-
-def run_op(x, w, b=None, z=None, *, threads=None, weights_as_input=False, **attributes):
-    model = single_node_model(w, b, with_z=z is not None, weights_as_input=weights_as_input, **attributes)
-    options = {"intra_op_num_threads": threads} if threads else {}
-    feeds = {"X": x}
-    if z is not None:
-        feeds["Z"] = z
-    if weights_as_input:
-        feeds["W"] = w
-    return onnxpred.session(model, **options).run(None, feeds)
 
 
 def expected_macs(x, w, b, z, lanes, attributes):

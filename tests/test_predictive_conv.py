@@ -6,23 +6,13 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxpred
 from onnxpred import reference
-from op_models import assert_counters_match, single_node_model
-
-
-def run_op(w, b=None, z=None, x=None, *, threads=None, **attributes):
-    model = single_node_model(w, b, with_z=z is not None, **attributes)
-    options = {"intra_op_num_threads": threads} if threads else {}
-    feeds = {"X": x}
-    if z is not None:
-        feeds["Z"] = z
-    y, counters = onnxpred.session(model, **options).run(None, feeds)
-    return y, counters
+from op_models import assert_counters_match, run_op, single_node_model
 
 
 @st.composite
@@ -68,7 +58,7 @@ def conv_cases(draw):
 @given(conv_cases())
 def test_integer_tensors_match_reference_exactly(kernel_path, case):
     x, w, b, z, attributes = case
-    y, counters = run_op(w, b, z, x, **attributes)
+    y, counters = run_op(x, w, b, z, **attributes)
     expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
     np.testing.assert_array_equal(y, expected_y)
     assert_counters_match(counters, expected_counters)
@@ -81,7 +71,7 @@ def test_counters_on_a_layer_with_many_zero_windows(kernel_path, window, audit):
     x = np.maximum(rng.integers(-3, 3, (2, 8, 17, 15)), 0).astype(np.float32)
     w = rng.integers(-2, 2, (12, 8, 3, 3)).astype(np.float32)
     b = np.full(12, -6, np.float32)
-    y, counters = run_op(w, b, x=x, pads=(1, 1, 1, 1), window=window, audit=audit)
+    y, counters = run_op(x, w, b, pads=(1, 1, 1, 1), window=window, audit=audit)
     expected_y, expected_counters = reference.predictive_conv(x, w, b, pads=(1, 1, 1, 1), window=window, audit=audit)
     np.testing.assert_array_equal(y, expected_y)
     assert_counters_match(counters, expected_counters)
@@ -102,7 +92,7 @@ def test_random_floats_match_reference_away_from_zero(kernel_path):
     attributes = dict(pads=(1, 0, 2, 1), strides=(1, 2), group=2, window=3, audit=True)
     pre_activation = reference.conv2d(x, w, b, reference.ConvAttributes((1, 2), (1, 0, 2, 1), (1, 1), 2))
     assert np.abs(pre_activation).min() > 1e-4, "pick another seed: a value is too close to zero"
-    y, counters = run_op(w, b, x=x, **attributes)
+    y, counters = run_op(x, w, b, **attributes)
     expected_y, expected_counters = reference.predictive_conv(x, w, b, **attributes)
     np.testing.assert_allclose(y, expected_y, rtol=1e-5, atol=1e-5)
     assert_counters_match(counters, expected_counters)
@@ -147,8 +137,7 @@ def test_window_one_equals_onnxruntime_conv(kernel_path, shape, attributes, acti
     w = rng.standard_normal((m, c // group, k, k)).astype(np.float32)
     b = rng.standard_normal(m).astype(np.float32)
     expected = onnxpred.session(conv_activation_model(w, b, activation, clip_max, attributes)).run(None, {"X": x})[0]
-    op_attributes = {key: value for key, value in attributes.items()}
-    y, counters = run_op(w, b, x=x, window=1, activation=activation, clip_max=clip_max, **op_attributes)
+    y, counters = run_op(x, w, b, window=1, activation=activation, clip_max=clip_max, **attributes)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
     assert counters[2] == 0 and counters[5] == counters[6]  # nothing predicted, every MAC executed
 
@@ -159,8 +148,8 @@ def test_results_do_not_depend_on_thread_count(kernel_path, window):
     x = rng.standard_normal((2, 32, 30, 30)).astype(np.float32)
     w = rng.standard_normal((48, 32, 3, 3)).astype(np.float32)
     b = (rng.standard_normal(48) - 1).astype(np.float32)
-    one = run_op(w, b, x=x, pads=(1, 1, 1, 1), window=window, audit=True, threads=1)
-    two = run_op(w, b, x=x, pads=(1, 1, 1, 1), window=window, audit=True, threads=2)
+    one = run_op(x, w, b, pads=(1, 1, 1, 1), window=window, audit=True, threads=1)
+    two = run_op(x, w, b, pads=(1, 1, 1, 1), window=window, audit=True, threads=2)
     np.testing.assert_array_equal(one[0], two[0])
     np.testing.assert_array_equal(one[1], two[1])
 
@@ -170,8 +159,7 @@ def test_weights_given_as_a_graph_input(kernel_path):
     rng = np.random.default_rng(5)
     x = rng.integers(-2, 3, (1, 4, 9, 9)).astype(np.float32)
     w = rng.integers(-2, 3, (6, 4, 3, 3)).astype(np.float32)
-    model = single_node_model(w, weights_as_input=True, kernel_shape=[3, 3], window=2)
-    y, counters = onnxpred.session(model).run(None, {"X": x, "W": w})
+    y, counters = run_op(x, w, weights_as_input=True, window=2)
     expected_y, expected_counters = reference.predictive_conv(x, w, window=2)
     np.testing.assert_array_equal(y, expected_y)
     assert_counters_match(counters, expected_counters)
@@ -183,7 +171,7 @@ def test_sparse_layer_executes_exactly_the_non_predicted_outputs(kernel_path):
     x = np.maximum(rng.integers(-3, 3, (1, 64, 18, 18)), 0).astype(np.float32)
     w = rng.integers(-1, 2, (64, 64, 3, 3)).astype(np.float32)
     b = rng.integers(-40, 0, 64).astype(np.float32)
-    y, counters = run_op(w, b, x=x, pads=(1, 1, 1, 1), window=3, audit=True)
+    y, counters = run_op(x, w, b, pads=(1, 1, 1, 1), window=3, audit=True)
     expected_y, expected_counters = reference.predictive_conv(x, w, b, pads=(1, 1, 1, 1), window=3, audit=True)
     predicted_share = expected_counters[2] / expected_counters[0]
     assert 0.2 < predicted_share < 0.8, predicted_share
@@ -219,7 +207,7 @@ def test_pointwise_layers_match_reference_exactly(kernel_path, window, height, w
     b = rng.integers(-6, 2, 40).astype(np.float32)
     z = rng.integers(-2, 2, (2, 40, height, width)).astype(np.float32)
     for residual in (None, z):
-        y, counters = run_op(w, b, residual, x, window=window, audit=True, activation="Clip", clip_max=6.0)
+        y, counters = run_op(x, w, b, residual, window=window, audit=True, activation="Clip", clip_max=6.0)
         expected_y, expected_counters = reference.predictive_conv(x, w, b, residual, window=window, audit=True,
                                                                   activation="Clip", clip_max=6.0)
         np.testing.assert_array_equal(y, expected_y)
