@@ -36,6 +36,11 @@ class LayerShape:
         return self.kernel // 2
 
     @property
+    def conv_attributes(self) -> dict:
+        """The attributes of this layer's ONNX Conv."""
+        return dict(kernel_shape=[self.kernel] * 2, pads=[self.pad] * 4, strides=[self.stride] * 2, group=self.group)
+
+    @property
     def out_size(self) -> int:
         return (self.size + 2 * self.pad - self.kernel) // self.stride + 1
 
@@ -118,17 +123,17 @@ class LayerTiming:
         return self.onnxruntime_ms * self.macs_executed / self.macs_dense / self.predictive_ms
 
 
-def _conv_relu_model(layer: LayerShape, w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
-    attrs = dict(kernel_shape=[layer.kernel] * 2, pads=[layer.pad] * 4, strides=[layer.stride] * 2, group=layer.group)
-    nodes = [helper.make_node("Conv", ["X", "W", "B"], ["C"], **attrs), helper.make_node("Relu", ["C"], ["Y"])]
+def conv_relu_model(layer: LayerShape, w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
+    """onnxruntime's own Conv followed by Relu."""
+    nodes = [helper.make_node("Conv", ["X", "W", "B"], ["C"], **layer.conv_attributes),
+             helper.make_node("Relu", ["C"], ["Y"])]
     return _model(nodes, w, b, ["Y"])
 
 
-def _predictive_model(layer: LayerShape, w: np.ndarray, b: np.ndarray, window: int) -> onnx.ModelProto:
-    node = op.make_node(
-        ["X", "W", "B"], ["Y", "counters"], name=layer.name, kernel_shape=[layer.kernel] * 2,
-        pads=[layer.pad] * 4, strides=[layer.stride] * 2, group=layer.group, window=window,
-    )
+def predictive_model(layer: LayerShape, w: np.ndarray, b: np.ndarray, window: int, audit: bool = False) -> onnx.ModelProto:
+    """The same layer as one PredictiveConv with its counters as a second output."""
+    node = op.make_node(["X", "W", "B"], ["Y", "counters"], name=layer.name, window=window, audit=audit,
+                        **layer.conv_attributes)
     return _model([node], w, b, ["Y", "counters"])
 
 
@@ -167,8 +172,7 @@ def layer_inputs(layer: LayerShape, window: int, share: float, seed: int = 0):
 
 
 def _identity_session(layer: LayerShape, w: np.ndarray, b: np.ndarray):
-    attrs = dict(kernel_shape=[layer.kernel] * 2, pads=[layer.pad] * 4, strides=[layer.stride] * 2, group=layer.group)
-    return session(_model([helper.make_node("Conv", ["X", "W", "B"], ["Y"], **attrs)], w, b, ["Y"]))
+    return session(_model([helper.make_node("Conv", ["X", "W", "B"], ["Y"], **layer.conv_attributes)], w, b, ["Y"]))
 
 
 def _sampled_window_max(pre: np.ndarray, window: int) -> np.ndarray:
@@ -184,8 +188,8 @@ def _sampled_window_max(pre: np.ndarray, window: int) -> np.ndarray:
 
 def time_layer(layer: LayerShape, window: int, share: float, threads: int, repeats: int = 10) -> LayerTiming:
     x, w, b = layer_inputs(layer, window, share)
-    dense = session(_conv_relu_model(layer, w, b), **quiet_options(threads))
-    predictive = session(_predictive_model(layer, w, b, window), **quiet_options(threads))
+    dense = session(conv_relu_model(layer, w, b), **quiet_options(threads))
+    predictive = session(predictive_model(layer, w, b, window), **quiet_options(threads))
     feeds = {"X": x}
     _, counters = predictive.run(None, feeds)
     stats = dict(zip(op.COUNTER_NAMES, counters.tolist()))
