@@ -89,8 +89,12 @@ void PadToNhwcRow(const float* input, const ConvGeometry& g, int64_t row, float*
   const int64_t hp = g.padded_height(), wp = g.padded_width(), c_count = g.in_channels;
   const int64_t n = row / hp, h = row % hp - g.pad_top;
   float* out = input_nhwc + row * wp * c_count;
-  std::fill(out, out + wp * c_count, 0.f);
-  if (h < 0 || h >= g.in_height) return;
+  if (h < 0 || h >= g.in_height) {
+    std::fill(out, out + wp * c_count, 0.f);
+    return;
+  }
+  std::fill(out, out + g.pad_left * c_count, 0.f);
+  std::fill(out + (g.pad_left + g.in_width) * c_count, out + wp * c_count, 0.f);
   // Blocks of channels: each pixel's writes stay contiguous while the reads walk a few rows.
   constexpr int64_t kChannelBlock = 16;
   const float* plane = input + (n * c_count * g.in_height + h) * g.in_width;

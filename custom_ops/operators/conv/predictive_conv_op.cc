@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 #include <sstream>
 
 #include "operators/common/op_error.h"
@@ -318,12 +319,12 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
     tensors.bias = b != nullptr ? b.GetTensorData<float>() : nullptr;
     tensors.residual = z != nullptr ? z.GetTensorData<float>() : nullptr;
     tensors.output = y.GetTensorMutableData<float>();
-    std::vector<float> input_nhwc;
+    std::unique_ptr<float[]> input_nhwc;  // uninitialised: PadToNhwcRow writes every float
     if (path == ConvPath::kPlanes || path == ConvPath::kTiled) {  // they read a zero-padded NHWC copy
-      input_nhwc.resize(static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels));
+      input_nhwc.reset(new float[static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels)]);
       ParallelFor(context, g.batch * g.padded_height(),
-                  [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.data()); });
-      tensors.input_nhwc = input_nhwc.data();
+                  [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.get()); });
+      tensors.input_nhwc = input_nhwc.get();
     }
     switch (path) {
       case ConvPath::kPlanes:
@@ -360,9 +361,9 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
 std::vector<PredictionCounters> PredictiveConvKernel::RunTiled(const Ort::KernelContext& context,
                                                               const ConvGeometry& g, const ConvTensors& tensors,
                                                               const float* dense_weights) const {
-  std::vector<uint8_t> window_active(static_cast<size_t>(TiledConv::WindowActiveSize(g, pattern_)), 0);
+  const std::unique_ptr<uint8_t[]> window_active(new uint8_t[static_cast<size_t>(TiledConv::WindowActiveSize(g, pattern_))]);
   const TiledConv conv(g, attributes_.activation, pattern_, attributes_.audit, *tile_kernels_, tensors, dense_weights,
-                       window_active.data());
+                       window_active.get());
   const int64_t sample_tasks = conv.SampleTasks();
   std::vector<PredictionCounters> counters(static_cast<size_t>(sample_tasks + conv.RestTasks()));
   ParallelFor(context, sample_tasks, [&](int64_t task) { counters[static_cast<size_t>(task)] = conv.RunSampleTask(task); });

@@ -16,6 +16,11 @@ constexpr int64_t kDenseFallbackPercent = 90;
 // A sample task spans enough bands for this many dense tiles, so that the last tile's padding
 // stays a small share of the work on small feature maps.
 constexpr int64_t kMinSampleTaskTiles = 4;
+// Up to this many bytes of a group's dense weights (about a core's L2), a thread runs every block
+// of channels over one range of bands before the next range, so the input band stays in cache;
+// beyond it, one block over every range, so the block's weights do. Measured on VGG-16 shapes:
+// the first wins by 5-10% up to 256->256 (2.3 MB), the second by 5-10% at 512->512 (9.4 MB).
+constexpr int64_t kBlocksInnerWeightBytes = 2 << 20;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -103,6 +108,8 @@ TiledConv::TiledConv(const ConvGeometry& geometry, const ActivationParams& activ
   const int64_t samples_per_band = std::max<int64_t>(1, static_cast<int64_t>(pattern.sample_rows.size()) * windows_);
   bands_per_sample_task_ = std::min(bands_, CeilDiv(kMinSampleTaskTiles * kernels.dense_pixels, samples_per_band));
   sample_ranges_ = CeilDiv(bands_, bands_per_sample_task_);
+  const int64_t weight_bytes = geometry.macs_per_output() * geometry.out_channels_per_group() * int64_t{sizeof(float)};
+  blocks_inner_ = weight_bytes <= kBlocksInnerWeightBytes;
   if (tensors.bias == nullptr) zero_bias_.assign(static_cast<size_t>(geometry.out_channels), 0.f);
 }
 
@@ -143,8 +150,8 @@ void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, const float* w
     float* values = sums + p * kernels_.dense_channels;
     FinishChannels(values, n, m0, valid, px);
     adjust(values, px);
-    StoreChannels(values, n, m0, valid, px);
   }
+  StoreTile(sums, tile.pixels, count, n, m0, valid);
 }
 
 void TiledConv::FinishChannels(float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const {
@@ -159,10 +166,16 @@ void TiledConv::FinishChannels(float* values, int64_t n, int64_t m0, int64_t cou
   for (int64_t j = 0; j < count; ++j) values[j] = Activate(values[j] + bias[j], activation_);
 }
 
-void TiledConv::StoreChannels(const float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const {
-  const int64_t plane = g_.out_height * g_.out_width;
-  float* y = t_.output + ((n * g_.out_channels + m0) * g_.out_height + px.row) * g_.out_width + px.col;
-  for (int64_t j = 0; j < count; ++j) y[j * plane] = values[j];
+void TiledConv::StoreTile(const float* values, const Pixel* pixels, int64_t count, int64_t n, int64_t m0,
+                          int64_t channels) const {
+  // Channel by channel: a pixel's channels lie a plane apart, often a multiple of 4 KiB, and
+  // storing them in turn stalls on 4K aliasing; a channel's pixels share a few cache lines.
+  const int64_t plane = g_.out_height * g_.out_width, block = kernels_.dense_channels;
+  int64_t offsets[kMaxTilePixels];
+  for (int64_t p = 0; p < count; ++p) offsets[p] = pixels[p].row * g_.out_width + pixels[p].col;
+  float* y = t_.output + (n * g_.out_channels + m0) * plane;
+  for (int64_t j = 0; j < channels; ++j, y += plane)
+    for (int64_t p = 0; p < count; ++p) y[offsets[p]] = values[p * block + j];
 }
 
 template <typename Visit>
@@ -175,10 +188,11 @@ void TiledConv::ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) co
 }
 
 PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
-  // Band ranges vary fastest, so a thread's consecutive tasks reuse one block of weights from L2.
-  const int64_t batch_range = task % (g_.batch * sample_ranges_);
-  const int64_t block_index = task / (g_.batch * sample_ranges_) % blocks_per_group_;
-  const int64_t group = task / (g_.batch * sample_ranges_) / blocks_per_group_;
+  // A thread's consecutive tasks share either their input bands or their block of weights.
+  const int64_t ranges = g_.batch * sample_ranges_;
+  const int64_t block_index = blocks_inner_ ? task % blocks_per_group_ : task / ranges % blocks_per_group_;
+  const int64_t batch_range = blocks_inner_ ? task / blocks_per_group_ % ranges : task % ranges;
+  const int64_t group = task / ranges / blocks_per_group_;
   const int64_t n = batch_range / sample_ranges_;
   const int64_t band_begin = batch_range % sample_ranges_ * bands_per_sample_task_;
   const int64_t band_end = std::min(bands_, band_begin + bands_per_sample_task_);
@@ -187,11 +201,13 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
   const int64_t valid = std::min(block, per_group - block_index * block);
   const float* weights = DenseBlockWeights(group, block_index);
   int64_t computed = 0;
+  for (int64_t band = band_begin; band < band_end; ++band)  // this task alone marks these pairs
+    for (int64_t window = 0; window < windows_; ++window) std::fill_n(&Active(n, band, window, m0), valid, 0);
 
   PixelTile<Pixel> tile(kernels_.dense_pixels);
   auto flush = [&](int64_t count) {
     ComputeDenseTile(tile, count, weights, n, m0, valid, [&](const float* values, const Pixel& px) {
-      uint8_t* active = &Active(n, px.band, px.window, m0);
+      uint8_t* __restrict active = &Active(n, px.band, px.window, m0);
       for (int64_t j = 0; j < valid; ++j) active[j] |= static_cast<uint8_t>(!(values[j] == 0.f));  // NaN: non-zero
     });
     computed += count * valid;
@@ -224,14 +240,13 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
   for (int64_t window = 0; window < windows_; ++window) {
     const int64_t samples = SamplesInWindow(band, window);
     const int64_t area = std::min(k_, g_.out_height - band * k_) * std::min(k_, g_.out_width - window * k_);
-    for (int64_t m = m_begin; m < m_end; ++m) {
-      if (Active(n, band, window, m)) {
-        ++active_pairs;
-      } else {
-        counters.zero_diag += samples;
-        counters.predicted += area - samples;
-      }
-    }
+    const uint8_t* active = &Active(n, band, window, m_begin);
+    int64_t window_active = 0;  // a plain sum of 0/1 bytes, which the compiler vectorises
+    for (int64_t j = 0; j < m_end - m_begin; ++j) window_active += active[j];
+    const int64_t inactive = m_end - m_begin - window_active;
+    active_pairs += window_active;
+    counters.zero_diag += inactive * samples;
+    counters.predicted += inactive * (area - samples);
   }
   int64_t computed = 0;
   const bool gathering_pays = taps_.run_length >= 2 * kernels_.lanes &&

@@ -24,7 +24,8 @@ std::vector<float> PackDenseWeights(const float* weights, const ConvGeometry& ge
 class TiledConv {
  public:
   // `dense_weights` from PackDenseWeights with kernels.dense_channels; `tensors.packed_weights`
-  // from PackWeights; `window_active` holds N * bands * windows-per-band * M zeroed bytes.
+  // from PackWeights; `window_active` holds N * bands * windows-per-band * M bytes, which the
+  // sample tasks clear before marking.
   TiledConv(const ConvGeometry& geometry, const ActivationParams& activation, const WindowPattern& pattern,
             bool audit, const TileKernels& kernels, const ConvTensors& tensors, const float* dense_weights,
             uint8_t* window_active);
@@ -55,7 +56,9 @@ class TiledConv {
                         Adjust&& adjust) const;
   // act(sum + B + Z) for `count` consecutive channels from m0 at one pixel, in place.
   void FinishChannels(float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const;
-  void StoreChannels(const float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const;
+  // Stores `channels` finished channels of `count` pixels (values [pixel][dense_channels]).
+  void StoreTile(const float* values, const Pixel* pixels, int64_t count, int64_t n, int64_t m0,
+                 int64_t channels) const;
   template <typename Visit>
   void ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) const;
   void RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
@@ -75,6 +78,7 @@ class TiledConv {
   int64_t k_, bands_, windows_, batch_bands_;
   int64_t blocks_per_group_, chunks_per_group_;
   int64_t bands_per_sample_task_ = 1, sample_ranges_ = 1;
+  bool blocks_inner_ = false;  // sample tasks: blocks vary fastest (see kBlocksInnerWeightBytes)
   std::vector<float> zero_bias_;  // stands in for an absent B
 };
 
