@@ -193,13 +193,14 @@ def test_counters_output_is_optional():
     np.testing.assert_array_equal(y, reference.predictive_conv(x, w)[0])
 
 
+@pytest.mark.parametrize("audit", [False, True])
 @pytest.mark.parametrize("window", [1, 2, 3, 5])
 @pytest.mark.parametrize(
     "height, width",
-    [(7, 7), (14, 14), (5, 1100)],  # small planes, and a row wider than the window rule's row buffer
+    [(7, 7), (14, 14), (5, 1101)],  # small planes, and a long row that ends inside a vector and a window
     ids=["7x7", "14x14", "wide"],
 )
-def test_pointwise_layers_match_reference_exactly(kernel_path, window, height, width):
+def test_pointwise_layers_match_reference_exactly(kernel_path, window, height, width, audit):
     """1x1 stride-1 unpadded convs take the GEMM path: every output computed, then the window rule."""
     rng = np.random.default_rng(window * height + width)
     x = np.maximum(rng.integers(-2, 3, (2, 24, height, width)), 0).astype(np.float32)
@@ -207,8 +208,8 @@ def test_pointwise_layers_match_reference_exactly(kernel_path, window, height, w
     b = rng.integers(-6, 2, 40).astype(np.float32)
     z = rng.integers(-2, 2, (2, 40, height, width)).astype(np.float32)
     for residual in (None, z):
-        y, counters = run_op(x, w, b, residual, window=window, audit=True, activation="Clip", clip_max=6.0)
-        expected_y, expected_counters = reference.predictive_conv(x, w, b, residual, window=window, audit=True,
+        y, counters = run_op(x, w, b, residual, window=window, audit=audit, activation="Clip", clip_max=6.0)
+        expected_y, expected_counters = reference.predictive_conv(x, w, b, residual, window=window, audit=audit,
                                                                   activation="Clip", clip_max=6.0)
         np.testing.assert_array_equal(y, expected_y)
         assert_counters_match(counters, expected_counters)

@@ -1,6 +1,7 @@
 #include "operators/conv/pointwise_conv.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace onnxpred {
 namespace {
@@ -10,9 +11,6 @@ namespace {
 constexpr int64_t kTilesPerPixelBlock = 4;
 constexpr int64_t kTilesPerChannelBlock = 4;
 constexpr int64_t kMaxTileOutputs = 4 * 96;
-constexpr size_t kMaxListedSamples = 64;
-constexpr int64_t kMaxMaskWidth = SampleColumns::kMaxWidth;
-constexpr int64_t kMaxMaskBytes = SampleColumns::kMaxBytes;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -33,6 +31,7 @@ PointwiseConv::PointwiseConv(const ConvGeometry& geometry, const ActivationParam
       kernels_(kernels),
       t_(tensors),
       input_(input),
+      masks_(pattern, geometry.out_width),
       pixels_(geometry.out_height * geometry.out_width),
       channel_blocks_(CeilDiv(geometry.out_channels, kernels.pointwise_channels * kTilesPerChannelBlock)) {
   const int64_t band_pixels = pattern.size * geometry.out_width;
@@ -83,130 +82,22 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   }
   // The block's outputs are still in cache: apply the window rule to its bands now.
   PredictionCounters counters;
-  const SampleColumns samples(pattern_, g_.out_width);
-  for (int64_t m = m_begin; m < m_end; ++m)
-    counters += PredictComputedBands(g_, pattern_, samples, audit_, t_.output, n, m, band_begin, band_end);
   counters.macs_executed = computed * g_.macs_per_output();
-  return counters;
-}
-
-SampleColumns::SampleColumns(const WindowPattern& pattern, int64_t width) {
-  const int64_t k = pattern.size;
-  if (width > kMaxMaskWidth || k * width > kMaxMaskBytes) return;  // too wide: the per-window form serves
-  width_of_row_ = width;
-  for (int64_t i = 0; i < k; ++i)
-    for (int64_t c0 = 0; c0 < width; c0 += k)
-      for (int64_t j = 0; j < k && c0 + j < width; ++j)
-        mask_[i * width + c0 + j] = pattern.is_sample[static_cast<size_t>(i * k + j)];
-  available_ = true;
-}
-
-namespace {
-
-// The window rule as straight loops over whole rows: which windows are predicted is data, and as
-// branches it cost more than the GEMM before it on short reductions (1.5-2 cycles an output).
-PredictionCounters PredictBandsByRows(const ConvGeometry& g, const WindowPattern& pattern, const SampleColumns& samples,
-                                      bool audit, float* plane, int64_t band_begin, int64_t band_end) {
-  const int64_t k = pattern.size, height = g.out_height, width = g.out_width;
-  const int64_t windows = CeilDiv(width, k);
-  uint8_t window_active[kMaxMaskWidth];
-  uint8_t column_active[kMaxMaskWidth];
-  PredictionCounters counters;
-  for (int64_t r0 = band_begin * k; r0 < std::min(height, band_end * k); r0 += k) {
-    const int64_t rows = std::min(k, height - r0);
-    float* band = plane + r0 * width;
-    std::fill(window_active, window_active + windows, 0);
-    for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
-      const int64_t i = pattern.sample_rows[s], j = pattern.sample_cols[s];
-      if (i >= rows) continue;
-      const float* row = band + i * width + j;
-      for (int64_t w = 0; w * k + j < width; ++w) window_active[w] |= !(row[w * k] == 0.f);  // NaN: non-zero
-    }
-    for (int64_t w = 0, c = 0; w < windows; ++w)
-      for (int64_t j = 0; j < k && c < width; ++j, ++c) column_active[c] = window_active[w];
-    int64_t zero_samples = 0, kept = 0, predicted_zero = 0;
-    for (int64_t i = 0; i < rows; ++i) {
-      const uint8_t* sample = samples.Row(i);
-      float* row = band + i * width;
-      for (int64_t c = 0; c < width; ++c) {
-        const int keep = sample[c] | column_active[c];
-        zero_samples += sample[c] & (column_active[c] ^ 1);
-        kept += keep;
-        predicted_zero += (keep ^ 1) & (row[c] == 0.f);
-        row[c] = keep ? row[c] : 0.f;
-      }
-    }
-    counters.zero_diag += zero_samples;
-    const int64_t predicted = rows * width - kept;
-    counters.predicted += predicted;
-    if (audit) {
-      counters.pred_hit += predicted_zero;
-      counters.pred_miss += predicted - predicted_zero;
-    }
-  }
-  return counters;
-}
-
-}  // namespace
-
-PredictionCounters PredictComputedBands(const ConvGeometry& g, const WindowPattern& pattern, const SampleColumns& samples,
-                                        bool audit, float* output, int64_t n, int64_t m, int64_t band_begin,
-                                        int64_t band_end) {
-  const int64_t k = pattern.size, height = g.out_height, width = g.out_width;
-  float* plane = output + (n * g.out_channels + m) * height * width;
-  const int64_t row_end = std::min(height, band_end * k);
-  PredictionCounters counters;
+  const int64_t width = g_.out_width, row_end = std::min(g_.out_height, band_end * k);
   if (k == 1) {  // every output is its window's only sample: nothing to predict, only zeros to count
-    int64_t zeros = 0;
-    for (int64_t i = band_begin * width; i < row_end * width; ++i) zeros += plane[i] == 0.f;
-    counters.zero_diag = zeros;
+    for (int64_t m = m_begin; m < m_end; ++m) {
+      const float* plane = t_.output + (n * g_.out_channels + m) * pixels_;
+      int64_t zeros = 0;
+      for (int64_t q = q_begin; q < q_end; ++q) zeros += plane[q] == 0.f;
+      counters.zero_diag += zeros;
+    }
     return counters;
   }
-  if (samples.available()) return PredictBandsByRows(g, pattern, samples, audit, plane, band_begin, band_end);
-  // A predicted window's samples are exactly +0 (Activate returns +0 for v <= 0), so zeroing the
-  // whole window leaves them as they are: no per-output test of which positions are samples.
-  const int64_t windows = CeilDiv(width, k);
-  // Offsets of the samples from a whole window's top-left output (for patterns of few samples).
-  const size_t sample_count = pattern.sample_rows.size();
-  const bool few_samples = sample_count <= kMaxListedSamples;
-  int64_t sample_offsets[kMaxListedSamples];
-  for (size_t s = 0; few_samples && s < sample_count; ++s)
-    sample_offsets[s] = pattern.sample_rows[s] * width + pattern.sample_cols[s];
-  for (int64_t r0 = band_begin * k; r0 < row_end; r0 += k) {
-    const int64_t rows = std::min(k, height - r0);
-    float* band = plane + r0 * width;
-    for (int64_t w = 0; w < windows; ++w) {
-      const int64_t c0 = w * k, cols = std::min(k, width - c0);
-      bool active = false;
-      int64_t samples = 0;
-      if (few_samples && rows == k && cols == k) {  // every sample lies inside: no bounds to test
-        for (size_t s = 0; s < sample_count; ++s) active |= !(band[c0 + sample_offsets[s]] == 0.f);
-        samples = static_cast<int64_t>(sample_count);
-      } else {
-        for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
-          const int64_t i = pattern.sample_rows[s], j = pattern.sample_cols[s];
-          if (i >= rows || j >= cols) continue;
-          active |= !(band[i * width + c0 + j] == 0.f);  // NaN: non-zero
-          ++samples;
-        }
-      }
-      if (active) continue;
-      const int64_t predicted = rows * cols - samples;
-      counters.zero_diag += samples;
-      counters.predicted += predicted;
-      int64_t misses = 0;
-      for (int64_t i = 0; i < rows; ++i) {
-        float* segment = band + i * width + c0;
-        if (audit) {
-          for (int64_t j = 0; j < cols; ++j) misses += !(segment[j] == 0.f);
-        }
-        for (int64_t j = 0; j < cols; ++j) segment[j] = 0.f;  // a few floats: a call to memset costs more
-      }
-      if (audit) {
-        counters.pred_miss += misses;
-        counters.pred_hit += predicted - misses;
-      }
-    }
+  std::vector<int32_t> scratch(static_cast<size_t>(masks_.scratch_size()));
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    float* plane = t_.output + (n * g_.out_channels + m) * pixels_;
+    for (int64_t r0 = band_begin * k; r0 < row_end; r0 += k)
+      counters += kernels_.band_rule(masks_, plane + r0 * width, std::min(k, g_.out_height - r0), audit_, scratch.data());
   }
   return counters;
 }

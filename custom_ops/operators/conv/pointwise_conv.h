@@ -34,32 +34,9 @@ class PointwiseConv {
   const TileKernels& kernels_;
   const ConvTensors& t_;
   const float* input_;
+  BandRuleMasks masks_;
   int64_t pixels_, channel_blocks_;
   int64_t bands_per_block_ = 1, band_blocks_ = 1;
 };
-
-// Which output columns are samples, for each row of a band of windows (is_sample tiled along the
-// width), built once per task so the window rule runs as straight loops over rows. Unavailable for
-// planes too wide for its buffer.
-class SampleColumns {
- public:
-  static constexpr int64_t kMaxWidth = 1024;
-  static constexpr int64_t kMaxBytes = 16384;
-  SampleColumns(const WindowPattern& pattern, int64_t width);
-  bool available() const { return available_; }
-  const uint8_t* Row(int64_t i) const { return mask_ + i * width_of_row_; }
-
- private:
-  uint8_t mask_[kMaxBytes];
-  int64_t width_of_row_ = 0;
-  bool available_ = false;
-};
-
-// Applies the window rule to bands [band_begin, band_end) of plane (n, m) of an output whose every
-// value is computed, zeroing predicted outputs; returns their prediction counters (audit hits and
-// misses come from the values it zeroes).
-PredictionCounters PredictComputedBands(const ConvGeometry& geometry, const WindowPattern& pattern,
-                                        const SampleColumns& samples, bool audit, float* output, int64_t n, int64_t m,
-                                        int64_t band_begin, int64_t band_end);
 
 }  // namespace onnxpred

@@ -4,6 +4,20 @@
 
 namespace onnxpred {
 
+BandRuleMasks::BandRuleMasks(const WindowPattern& pattern, int64_t width_)
+    : window(pattern.size), width(width_) {
+  const int64_t k = window;
+  sample_.resize(static_cast<size_t>(k * width));
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t c = 0; c < width; ++c)
+      sample_[static_cast<size_t>(i * width + c)] = -static_cast<int32_t>(pattern.is_sample[static_cast<size_t>(i * k + c % k)]);
+  same_window_.resize(static_cast<size_t>((2 * k - 1) * width));
+  for (int64_t d = 1 - k; d < k; ++d)
+    for (int64_t c = 0; c < width; ++c)
+      same_window_[static_cast<size_t>((d + k - 1) * width + c)] =
+          -static_cast<int32_t>(c + d >= 0 && c + d < width && (c + d) / k == c / k);
+}
+
 const TileKernels& SelectTileKernels(const std::string& request) {
 #if defined(ONNXPRED_X86_TILES)
   __builtin_cpu_init();

@@ -4,6 +4,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "operators/conv/conv_geometry.h"
+#include "operators/conv/window_pattern.h"
 
 namespace onnxpred {
 
@@ -36,6 +40,29 @@ using GatherTileFn = void (*)(const TapLayout& taps, const float* const* weights
 using PointwiseTileFn = void (*)(int64_t in_channels, int64_t channel_stride, const float* const* weights,
                                  const float* input, int64_t pixels, float* out);
 
+// The window rule over whole output rows of `width` columns, as 0 / -1 masks per column, built once
+// per call: the rule then runs as branch-free loops over rows (band_rule.h).
+class BandRuleMasks {
+ public:
+  BandRuleMasks(const WindowPattern& pattern, int64_t width);
+  // Column c of row i (< k) of a band holds a sample.
+  const int32_t* sample_row(int64_t i) const { return sample_.data() + i * width; }
+  // Columns c and c + d (|d| < k) both lie in the plane and in one window.
+  const int32_t* same_window(int64_t d) const { return same_window_.data() + (d + window - 1) * width; }
+  // int32s of working memory a call of the rule needs.
+  int64_t scratch_size() const { return 2 * width + 2 * (window - 1); }
+
+  int64_t window, width;
+
+ private:
+  std::vector<int32_t> sample_, same_window_;
+};
+
+// Applies the window rule to band[i * width + c], i < rows <= k, of a plane whose every output is
+// computed: zeroes the predicted ones and returns their counters (pred_hit/pred_miss if `audit`).
+using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* band, int64_t rows, bool audit,
+                                          int32_t* scratch);
+
 constexpr int kMaxGatherChannels = 4;
 constexpr int kMaxPointwiseVectors = 6;
 
@@ -52,6 +79,7 @@ struct TileKernels {
   int64_t pointwise_channels;
   int64_t pointwise_pixels;  // the widest tile
   PointwiseTileFn pointwise[kMaxPointwiseVectors];
+  BandRuleFn band_rule;
 };
 
 const TileKernels& Avx512TileKernels();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "operators/conv/band_rule.h"
 #include "operators/conv/simd.h"
 #include "operators/conv/tile_kernels.h"
 
@@ -164,7 +165,8 @@ TileKernels MakeTileKernels(const char* name) {
                       {},
                       kPointwiseChannels,
                       kPointwiseVectors * Isa::kLanes,
-                      {}};
+                      {},
+                      &ApplyBandRule};
   static_assert(kPointwiseVectors <= kMaxPointwiseVectors, "pointwise tile too wide");
   FillPointwiseTiles<Isa, kPointwiseChannels>(kernels.pointwise, std::make_index_sequence<kPointwiseVectors>());
   kernels.gather[0] = &GatherTile<Isa, 1, kGatherPixels>;
