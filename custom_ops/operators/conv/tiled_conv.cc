@@ -1,6 +1,7 @@
 #include "operators/conv/tiled_conv.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace onnxpred {
 namespace {
@@ -287,48 +288,68 @@ void TiledConv::RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_b
 
 void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
                                 PredictionCounters& counters, int64_t& computed) const {
-  const int64_t tile_channels = kernels_.gather_channels, k = g_.macs_per_output();
-  float* y = t_.output;
-  auto output = [&](int64_t m, const Pixel& px) -> float& {
-    return y[((n * g_.out_channels + m) * g_.out_height + px.row) * g_.out_width + px.col];
-  };
+  const int64_t tile_channels = kernels_.gather_channels, tile_pixels = kernels_.gather_pixels;
+  const int64_t k = g_.macs_per_output(), plane = g_.out_height * g_.out_width;
+  float* y = t_.output + n * g_.out_channels * plane;
+  const float* z = t_.residual ? t_.residual + n * g_.out_channels * plane : nullptr;
   int64_t active[kChunkChannels];
   const float* weights[kMaxTileChannels];
-  float sums[kMaxTilePixels * kMaxTileChannels];
+  float sums[kMaxTilePixels * kMaxTileChannels], bias[kMaxTilePixels * kMaxTileChannels];
+  const size_t window_outputs = static_cast<size_t>(std::min(k_, g_.out_height) * std::min(k_, g_.out_width));
+  std::vector<Pixel> rest(window_outputs);
+  std::vector<int64_t> rest_offsets(window_outputs);  // row * oW + col of each rest pixel
   for (int64_t window = 0; window < windows_; ++window) {
+    int64_t rest_count = 0;
+    ForEachRestPixel(band, window, [&](const Pixel& px) {
+      rest_offsets[static_cast<size_t>(rest_count)] = px.row * g_.out_width + px.col;
+      rest[static_cast<size_t>(rest_count++)] = px;
+    });
     int64_t active_count = 0;
     for (int64_t m = m_begin; m < m_end; ++m) {
       if (Active(n, band, window, m)) {
         active[active_count++] = m;
         continue;
       }
-      ForEachRestPixel(band, window, [&](const Pixel& px) {
-        output(m, px) = 0.f;
-        if (audit_) {
+      float* y_m = y + m * plane;
+      for (int64_t r = 0; r < rest_count; ++r) y_m[rest_offsets[static_cast<size_t>(r)]] = 0.f;
+      if (audit_) {
+        for (int64_t r = 0; r < rest_count; ++r) {
+          const Pixel& px = rest[static_cast<size_t>(r)];
           const float v = EvaluateOutput(g_, activation_, t_, n, m, px.row, px.col);
           ++(v == 0.f ? counters.pred_hit : counters.pred_miss);
         }
-      });
+      }
     }
-    if (active_count == 0) continue;
-    PixelTile<Pixel> tile(kernels_.gather_pixels);
-    auto flush = [&](int64_t count) {
+    for (int64_t first_pixel = 0; first_pixel < rest_count && active_count > 0; first_pixel += tile_pixels) {
+      const int64_t count = std::min(tile_pixels, rest_count - first_pixel);
+      const float* inputs[kMaxTilePixels];
+      for (int64_t p = 0; p < tile_pixels; ++p)  // a short tile repeats its last pixel
+        inputs[p] = PixelInput(n, group, rest[static_cast<size_t>(first_pixel + std::min(p, count - 1))]);
+      const int64_t* offsets = rest_offsets.data() + first_pixel;
       for (int64_t first = 0; first < active_count; first += tile_channels) {
         const int64_t channels = std::min(tile_channels, active_count - first);
         for (int64_t i = 0; i < channels; ++i) weights[i] = t_.packed_weights + active[first + i] * k;
-        kernels_.gather[channels - 1](taps_, weights, tile.inputs, sums);
+        kernels_.gather[channels - 1](taps_, weights, inputs, sums);
+        // act(sum + B + Z) over the whole tile in one flat loop the compiler vectorises; the stores
+        // then scatter to the channels' planes.
+        const int64_t values = channels * tile_pixels;
         for (int64_t i = 0; i < channels; ++i) {
-          const int64_t m = active[first + i];
-          for (int64_t p = 0; p < count; ++p) {
-            const Pixel& px = tile.pixels[p];
-            output(m, px) = FinishOutput(sums[i * kernels_.gather_pixels + p], g_, activation_, t_, n, m, px.row, px.col);
-          }
+          const float b = t_.bias ? t_.bias[active[first + i]] : 0.f;
+          for (int64_t p = 0; p < tile_pixels; ++p) bias[i * tile_pixels + p] = b;
+        }
+        for (int64_t v = 0; v < values; ++v) sums[v] += bias[v];
+        if (z) {
+          for (int64_t i = 0; i < channels; ++i)
+            for (int64_t p = 0; p < count; ++p) sums[i * tile_pixels + p] += z[active[first + i] * plane + offsets[p]];
+        }
+        for (int64_t v = 0; v < values; ++v) sums[v] = Activate(sums[v], activation_);
+        for (int64_t i = 0; i < channels; ++i) {
+          float* y_m = y + active[first + i] * plane;
+          for (int64_t p = 0; p < count; ++p) y_m[offsets[p]] = sums[i * tile_pixels + p];
         }
         computed += channels * count;
       }
-    };
-    ForEachRestPixel(band, window, [&](const Pixel& px) { tile.Add(px, PixelInput(n, group, px), flush); });
-    tile.Finish(flush);
+    }
   }
 }
 
