@@ -23,7 +23,7 @@ struct TapLayout {
 };
 
 // Dense tile: out[p * block_channels + j] = sum_k pixel_p[offset(k)] * weights[k * block_channels + j]
-// for `dense_pixels` pixels and one block of `dense_channels` output channels (weights packed
+// for up to `dense_pixels` pixels and one block of `dense_channels` output channels (weights packed
 // [kH][runs][run_length][block_channels]).
 using DenseTileFn = void (*)(const TapLayout& taps, const float* weights, const float* const* pixels, float* out);
 
@@ -63,6 +63,7 @@ class BandRuleMasks {
 using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* band, int64_t rows, bool audit,
                                           int32_t* scratch);
 
+constexpr int kMaxDensePixels = 14;
 constexpr int kMaxGatherChannels = 4;
 constexpr int kMaxPointwiseVectors = 6;
 
@@ -71,7 +72,9 @@ struct TileKernels {
   int64_t lanes;
   int64_t dense_channels;
   int64_t dense_pixels;
-  DenseTileFn dense;
+  // dense[p - 1] computes p pixels: the last tile of a task (a small map's only one) pays for no
+  // padding pixels.
+  DenseTileFn dense[kMaxDensePixels];
   int64_t gather_channels;  // the widest gather tile
   int64_t gather_pixels;
   // gather[c - 1] computes c channels, so leftover active channels cost no padded work.

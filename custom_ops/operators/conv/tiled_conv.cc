@@ -25,8 +25,7 @@ constexpr int64_t kBlocksInnerWeightBytes = 2 << 20;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Collects pixels into a tile of `capacity`, calling `flush(count)` when it is full or finished;
-// unused slots repeat the last pixel so the kernel always sees a whole tile.
+// Collects pixels into a tile of `capacity`, calling `flush(count)` when it is full or finished.
 template <typename Pixel>
 class PixelTile {
  public:
@@ -40,7 +39,6 @@ class PixelTile {
   template <typename Flush>
   void Finish(Flush&& flush) {
     if (count_ == 0) return;
-    for (int64_t p = count_; p < capacity_; ++p) inputs[p] = inputs[count_ - 1];
     flush(count_);
     count_ = 0;
   }
@@ -145,7 +143,7 @@ template <typename Tile, typename Adjust>
 void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, const float* weights, int64_t n, int64_t m0,
                                  int64_t valid, Adjust&& adjust) const {
   float sums[kMaxTilePixels * kMaxTileChannels];
-  kernels_.dense(taps_, weights, tile.inputs, sums);
+  kernels_.dense[count - 1](taps_, weights, tile.inputs, sums);
   for (int64_t p = 0; p < count; ++p) {
     const Pixel& px = tile.pixels[p];
     float* values = sums + p * kernels_.dense_channels;

@@ -151,6 +151,11 @@ void FillPointwiseTiles(PointwiseTileFn* table, std::index_sequence<kVectorCount
   ((table[kVectorCounts] = &PointwiseTile<Isa, kChannels, static_cast<int>(kVectorCounts) + 1>), ...);
 }
 
+template <typename Isa, int kVectors, size_t... kPixelCounts>
+void FillDenseTiles(DenseTileFn* table, std::index_sequence<kPixelCounts...>) {
+  ((table[kPixelCounts] = &DenseTile<Isa, kVectors, static_cast<int>(kPixelCounts) + 1>), ...);
+}
+
 template <typename Isa, int kDenseVectors, int kDensePixels, int kGatherChannels, int kGatherPixels,
           int kPointwiseChannels, int kPointwiseVectors>
 TileKernels MakeTileKernels(const char* name) {
@@ -159,7 +164,7 @@ TileKernels MakeTileKernels(const char* name) {
                       Isa::kLanes,
                       kDenseVectors * Isa::kLanes,
                       kDensePixels,
-                      &DenseTile<Isa, kDenseVectors, kDensePixels>,
+                      {},
                       kGatherChannels,
                       kGatherPixels,
                       {},
@@ -168,6 +173,8 @@ TileKernels MakeTileKernels(const char* name) {
                       {},
                       &ApplyBandRule};
   static_assert(kPointwiseVectors <= kMaxPointwiseVectors, "pointwise tile too wide");
+  static_assert(kDensePixels <= kMaxDensePixels, "dense tile too wide");
+  FillDenseTiles<Isa, kDenseVectors>(kernels.dense, std::make_index_sequence<kDensePixels>());
   FillPointwiseTiles<Isa, kPointwiseChannels>(kernels.pointwise, std::make_index_sequence<kPointwiseVectors>());
   kernels.gather[0] = &GatherTile<Isa, 1, kGatherPixels>;
   if constexpr (kGatherChannels >= 2) kernels.gather[1] = &GatherTile<Isa, 2, kGatherPixels>;
