@@ -27,8 +27,9 @@ struct TapLayout {
 // [kH][runs][run_length][block_channels]).
 using DenseTileFn = void (*)(const TapLayout& taps, const float* weights, const float* const* pixels, float* out);
 
-// Gather tile: out[i * gather_pixels + p] = sum_k weights_i[k] * pixel_p[offset(k)] for
-// `gather_channels` channels, each with its own weights ([kH][runs][run_length], contiguous along K).
+// Gather tile: out[i * gather_pixels + p] = sum_k weights_i[k] * pixel_p[offset(k)] for up to
+// `gather_channels` channels, each with its own weights ([kH][runs][run_length], contiguous along K),
+// and up to `gather_pixels` pixels.
 using GatherTileFn = void (*)(const TapLayout& taps, const float* const* weights, const float* const* pixels,
                               float* out);
 
@@ -65,6 +66,7 @@ using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* ban
 
 constexpr int kMaxDensePixels = 14;
 constexpr int kMaxGatherChannels = 4;
+constexpr int kMaxGatherPixels = 6;
 constexpr int kMaxPointwiseVectors = 6;
 
 struct TileKernels {
@@ -77,8 +79,9 @@ struct TileKernels {
   DenseTileFn dense[kMaxDensePixels];
   int64_t gather_channels;  // the widest gather tile
   int64_t gather_pixels;
-  // gather[c - 1] computes c channels, so leftover active channels cost no padded work.
-  GatherTileFn gather[kMaxGatherChannels];
+  // gather[c - 1][p - 1] computes c channels x p pixels, so leftover active channels and the few
+  // rest pixels of a window clipped by the map's edge cost no padded work.
+  GatherTileFn gather[kMaxGatherChannels][kMaxGatherPixels];
   int64_t pointwise_channels;
   int64_t pointwise_pixels;  // the widest tile
   PointwiseTileFn pointwise[kMaxPointwiseVectors];

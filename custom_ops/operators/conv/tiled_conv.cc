@@ -292,7 +292,8 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
   const float* z = t_.residual ? t_.residual + n * g_.out_channels * plane : nullptr;
   int64_t active[kChunkChannels];
   const float* weights[kMaxTileChannels];
-  float sums[kMaxTilePixels * kMaxTileChannels], bias[kMaxTilePixels * kMaxTileChannels];
+  // Zeroed once: the flat finish loops also pass over the slots a short tile leaves unwritten.
+  float sums[kMaxTilePixels * kMaxTileChannels] = {}, bias[kMaxTilePixels * kMaxTileChannels];
   const size_t window_outputs = static_cast<size_t>(std::min(k_, g_.out_height) * std::min(k_, g_.out_width));
   std::vector<Pixel> rest(window_outputs);
   std::vector<int64_t> rest_offsets(window_outputs);  // row * oW + col of each rest pixel
@@ -321,13 +322,12 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
     for (int64_t first_pixel = 0; first_pixel < rest_count && active_count > 0; first_pixel += tile_pixels) {
       const int64_t count = std::min(tile_pixels, rest_count - first_pixel);
       const float* inputs[kMaxTilePixels];
-      for (int64_t p = 0; p < tile_pixels; ++p)  // a short tile repeats its last pixel
-        inputs[p] = PixelInput(n, group, rest[static_cast<size_t>(first_pixel + std::min(p, count - 1))]);
+      for (int64_t p = 0; p < count; ++p) inputs[p] = PixelInput(n, group, rest[static_cast<size_t>(first_pixel + p)]);
       const int64_t* offsets = rest_offsets.data() + first_pixel;
       for (int64_t first = 0; first < active_count; first += tile_channels) {
         const int64_t channels = std::min(tile_channels, active_count - first);
         for (int64_t i = 0; i < channels; ++i) weights[i] = t_.packed_weights + active[first + i] * k;
-        kernels_.gather[channels - 1](taps_, weights, inputs, sums);
+        kernels_.gather[channels - 1][count - 1](taps_, weights, inputs, sums);
         // act(sum + B + Z) over the whole tile in one flat loop the compiler vectorises; the stores
         // then scatter to the channels' planes.
         const int64_t values = channels * tile_pixels;

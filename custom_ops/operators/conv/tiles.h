@@ -49,8 +49,9 @@ void DenseTile(const TapLayout& taps, const float* weights, const float* const* 
     for (int v = 0; v < kVectors; ++v) Isa::Store(out + (p * kVectors + v) * kLanes, acc[p][v]);
 }
 
-// kChannels channels x kPixels pixels, vectorised along the reduction; horizontal sums at the end.
-template <typename Isa, int kChannels, int kPixels>
+// kChannels channels x kPixels pixels, vectorised along the reduction; horizontal sums at the end,
+// stored kStride apart per channel.
+template <typename Isa, int kChannels, int kPixels, int kStride>
 void GatherTile(const TapLayout& taps, const float* const* weights, const float* const* pixels, float* out) {
   using V = typename Isa::V;
   constexpr int kLanes = Isa::kLanes;
@@ -98,7 +99,7 @@ void GatherTile(const TapLayout& taps, const float* const* weights, const float*
 #pragma GCC unroll 8
   for (int i = 0; i < kChannels; ++i)
 #pragma GCC unroll 8
-    for (int p = 0; p < kPixels; ++p) out[i * kPixels + p] = Isa::Sum(acc[i][p]);
+    for (int p = 0; p < kPixels; ++p) out[i * kStride + p] = Isa::Sum(acc[i][p]);
 }
 
 // kChannels channels x kVectors vectors of consecutive pixels; weights broadcast, outputs come out
@@ -156,6 +157,11 @@ void FillDenseTiles(DenseTileFn* table, std::index_sequence<kPixelCounts...>) {
   ((table[kPixelCounts] = &DenseTile<Isa, kVectors, static_cast<int>(kPixelCounts) + 1>), ...);
 }
 
+template <typename Isa, int kChannels, int kStride, size_t... kPixelCounts>
+void FillGatherTiles(GatherTileFn* table, std::index_sequence<kPixelCounts...>) {
+  ((table[kPixelCounts] = &GatherTile<Isa, kChannels, static_cast<int>(kPixelCounts) + 1, kStride>), ...);
+}
+
 template <typename Isa, int kDenseVectors, int kDensePixels, int kGatherChannels, int kGatherPixels,
           int kPointwiseChannels, int kPointwiseVectors>
 TileKernels MakeTileKernels(const char* name) {
@@ -176,10 +182,12 @@ TileKernels MakeTileKernels(const char* name) {
   static_assert(kDensePixels <= kMaxDensePixels, "dense tile too wide");
   FillDenseTiles<Isa, kDenseVectors>(kernels.dense, std::make_index_sequence<kDensePixels>());
   FillPointwiseTiles<Isa, kPointwiseChannels>(kernels.pointwise, std::make_index_sequence<kPointwiseVectors>());
-  kernels.gather[0] = &GatherTile<Isa, 1, kGatherPixels>;
-  if constexpr (kGatherChannels >= 2) kernels.gather[1] = &GatherTile<Isa, 2, kGatherPixels>;
-  if constexpr (kGatherChannels >= 3) kernels.gather[2] = &GatherTile<Isa, 3, kGatherPixels>;
-  if constexpr (kGatherChannels >= 4) kernels.gather[3] = &GatherTile<Isa, 4, kGatherPixels>;
+  static_assert(kGatherPixels <= kMaxGatherPixels, "gather tile too wide");
+  constexpr auto kPixelCounts = std::make_index_sequence<kGatherPixels>();
+  FillGatherTiles<Isa, 1, kGatherPixels>(kernels.gather[0], kPixelCounts);
+  if constexpr (kGatherChannels >= 2) FillGatherTiles<Isa, 2, kGatherPixels>(kernels.gather[1], kPixelCounts);
+  if constexpr (kGatherChannels >= 3) FillGatherTiles<Isa, 3, kGatherPixels>(kernels.gather[2], kPixelCounts);
+  if constexpr (kGatherChannels >= 4) FillGatherTiles<Isa, 4, kGatherPixels>(kernels.gather[3], kPixelCounts);
   return kernels;
 }
 
