@@ -1,58 +1,81 @@
-// The window rule on a band of k computed output rows, as whole-row loops over 32-bit lanes: which
-// windows are predicted is data (masks built once per call), so the compiler vectorises every loop
-// at the width of the unit that includes this file. Included by each tiles_<isa>.cc.
+// The window rule on a band of k computed output rows. Which columns are samples, and which lie in
+// one window, are bit arrays built once per call (BandRuleMasks); per band the rule reads each row
+// once to find its non-zero samples, ORs them across windows with word shifts, and writes each row
+// once, keeping lanes by mask. No loop runs per output, so rows shorter than a vector cost no
+// scalar tail. Written against an instruction set (simd.h) and instantiated by each tiles_<isa>.cc.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 
+#include "operators/conv/simd.h"
 #include "operators/conv/tile_kernels.h"
 
 namespace onnxpred {
 namespace {
 
-// band[i * width + c] for i < rows (rows <= k): zeroes the predicted outputs, returns their counters.
-// A column's window is active when any of its window's samples in this band is non-zero (NaN
-// counts as non-zero); every output of an inactive window that is not a sample is predicted.
-PredictionCounters ApplyBandRule(const BandRuleMasks& masks, float* band, int64_t rows, bool audit,
-                                 int32_t* scratch) {
-  const int64_t k = masks.window, width = masks.width, reach = k - 1;
-  int32_t* __restrict sample_nonzero = scratch + reach;  // [-reach, width + reach), zero outside
-  int32_t* __restrict active = scratch + width + 2 * reach;
-  std::fill(scratch, scratch + width + 2 * reach, 0);
+// The 64 bits from bit `first` on of a bit array of `words` words, zero outside it.
+inline uint64_t WordAt(const uint64_t* bits, int64_t words, int64_t first) {
+  const int64_t word = first >= 0 ? first / 64 : -((63 - first) / 64);
+  const int64_t shift = first - word * 64;
+  auto at = [&](int64_t w) { return w >= 0 && w < words ? bits[w] : uint64_t{0}; };
+  return shift == 0 ? at(word) : at(word) >> shift | at(word + 1) << (64 - shift);
+}
+
+// band[i * width + c] for i < rows (rows <= k): zeroes the predicted outputs, adds their counters.
+// A window is active when any of its samples in this band is non-zero (NaN counts as non-zero);
+// every output of an inactive window that is not a sample is predicted.
+template <typename Isa>
+void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, int64_t rows, bool audit, uint64_t* scratch,
+                         PredictionCounters& counters) {
+  constexpr int64_t kLanes = Isa::kLanes;  // divides 64: a vector's lanes never straddle two words
+  const int64_t width = masks.width, words = masks.words;
+  uint64_t* sample_nonzero = scratch;
+  uint64_t* active = scratch + words;
+  std::fill(scratch, scratch + 2 * words, 0);
   for (int64_t i = 0; i < rows; ++i) {
-    const int32_t* __restrict sample = masks.sample_row(i);
-    const float* __restrict row = band + i * width;
-    for (int64_t c = 0; c < width; ++c) sample_nonzero[c] |= sample[c] & -static_cast<int32_t>(!(row[c] == 0.f));
+    const uint64_t* sample = masks.sample_row(i);
+    for (int64_t c = 0; c < width; c += kLanes) {
+      const uint64_t nonzero = Isa::NonZeroLanes(Isa::LoadPartial(band + i * width + c, std::min(kLanes, width - c)));
+      sample_nonzero[c / 64] |= (nonzero << (c % 64)) & sample[c / 64];
+    }
   }
-  std::fill(active, active + width, 0);
-  for (int64_t d = -reach; d <= reach; ++d) {  // OR over the columns of each window
-    const int32_t* __restrict same = masks.same_window(d);
-    const int32_t* __restrict shifted = sample_nonzero + d;
-    for (int64_t c = 0; c < width; ++c) active[c] |= shifted[c] & same[c];
+  for (int64_t d = -masks.reach; d <= masks.reach; ++d) {  // OR over the columns of each window
+    const uint64_t* same = masks.same_window(d);
+    for (int64_t w = 0; w < words; ++w) active[w] |= WordAt(sample_nonzero, words, w * 64 + d) & same[w];
   }
+  int64_t kept = 0, predicted_zero = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    const uint64_t* sample = masks.sample_row(i);
+    float* row = band + i * width;
+    for (int64_t c = 0; c < width; c += kLanes) {
+      const int64_t count = std::min(kLanes, width - c);
+      const uint32_t valid = static_cast<uint32_t>((uint64_t{1} << count) - 1);
+      const uint32_t samples = static_cast<uint32_t>(sample[c / 64] >> (c % 64)) & valid;
+      const uint32_t window_active = static_cast<uint32_t>(active[c / 64] >> (c % 64)) & valid;
+      const uint32_t keep = samples | window_active;
+      const typename Isa::V values = Isa::LoadPartial(row + c, count);
+      kept += Isa::CountLanes(keep);
+      counters.zero_diag += Isa::CountLanes(samples & ~window_active);
+      if (audit) predicted_zero += Isa::CountLanes(Isa::ZeroLanes(values) & ~keep & valid);
+      if (keep != valid) Isa::StorePartial(row + c, Isa::KeepLanes(keep, values), count);
+    }
+  }
+  const int64_t predicted = rows * width - kept;
+  counters.predicted += predicted;
+  if (audit) {
+    counters.pred_hit += predicted_zero;
+    counters.pred_miss += predicted - predicted_zero;
+  }
+}
+
+template <typename Isa>
+PredictionCounters ApplyBandRule(const BandRuleMasks& masks, float* plane, int64_t height, int64_t band_begin,
+                                 int64_t band_end, bool audit, uint64_t* scratch) {
   PredictionCounters counters;
-  int64_t kept = 0;
-  for (int64_t i = 0; i < rows; ++i) {
-    const int32_t* __restrict sample = masks.sample_row(i);
-    float* __restrict row = band + i * width;
-    int32_t row_kept = 0, row_zero_samples = 0, row_predicted_zero = 0;
-    if (audit) {
-      for (int64_t c = 0; c < width; ++c)
-        row_predicted_zero += ~(sample[c] | active[c]) & -static_cast<int32_t>(row[c] == 0.f) & 1;
-    }
-    for (int64_t c = 0; c < width; ++c) {
-      const int32_t keep = sample[c] | active[c];
-      row_kept += keep & 1;
-      row_zero_samples += sample[c] & ~active[c] & 1;
-      row[c] = keep ? row[c] : 0.f;
-    }
-    kept += row_kept;
-    counters.zero_diag += row_zero_samples;
-    counters.pred_hit += row_predicted_zero;
-  }
-  counters.predicted = rows * width - kept;
-  if (audit) counters.pred_miss = counters.predicted - counters.pred_hit;
+  const int64_t k = masks.window;
+  for (int64_t r0 = band_begin * k; r0 < std::min(height, band_end * k); r0 += k)
+    ApplyBandRuleToBand<Isa>(masks, plane + r0 * masks.width, std::min(k, height - r0), audit, scratch, counters);
   return counters;
 }
 

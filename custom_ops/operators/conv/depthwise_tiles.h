@@ -78,75 +78,22 @@ inline void StoreTransposed(Block (&r)[kBlock], int64_t count, float* const* row
   }
 }
 
-// Beyond simd.h: lane masks are bit sets (bit i: lane i); Activate matches the scalar Activate()
-// of predictive_conv_kernel.h lane by lane, NaN and the sign of zero included; Slice(v, s) is
-// lanes [s * kBlock, (s + 1) * kBlock) of v.
+// Beyond simd.h: Slice(v, s) is lanes [s * kBlock, (s + 1) * kBlock) of v.
 #if defined(__AVX512F__)
 struct DepthwiseIsa : Avx512 {
-  static V Add(V a, V b) { return _mm512_add_ps(a, b); }
-  static uint32_t NonZeroLanes(V v) { return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ); }
-  static uint32_t ZeroLanes(V v) { return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_EQ_OQ); }
-  static V KeepLanes(uint32_t lanes, V v) { return _mm512_maskz_mov_ps(static_cast<__mmask16>(lanes), v); }
-  static V Activate(V v, V clip_max) {
-    const V positive = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLE_UQ), v);
-    return _mm512_min_ps(clip_max, positive);  // min returns its second operand on NaN
-  }
   static Block Slice(V v, int s) {
     return s ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)) : _mm512_castps512_ps256(v);
   }
 };
 #elif defined(__AVX2__)
 struct DepthwiseIsa : Avx2 {
-  static V Add(V a, V b) { return _mm256_add_ps(a, b); }
-  static uint32_t NonZeroLanes(V v) {
-    return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
-  }
-  static uint32_t ZeroLanes(V v) {
-    return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_EQ_OQ)));
-  }
-  static V KeepLanes(uint32_t lanes, V v) {
-    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const __m256i keep = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(lanes)), bit), bit);
-    return _mm256_and_ps(v, _mm256_castsi256_ps(keep));
-  }
-  static V Activate(V v, V clip_max) {
-    const V positive = _mm256_and_ps(v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NLE_UQ));
-    return _mm256_min_ps(clip_max, positive);  // min returns its second operand on NaN
-  }
   static Block Slice(V v, int) { return v; }
 };
 #else
 struct DepthwiseIsa : Portable {
-  typedef int32_t Mask __attribute__((vector_size(16)));  // a comparison's lanes: -1 true, 0 false
-  static V Add(V a, V b) { return a + b; }
-  static uint32_t Bits(Mask m) {
-    const Mask bits = m & Mask{1, 2, 4, 8};
-    return static_cast<uint32_t>((bits[0] + bits[1]) + (bits[2] + bits[3]));
-  }
-  static uint32_t NonZeroLanes(V v) { return Bits(v != Zero()); }  // NaN != 0
-  static uint32_t ZeroLanes(V v) { return Bits(v == Zero()); }
-  static V KeepLanes(uint32_t lanes, V v) {
-    const Mask bit{1, 2, 4, 8};
-    return (bit & static_cast<int32_t>(lanes)) != 0 ? v : Zero();
-  }
-  static V Activate(V v, V clip_max) {
-    const V positive = v <= Zero() ? Zero() : v;
-    return positive > clip_max ? clip_max : positive;
-  }
   static Block Slice(V v, int) { return v; }
 };
 #endif
-
-// The number of lanes set in a lane mask (the baseline x86-64 has no popcnt instruction: its
-// __builtin_popcount is a library call).
-template <int kLanes>
-int CountLanes(uint32_t lanes) {
-  if constexpr (kLanes == 4) {
-    return static_cast<int>((lanes & 1) + (lanes >> 1 & 1) + (lanes >> 2 & 1) + (lanes >> 3 & 1));
-  } else {
-    return __builtin_popcount(lanes);
-  }
-}
 
 // Pixels computed together, a whole number of transpose blocks.
 constexpr int kTilePixels = 8;
@@ -368,7 +315,7 @@ class DepthwiseTask {
       Accumulate(inputs, count, values);
       for (int p = 0; p < count; ++p) {
         values[p] = Finish(values[p], first + p);
-        counters.zero_diag += CountLanes<kLanes>(valid_lanes_ & ~Isa::NonZeroLanes(values[p]));
+        counters.zero_diag += Isa::CountLanes(valid_lanes_ & ~Isa::NonZeroLanes(values[p]));
       }
       StoreToRows<Isa>(values, count, valid_, out_rows_, first);
     }
@@ -396,8 +343,8 @@ class DepthwiseTask {
       const uint32_t active = masks_[pixel.window] & valid_lanes_;
       if (audit_) {
         const uint32_t predicted = valid_lanes_ & ~active, zero = Isa::ZeroLanes(v);
-        counters.pred_hit += CountLanes<kLanes>(predicted & zero);
-        counters.pred_miss += CountLanes<kLanes>(predicted & ~zero);
+        counters.pred_hit += Isa::CountLanes(predicted & zero);
+        counters.pred_miss += Isa::CountLanes(predicted & ~zero);
       }
       Isa::Store(outputs_ + q * kLanes, Isa::KeepLanes(active, v));
     };
@@ -409,7 +356,7 @@ class DepthwiseTask {
       const int64_t samples = plan.samples_in_window[window];
       const int64_t rest_begin = plan.rest_begin[window], rest_end = plan.rest_begin[window + 1];
       const uint32_t active = masks_[window] & valid_lanes_;
-      const int64_t predicted_lanes = valid_ - CountLanes<kLanes>(active);
+      const int64_t predicted_lanes = valid_ - Isa::CountLanes(active);
       counters.zero_diag += predicted_lanes * samples;
       counters.predicted += predicted_lanes * (rest_end - rest_begin);
       computed += (samples + (active ? rest_end - rest_begin : 0)) * valid_;

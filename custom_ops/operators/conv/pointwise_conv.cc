@@ -83,7 +83,6 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   // The block's outputs are still in cache: apply the window rule to its bands now.
   PredictionCounters counters;
   counters.macs_executed = computed * g_.macs_per_output();
-  const int64_t width = g_.out_width, row_end = std::min(g_.out_height, band_end * k);
   if (k == 1) {  // every output is its window's only sample: nothing to predict, only zeros to count
     for (int64_t m = m_begin; m < m_end; ++m) {
       const float* plane = t_.output + (n * g_.out_channels + m) * pixels_;
@@ -93,11 +92,10 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
     }
     return counters;
   }
-  std::vector<int32_t> scratch(static_cast<size_t>(masks_.scratch_size()));
+  std::vector<uint64_t> scratch(static_cast<size_t>(masks_.scratch_size()));
   for (int64_t m = m_begin; m < m_end; ++m) {
     float* plane = t_.output + (n * g_.out_channels + m) * pixels_;
-    for (int64_t r0 = band_begin * k; r0 < row_end; r0 += k)
-      counters += kernels_.band_rule(masks_, plane + r0 * width, std::min(k, g_.out_height - r0), audit_, scratch.data());
+    counters += kernels_.band_rule(masks_, plane, g_.out_height, band_begin, band_end, audit_, scratch.data());
   }
   return counters;
 }

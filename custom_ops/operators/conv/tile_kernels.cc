@@ -1,21 +1,23 @@
 #include "operators/conv/tile_kernels.h"
 
+#include <algorithm>
+
 #include "operators/common/op_error.h"
 
 namespace onnxpred {
 
 BandRuleMasks::BandRuleMasks(const WindowPattern& pattern, int64_t width_)
-    : window(pattern.size), width(width_) {
-  const int64_t k = window;
-  sample_.resize(static_cast<size_t>(k * width));
+    : window(pattern.size), width(width_), words((width_ + 63) / 64), reach(std::min(pattern.size, width_) - 1) {
+  const int64_t k = pattern.size;
+  auto set = [](std::vector<uint64_t>& bits, int64_t word0, int64_t c) { bits[static_cast<size_t>(word0 + c / 64)] |= uint64_t{1} << (c % 64); };
+  sample_.assign(static_cast<size_t>(k * words), 0);
   for (int64_t i = 0; i < k; ++i)
     for (int64_t c = 0; c < width; ++c)
-      sample_[static_cast<size_t>(i * width + c)] = -static_cast<int32_t>(pattern.is_sample[static_cast<size_t>(i * k + c % k)]);
-  same_window_.resize(static_cast<size_t>((2 * k - 1) * width));
-  for (int64_t d = 1 - k; d < k; ++d)
+      if (pattern.is_sample[static_cast<size_t>(i * k + c % k)]) set(sample_, i * words, c);
+  same_window_.assign(static_cast<size_t>((2 * reach + 1) * words), 0);
+  for (int64_t d = -reach; d <= reach; ++d)
     for (int64_t c = 0; c < width; ++c)
-      same_window_[static_cast<size_t>((d + k - 1) * width + c)] =
-          -static_cast<int32_t>(c + d >= 0 && c + d < width && (c + d) / k == c / k);
+      if (c + d >= 0 && c + d < width && (c + d) / k == c / k) set(same_window_, (d + reach) * words, c);
 }
 
 const TileKernels& SelectTileKernels(const std::string& request) {

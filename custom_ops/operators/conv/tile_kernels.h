@@ -41,28 +41,29 @@ using GatherTileFn = void (*)(const TapLayout& taps, const float* const* weights
 using PointwiseTileFn = void (*)(int64_t in_channels, int64_t channel_stride, const float* const* weights,
                                  const float* input, int64_t pixels, float* out);
 
-// The window rule over whole output rows of `width` columns, as 0 / -1 masks per column, built once
-// per call: the rule then runs as branch-free loops over rows (band_rule.h).
+// The window rule over whole output rows of `width` columns, as bit arrays (bit c: column c) built
+// once per call, so that the rule runs per vector of columns, not per output (band_rule.h).
 class BandRuleMasks {
  public:
   BandRuleMasks(const WindowPattern& pattern, int64_t width);
   // Column c of row i (< k) of a band holds a sample.
-  const int32_t* sample_row(int64_t i) const { return sample_.data() + i * width; }
-  // Columns c and c + d (|d| < k) both lie in the plane and in one window.
-  const int32_t* same_window(int64_t d) const { return same_window_.data() + (d + window - 1) * width; }
-  // int32s of working memory a call of the rule needs.
-  int64_t scratch_size() const { return 2 * width + 2 * (window - 1); }
+  const uint64_t* sample_row(int64_t i) const { return sample_.data() + i * words; }
+  // Columns c and c + d (|d| <= reach) both lie in the row and in one window.
+  const uint64_t* same_window(int64_t d) const { return same_window_.data() + (d + reach) * words; }
+  // Words of working memory a call of the rule needs.
+  int64_t scratch_size() const { return 2 * words; }
 
-  int64_t window, width;
+  int64_t window, width, words, reach;
 
  private:
-  std::vector<int32_t> sample_, same_window_;
+  std::vector<uint64_t> sample_, same_window_;
 };
 
-// Applies the window rule to band[i * width + c], i < rows <= k, of a plane whose every output is
-// computed: zeroes the predicted ones and returns their counters (pred_hit/pred_miss if `audit`).
-using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* band, int64_t rows, bool audit,
-                                          int32_t* scratch);
+// Applies the window rule to bands [band_begin, band_end) of a plane of `height` rows whose every
+// output is computed: zeroes the predicted ones and returns their counters (pred_hit/pred_miss
+// if `audit`).
+using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* plane, int64_t height,
+                                          int64_t band_begin, int64_t band_end, bool audit, uint64_t* scratch);
 
 constexpr int kMaxDensePixels = 14;
 constexpr int kMaxGatherChannels = 4;

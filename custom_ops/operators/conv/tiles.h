@@ -177,7 +177,7 @@ TileKernels MakeTileKernels(const char* name) {
                       kPointwiseChannels,
                       kPointwiseVectors * Isa::kLanes,
                       {},
-                      &ApplyBandRule};
+                      &ApplyBandRule<Isa>};
   static_assert(kPointwiseVectors <= kMaxPointwiseVectors, "pointwise tile too wide");
   static_assert(kDensePixels <= kMaxDensePixels, "dense tile too wide");
   FillDenseTiles<Isa, kDenseVectors>(kernels.dense, std::make_index_sequence<kDensePixels>());
