@@ -361,9 +361,7 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
 std::vector<PredictionCounters> PredictiveConvKernel::RunTiled(const Ort::KernelContext& context,
                                                               const ConvGeometry& g, const ConvTensors& tensors,
                                                               const float* dense_weights) const {
-  const std::unique_ptr<uint8_t[]> window_active(new uint8_t[static_cast<size_t>(TiledConv::WindowActiveSize(g, pattern_))]);
-  const TiledConv conv(g, attributes_.activation, pattern_, attributes_.audit, *tile_kernels_, tensors, dense_weights,
-                       window_active.get());
+  const TiledConv conv(g, attributes_.activation, pattern_, attributes_.audit, *tile_kernels_, tensors, dense_weights);
   const int64_t sample_tasks = conv.SampleTasks();
   std::vector<PredictionCounters> counters(static_cast<size_t>(sample_tasks + conv.RestTasks()));
   ParallelFor(context, sample_tasks, [&](int64_t task) { counters[static_cast<size_t>(task)] = conv.RunSampleTask(task); });

@@ -27,6 +27,24 @@ struct TapLayout {
 // [kH][runs][run_length][block_channels]).
 using DenseTileFn = void (*)(const TapLayout& taps, const float* weights, const float* const* pixels, float* out);
 
+// The epilogue of a dense tile, in place on its sums (values [pixel][dense_channels]): for each of
+// `count` pixels and `channels` lanes, v = act(sum + B + Z) (in FinishOutput's order), then either
+// mark the pixel's non-zero lanes (the samples) or keep only its active lanes (the other outputs,
+// where the dense fallback computed the predicted ones too).
+struct DenseTileEpilogue {
+  const float* bias;       // dense_channels floats, zero past `channels`
+  const float* residual;   // Z at (n, m0, 0, 0), or null
+  int64_t plane;           // floats between two channels of Z
+  const int64_t* offsets;  // per pixel: row * oW + col
+  float clip_max;
+  uint32_t* const* marks;  // per pixel: OR the non-zero lanes into *marks[p]; or null
+  const uint32_t* keeps;   // per pixel: the lanes to keep, the rest set to zero; or null
+};
+// Adds the lanes `keeps` dropped that were zero (predictions that held) to dropped_zero, the
+// others to dropped_nonzero.
+using DenseEpilogueFn = void (*)(float* values, int64_t count, int64_t channels, const DenseTileEpilogue& epilogue,
+                                 int64_t& dropped_zero, int64_t& dropped_nonzero);
+
 // Gather tile: out[i * gather_pixels + p] = sum_k weights_i[k] * pixel_p[offset(k)] for up to
 // `gather_channels` channels, each with its own weights ([kH][runs][run_length], contiguous along K),
 // and up to `gather_pixels` pixels.
@@ -78,6 +96,7 @@ struct TileKernels {
   // dense[p - 1] computes p pixels: the last tile of a task (a small map's only one) pays for no
   // padding pixels.
   DenseTileFn dense[kMaxDensePixels];
+  DenseEpilogueFn dense_epilogue;
   int64_t gather_channels;  // the widest gather tile
   int64_t gather_pixels;
   // gather[c - 1][p - 1] computes c channels x p pixels, so leftover active channels and the few

@@ -86,8 +86,7 @@ std::vector<float> PackDenseWeights(const float* weights, const ConvGeometry& g,
 }
 
 TiledConv::TiledConv(const ConvGeometry& geometry, const ActivationParams& activation, const WindowPattern& pattern,
-                     bool audit, const TileKernels& kernels, const ConvTensors& tensors, const float* dense_weights,
-                     uint8_t* window_active)
+                     bool audit, const TileKernels& kernels, const ConvTensors& tensors, const float* dense_weights)
     : g_(geometry),
       activation_(activation),
       pattern_(pattern),
@@ -95,7 +94,6 @@ TiledConv::TiledConv(const ConvGeometry& geometry, const ActivationParams& activ
       kernels_(kernels),
       t_(tensors),
       dense_weights_(dense_weights),
-      window_active_(window_active),
       taps_(MakeTapLayout(geometry)),
       k_(pattern.size),
       bands_(CeilDiv(geometry.out_height, pattern.size)),
@@ -109,11 +107,14 @@ TiledConv::TiledConv(const ConvGeometry& geometry, const ActivationParams& activ
   sample_ranges_ = CeilDiv(bands_, bands_per_sample_task_);
   const int64_t weight_bytes = geometry.macs_per_output() * geometry.out_channels_per_group() * int64_t{sizeof(float)};
   blocks_inner_ = weight_bytes <= kBlocksInnerWeightBytes;
-  if (tensors.bias == nullptr) zero_bias_.assign(static_cast<size_t>(geometry.out_channels), 0.f);
-}
-
-int64_t TiledConv::WindowActiveSize(const ConvGeometry& g, const WindowPattern& pattern) {
-  return g.batch * CeilDiv(g.out_height, pattern.size) * CeilDiv(g.out_width, pattern.size) * g.out_channels;
+  const int64_t blocks = geometry.group * blocks_per_group_, block = kernels.dense_channels;
+  block_bias_.assign(static_cast<size_t>(blocks * block), 0.f);
+  for (int64_t m = 0; tensors.bias != nullptr && m < geometry.out_channels; ++m) {
+    const int64_t group = m / geometry.out_channels_per_group(), local = m % geometry.out_channels_per_group();
+    block_bias_[static_cast<size_t>((group * blocks_per_group_ + local / block) * block + local % block)] = tensors.bias[m];
+  }
+  // Not initialised: each sample task clears the words it marks before any rest task reads them.
+  block_active_.reset(new uint32_t[static_cast<size_t>(batch_bands_ * windows_ * blocks)]);
 }
 
 const float* TiledConv::PixelInput(int64_t n, int64_t group, const Pixel& pixel) const {
@@ -123,8 +124,13 @@ const float* TiledConv::PixelInput(int64_t n, int64_t group, const Pixel& pixel)
          group * g_.in_channels_per_group();
 }
 
-uint8_t& TiledConv::Active(int64_t n, int64_t band, int64_t window, int64_t m) const {
-  return window_active_[((n * bands_ + band) * windows_ + window) * g_.out_channels + m];
+uint32_t& TiledConv::ActiveLanes(int64_t n, int64_t band, int64_t window, int64_t group, int64_t block_index) const {
+  return block_active_[static_cast<size_t>((((n * bands_ + band) * windows_ + window) * g_.group + group) * blocks_per_group_ +
+                                           block_index)];
+}
+
+int64_t TiledConv::BlockChannels(int64_t block_index) const {
+  return std::min(kernels_.dense_channels, g_.out_channels_per_group() - block_index * kernels_.dense_channels);
 }
 
 int64_t TiledConv::SamplesInWindow(int64_t band, int64_t window) const {
@@ -139,39 +145,37 @@ const float* TiledConv::DenseBlockWeights(int64_t group, int64_t block_index) co
   return dense_weights_ + (group * blocks_per_group_ + block_index) * g_.macs_per_output() * kernels_.dense_channels;
 }
 
-template <typename Tile, typename Adjust>
-void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, const float* weights, int64_t n, int64_t m0,
-                                 int64_t valid, Adjust&& adjust) const {
+template <typename Tile>
+void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int64_t group, int64_t block_index,
+                                 uint32_t* const* marks, const uint32_t* keeps, PredictionCounters& counters) const {
+  const int64_t block = kernels_.dense_channels, channels = BlockChannels(block_index);
+  const int64_t m0 = group * g_.out_channels_per_group() + block_index * block, plane = g_.out_height * g_.out_width;
+  int64_t offsets[kMaxTilePixels];
+  for (int64_t p = 0; p < count; ++p) offsets[p] = tile.pixels[p].row * g_.out_width + tile.pixels[p].col;
+  DenseTileEpilogue epilogue;
+  epilogue.bias = block_bias_.data() + (group * blocks_per_group_ + block_index) * block;
+  epilogue.residual = t_.residual ? t_.residual + (n * g_.out_channels + m0) * plane : nullptr;
+  epilogue.plane = plane;
+  epilogue.offsets = offsets;
+  epilogue.clip_max = activation_.clip_max;
+  epilogue.marks = marks;
+  epilogue.keeps = keeps;
   float sums[kMaxTilePixels * kMaxTileChannels];
-  kernels_.dense[count - 1](taps_, weights, tile.inputs, sums);
-  for (int64_t p = 0; p < count; ++p) {
-    const Pixel& px = tile.pixels[p];
-    float* values = sums + p * kernels_.dense_channels;
-    FinishChannels(values, n, m0, valid, px);
-    adjust(values, px);
+  kernels_.dense[count - 1](taps_, DenseBlockWeights(group, block_index), tile.inputs, sums);
+  int64_t hits = 0, misses = 0;
+  kernels_.dense_epilogue(sums, count, channels, epilogue, hits, misses);
+  if (audit_) {
+    counters.pred_hit += hits;
+    counters.pred_miss += misses;
   }
-  StoreTile(sums, tile.pixels, count, n, m0, valid);
+  StoreTile(sums, offsets, count, n, m0, channels);
 }
 
-void TiledConv::FinishChannels(float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const {
-  // Bias first, then the residual, as in FinishOutput; adding Z before B would round differently.
-  const float* bias = t_.bias ? t_.bias + m0 : zero_bias_.data();
-  if (t_.residual) {
-    const int64_t plane = g_.out_height * g_.out_width;
-    const float* z = t_.residual + ((n * g_.out_channels + m0) * g_.out_height + px.row) * g_.out_width + px.col;
-    for (int64_t j = 0; j < count; ++j) values[j] = Activate(values[j] + bias[j] + z[j * plane], activation_);
-    return;
-  }
-  for (int64_t j = 0; j < count; ++j) values[j] = Activate(values[j] + bias[j], activation_);
-}
-
-void TiledConv::StoreTile(const float* values, const Pixel* pixels, int64_t count, int64_t n, int64_t m0,
+void TiledConv::StoreTile(const float* values, const int64_t* offsets, int64_t count, int64_t n, int64_t m0,
                           int64_t channels) const {
   // Channel by channel: a pixel's channels lie a plane apart, often a multiple of 4 KiB, and
   // storing them in turn stalls on 4K aliasing; a channel's pixels share a few cache lines.
   const int64_t plane = g_.out_height * g_.out_width, block = kernels_.dense_channels;
-  int64_t offsets[kMaxTilePixels];
-  for (int64_t p = 0; p < count; ++p) offsets[p] = pixels[p].row * g_.out_width + pixels[p].col;
   float* y = t_.output + (n * g_.out_channels + m0) * plane;
   for (int64_t j = 0; j < channels; ++j, y += plane)
     for (int64_t p = 0; p < count; ++p) y[offsets[p]] = values[p * block + j];
@@ -195,21 +199,18 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
   const int64_t n = batch_range / sample_ranges_;
   const int64_t band_begin = batch_range % sample_ranges_ * bands_per_sample_task_;
   const int64_t band_end = std::min(bands_, band_begin + bands_per_sample_task_);
-  const int64_t block = kernels_.dense_channels, per_group = g_.out_channels_per_group();
-  const int64_t m0 = group * per_group + block_index * block;
-  const int64_t valid = std::min(block, per_group - block_index * block);
-  const float* weights = DenseBlockWeights(group, block_index);
-  int64_t computed = 0;
   for (int64_t band = band_begin; band < band_end; ++band)  // this task alone marks these pairs
-    for (int64_t window = 0; window < windows_; ++window) std::fill_n(&Active(n, band, window, m0), valid, 0);
+    for (int64_t window = 0; window < windows_; ++window) ActiveLanes(n, band, window, group, block_index) = 0;
 
+  PredictionCounters counters;
+  int64_t computed = 0;
   PixelTile<Pixel> tile(kernels_.dense_pixels);
   auto flush = [&](int64_t count) {
-    ComputeDenseTile(tile, count, weights, n, m0, valid, [&](const float* values, const Pixel& px) {
-      uint8_t* __restrict active = &Active(n, px.band, px.window, m0);
-      for (int64_t j = 0; j < valid; ++j) active[j] |= static_cast<uint8_t>(!(values[j] == 0.f));  // NaN: non-zero
-    });
-    computed += count * valid;
+    uint32_t* marks[kMaxTilePixels];
+    for (int64_t p = 0; p < count; ++p)
+      marks[p] = &ActiveLanes(n, tile.pixels[p].band, tile.pixels[p].window, group, block_index);
+    ComputeDenseTile(tile, count, n, group, block_index, marks, nullptr, counters);
+    computed += count * BlockChannels(block_index);
   };
   for (int64_t band = band_begin; band < band_end; ++band) {
     for (int64_t window = 0; window < windows_; ++window) {
@@ -220,7 +221,6 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
     }
   }
   tile.Finish(flush);
-  PredictionCounters counters;
   counters.macs_executed = computed * g_.macs_per_output();
   return counters;
 }
@@ -233,15 +233,17 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
   const int64_t per_group = g_.out_channels_per_group();
   const int64_t m_begin = group * per_group + chunk * kChunkChannels;
   const int64_t m_end = group * per_group + std::min(per_group, (chunk + 1) * kChunkChannels);
+  const int64_t block_begin = chunk * kChunkChannels / kernels_.dense_channels;
+  const int64_t block_end = block_begin + CeilDiv(m_end - m_begin, kernels_.dense_channels);
 
   PredictionCounters counters;
   int64_t active_pairs = 0;
   for (int64_t window = 0; window < windows_; ++window) {
     const int64_t samples = SamplesInWindow(band, window);
     const int64_t area = std::min(k_, g_.out_height - band * k_) * std::min(k_, g_.out_width - window * k_);
-    const uint8_t* active = &Active(n, band, window, m_begin);
-    int64_t window_active = 0;  // a plain sum of 0/1 bytes, which the compiler vectorises
-    for (int64_t j = 0; j < m_end - m_begin; ++j) window_active += active[j];
+    int64_t window_active = 0;
+    for (int64_t b = block_begin; b < block_end; ++b)
+      window_active += __builtin_popcount(ActiveLanes(n, band, window, group, b));
     const int64_t inactive = m_end - m_begin - window_active;
     active_pairs += window_active;
     counters.zero_diag += inactive * samples;
@@ -251,32 +253,23 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
   const bool gathering_pays = taps_.run_length >= 2 * kernels_.lanes &&
                               active_pairs * 100 < kDenseFallbackPercent * windows_ * (m_end - m_begin);
   if (gathering_pays) {
-    RunRestGathered(n, band, group, m_begin, m_end, counters, computed);
+    RunRestGathered(n, band, group, block_begin, block_end, counters, computed);
   } else {
-    RunRestDense(n, band, group, m_begin, m_end, counters, computed);
+    RunRestDense(n, band, group, block_begin, block_end, counters, computed);
   }
   counters.macs_executed = computed * g_.macs_per_output();
   return counters;
 }
 
-void TiledConv::RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
+void TiledConv::RunRestDense(int64_t n, int64_t band, int64_t group, int64_t block_begin, int64_t block_end,
                              PredictionCounters& counters, int64_t& computed) const {
-  const int64_t block = kernels_.dense_channels;
-  for (int64_t m0 = m_begin; m0 < m_end; m0 += block) {
-    const int64_t valid = std::min(block, m_end - m0);
-    const float* weights = DenseBlockWeights(group, (m0 - group * g_.out_channels_per_group()) / block);
+  for (int64_t block_index = block_begin; block_index < block_end; ++block_index) {
     PixelTile<Pixel> tile(kernels_.dense_pixels);
     auto flush = [&](int64_t count) {
-      ComputeDenseTile(tile, count, weights, n, m0, valid, [&](float* values, const Pixel& px) {
-        const uint8_t* active = &Active(n, band, px.window, m0);
-        if (audit_) {
-          for (int64_t j = 0; j < valid; ++j) {
-            if (!active[j]) ++(values[j] == 0.f ? counters.pred_hit : counters.pred_miss);
-          }
-        }
-        for (int64_t j = 0; j < valid; ++j) values[j] = active[j] ? values[j] : 0.f;  // predicted: zeroed
-      });
-      computed += count * valid;
+      uint32_t keeps[kMaxTilePixels];
+      for (int64_t p = 0; p < count; ++p) keeps[p] = ActiveLanes(n, band, tile.pixels[p].window, group, block_index);
+      ComputeDenseTile(tile, count, n, group, block_index, nullptr, keeps, counters);
+      computed += count * BlockChannels(block_index);
     };
     for (int64_t window = 0; window < windows_; ++window)
       ForEachRestPixel(band, window, [&](const Pixel& px) { tile.Add(px, PixelInput(n, group, px), flush); });
@@ -284,13 +277,13 @@ void TiledConv::RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_b
   }
 }
 
-void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
+void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t block_begin, int64_t block_end,
                                 PredictionCounters& counters, int64_t& computed) const {
   const int64_t tile_channels = kernels_.gather_channels, tile_pixels = kernels_.gather_pixels;
   const int64_t k = g_.macs_per_output(), plane = g_.out_height * g_.out_width;
   float* y = t_.output + n * g_.out_channels * plane;
   const float* z = t_.residual ? t_.residual + n * g_.out_channels * plane : nullptr;
-  int64_t active[kChunkChannels];
+  int64_t chunk_channels[kChunkChannels];  // the active channels from the front, the others from the back
   const float* weights[kMaxTileChannels];
   // Zeroed once: the flat finish loops also pass over the slots a short tile leaves unwritten.
   float sums[kMaxTilePixels * kMaxTileChannels] = {}, bias[kMaxTilePixels * kMaxTileChannels];
@@ -303,12 +296,20 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
       rest_offsets[static_cast<size_t>(rest_count)] = px.row * g_.out_width + px.col;
       rest[static_cast<size_t>(rest_count++)] = px;
     });
-    int64_t active_count = 0;
-    for (int64_t m = m_begin; m < m_end; ++m) {
-      if (Active(n, band, window, m)) {
-        active[active_count++] = m;
-        continue;
+    int64_t active_count = 0, inactive_count = 0;
+    for (int64_t b = block_begin; b < block_end; ++b) {
+      const int64_t m0 = group * g_.out_channels_per_group() + b * kernels_.dense_channels;
+      const uint32_t lanes = ActiveLanes(n, band, window, group, b);
+      for (int64_t j = 0; j < BlockChannels(b); ++j) {
+        if (lanes >> j & 1) {
+          chunk_channels[active_count++] = m0 + j;
+        } else {
+          chunk_channels[kChunkChannels - ++inactive_count] = m0 + j;
+        }
       }
+    }
+    for (int64_t i = kChunkChannels - inactive_count; i < kChunkChannels; ++i) {
+      const int64_t m = chunk_channels[i];
       float* y_m = y + m * plane;
       for (int64_t r = 0; r < rest_count; ++r) y_m[rest_offsets[static_cast<size_t>(r)]] = 0.f;
       if (audit_) {
@@ -326,23 +327,23 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
       const int64_t* offsets = rest_offsets.data() + first_pixel;
       for (int64_t first = 0; first < active_count; first += tile_channels) {
         const int64_t channels = std::min(tile_channels, active_count - first);
-        for (int64_t i = 0; i < channels; ++i) weights[i] = t_.packed_weights + active[first + i] * k;
+        for (int64_t i = 0; i < channels; ++i) weights[i] = t_.packed_weights + chunk_channels[first + i] * k;
         kernels_.gather[channels - 1][count - 1](taps_, weights, inputs, sums);
         // act(sum + B + Z) over the whole tile in one flat loop the compiler vectorises; the stores
         // then scatter to the channels' planes.
         const int64_t values = channels * tile_pixels;
         for (int64_t i = 0; i < channels; ++i) {
-          const float b = t_.bias ? t_.bias[active[first + i]] : 0.f;
+          const float b = t_.bias ? t_.bias[chunk_channels[first + i]] : 0.f;
           for (int64_t p = 0; p < tile_pixels; ++p) bias[i * tile_pixels + p] = b;
         }
         for (int64_t v = 0; v < values; ++v) sums[v] += bias[v];
         if (z) {
           for (int64_t i = 0; i < channels; ++i)
-            for (int64_t p = 0; p < count; ++p) sums[i * tile_pixels + p] += z[active[first + i] * plane + offsets[p]];
+            for (int64_t p = 0; p < count; ++p) sums[i * tile_pixels + p] += z[chunk_channels[first + i] * plane + offsets[p]];
         }
         for (int64_t v = 0; v < values; ++v) sums[v] = Activate(sums[v], activation_);
         for (int64_t i = 0; i < channels; ++i) {
-          float* y_m = y + active[first + i] * plane;
+          float* y_m = y + chunk_channels[first + i] * plane;
           for (int64_t p = 0; p < count; ++p) y_m[offsets[p]] = sums[i * tile_pixels + p];
         }
         computed += channels * count;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "operators/conv/conv_geometry.h"
@@ -24,13 +25,9 @@ std::vector<float> PackDenseWeights(const float* weights, const ConvGeometry& ge
 class TiledConv {
  public:
   // `dense_weights` from PackDenseWeights with kernels.dense_channels; `tensors.packed_weights`
-  // from PackWeights; `window_active` holds N * bands * windows-per-band * M bytes, which the
-  // sample tasks clear before marking.
+  // from PackWeights.
   TiledConv(const ConvGeometry& geometry, const ActivationParams& activation, const WindowPattern& pattern,
-            bool audit, const TileKernels& kernels, const ConvTensors& tensors, const float* dense_weights,
-            uint8_t* window_active);
-
-  static int64_t WindowActiveSize(const ConvGeometry& geometry, const WindowPattern& pattern);
+            bool audit, const TileKernels& kernels, const ConvTensors& tensors, const float* dense_weights);
 
   // Phase 1: sampled outputs of a range of bands of windows for one block of channels.
   int64_t SampleTasks() const { return g_.batch * sample_ranges_ * g_.group * blocks_per_group_; }
@@ -44,26 +41,25 @@ class TiledConv {
     int64_t row, col, band, window;
   };
   const float* PixelInput(int64_t n, int64_t group, const Pixel& pixel) const;
-  uint8_t& Active(int64_t n, int64_t band, int64_t window, int64_t m) const;
+  // Which channels of a dense block have a non-zero sample in a window (bit j: the block's j-th).
+  uint32_t& ActiveLanes(int64_t n, int64_t band, int64_t window, int64_t group, int64_t block_index) const;
+  int64_t BlockChannels(int64_t block_index) const;
   int64_t SamplesInWindow(int64_t band, int64_t window) const;
   // The dense-tile weights of one block of channels of a group.
   const float* DenseBlockWeights(int64_t group, int64_t block_index) const;
-  // Runs the dense kernel over a tile of one channel block and, for its first `count` pixels,
-  // finishes the values, hands them to `adjust(values, pixel)` (mark activity, or zero predicted
-  // outputs) and stores them.
-  template <typename Tile, typename Adjust>
-  void ComputeDenseTile(const Tile& tile, int64_t count, const float* weights, int64_t n, int64_t m0, int64_t valid,
-                        Adjust&& adjust) const;
-  // act(sum + B + Z) for `count` consecutive channels from m0 at one pixel, in place.
-  void FinishChannels(float* values, int64_t n, int64_t m0, int64_t count, const Pixel& px) const;
+  // Runs the dense kernel and its epilogue over a tile of one block of channels, then stores it:
+  // the samples mark *marks[p], the other outputs keep only the lanes keeps[p] (one is null).
+  template <typename Tile>
+  void ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int64_t group, int64_t block_index,
+                        uint32_t* const* marks, const uint32_t* keeps, PredictionCounters& counters) const;
   // Stores `channels` finished channels of `count` pixels (values [pixel][dense_channels]).
-  void StoreTile(const float* values, const Pixel* pixels, int64_t count, int64_t n, int64_t m0,
+  void StoreTile(const float* values, const int64_t* offsets, int64_t count, int64_t n, int64_t m0,
                  int64_t channels) const;
   template <typename Visit>
   void ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) const;
-  void RunRestDense(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
+  void RunRestDense(int64_t n, int64_t band, int64_t group, int64_t block_begin, int64_t block_end,
                     PredictionCounters& counters, int64_t& computed) const;
-  void RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t m_begin, int64_t m_end,
+  void RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t block_begin, int64_t block_end,
                        PredictionCounters& counters, int64_t& computed) const;
 
   const ConvGeometry& g_;
@@ -73,13 +69,13 @@ class TiledConv {
   const TileKernels& kernels_;
   const ConvTensors& t_;
   const float* dense_weights_;
-  uint8_t* window_active_;
   TapLayout taps_;
   int64_t k_, bands_, windows_, batch_bands_;
   int64_t blocks_per_group_, chunks_per_group_;
   int64_t bands_per_sample_task_ = 1, sample_ranges_ = 1;
   bool blocks_inner_ = false;  // sample tasks: blocks vary fastest (see kBlocksInnerWeightBytes)
-  std::vector<float> zero_bias_;  // stands in for an absent B
+  std::vector<float> block_bias_;  // B (or zeros) per dense block, zero past the group's channels
+  std::unique_ptr<uint32_t[]> block_active_;  // ActiveLanes, [N][bands][windows][group][block]
 };
 
 }  // namespace onnxpred

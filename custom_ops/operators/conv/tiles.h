@@ -49,6 +49,44 @@ void DenseTile(const TapLayout& taps, const float* weights, const float* const* 
     for (int v = 0; v < kVectors; ++v) Isa::Store(out + (p * kVectors + v) * kLanes, acc[p][v]);
 }
 
+template <typename Isa, int kVectors>
+void FinishDenseTile(float* values, int64_t count, int64_t channels, const DenseTileEpilogue& e,
+                     int64_t& dropped_zero, int64_t& dropped_nonzero) {
+  using V = typename Isa::V;
+  constexpr int kLanes = Isa::kLanes, kBlock = kVectors * kLanes;
+  static_assert(kBlock <= 32, "a block's lanes fit one uint32_t mask");
+  const V clip = Isa::Broadcast(&e.clip_max);
+  V bias[kVectors];
+#pragma GCC unroll 4
+  for (int v = 0; v < kVectors; ++v) bias[v] = Isa::Load(e.bias + v * kLanes);
+  const uint32_t valid = static_cast<uint32_t>((uint64_t{1} << channels) - 1);
+  float residual[kBlock] = {};
+  for (int64_t p = 0; p < count; ++p) {
+    float* sums = values + p * kBlock;
+    if (e.residual) {
+      for (int64_t j = 0; j < channels; ++j) residual[j] = e.residual[j * e.plane + e.offsets[p]];
+    }
+    uint32_t nonzero = 0;
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) {
+      V x = Isa::Add(Isa::Load(sums + v * kLanes), bias[v]);
+      if (e.residual) x = Isa::Add(x, Isa::Load(residual + v * kLanes));
+      x = Isa::Activate(x, clip);
+      if (e.keeps) {
+        const uint32_t lanes = valid >> (v * kLanes) & ((uint32_t{1} << kLanes) - 1);
+        const uint32_t keep = e.keeps[p] >> (v * kLanes);
+        const uint32_t zero = Isa::ZeroLanes(x);
+        dropped_zero += Isa::CountLanes(lanes & ~keep & zero);
+        dropped_nonzero += Isa::CountLanes(lanes & ~keep & ~zero);
+        x = Isa::KeepLanes(keep, x);
+      }
+      nonzero |= Isa::NonZeroLanes(x) << (v * kLanes);
+      Isa::Store(sums + v * kLanes, x);
+    }
+    if (e.marks) *e.marks[p] |= nonzero & valid;
+  }
+}
+
 // kChannels channels x kPixels pixels, vectorised along the reduction; horizontal sums at the end,
 // stored kStride apart per channel.
 template <typename Isa, int kChannels, int kPixels, int kStride>
@@ -171,6 +209,7 @@ TileKernels MakeTileKernels(const char* name) {
                       kDenseVectors * Isa::kLanes,
                       kDensePixels,
                       {},
+                      &FinishDenseTile<Isa, kDenseVectors>,
                       kGatherChannels,
                       kGatherPixels,
                       {},
