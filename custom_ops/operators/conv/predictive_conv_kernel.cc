@@ -85,7 +85,18 @@ std::vector<float> PackWeights(const float* weights, const ConvGeometry& g) {
   return packed;
 }
 
-void PadToNhwcRow(const float* input, const ConvGeometry& g, int64_t row, float* input_nhwc) {
+void ChannelsToPixels(const float* rows, int64_t channel_stride, int64_t channels, int64_t width, float* pixels) {
+  // Blocks of channels: each pixel's writes stay contiguous while the reads walk a few rows.
+  constexpr int64_t kChannelBlock = 16;
+  for (int64_t c0 = 0; c0 < channels; c0 += kChannelBlock) {
+    const int64_t c1 = std::min(channels, c0 + kChannelBlock);
+    for (int64_t w = 0; w < width; ++w)
+      for (int64_t c = c0; c < c1; ++c) pixels[w * channels + c] = rows[c * channel_stride + w];
+  }
+}
+
+void PadToNhwcRow(const float* input, const ConvGeometry& g, int64_t row, float* input_nhwc,
+                  ChannelsToPixelsFn channels_to_pixels) {
   const int64_t hp = g.padded_height(), wp = g.padded_width(), c_count = g.in_channels;
   const int64_t n = row / hp, h = row % hp - g.pad_top;
   float* out = input_nhwc + row * wp * c_count;
@@ -95,17 +106,8 @@ void PadToNhwcRow(const float* input, const ConvGeometry& g, int64_t row, float*
   }
   std::fill(out, out + g.pad_left * c_count, 0.f);
   std::fill(out + (g.pad_left + g.in_width) * c_count, out + wp * c_count, 0.f);
-  // Blocks of channels: each pixel's writes stay contiguous while the reads walk a few rows.
-  constexpr int64_t kChannelBlock = 16;
-  const float* plane = input + (n * c_count * g.in_height + h) * g.in_width;
-  const int64_t plane_stride = g.in_height * g.in_width;
-  for (int64_t c0 = 0; c0 < c_count; c0 += kChannelBlock) {
-    const int64_t c1 = std::min(c_count, c0 + kChannelBlock);
-    for (int64_t w = 0; w < g.in_width; ++w) {
-      float* pixel = out + (w + g.pad_left) * c_count;
-      for (int64_t c = c0; c < c1; ++c) pixel[c] = plane[c * plane_stride + w];
-    }
-  }
+  channels_to_pixels(input + (n * c_count * g.in_height + h) * g.in_width, g.in_height * g.in_width, c_count,
+                     g.in_width, out + g.pad_left * c_count);
 }
 
 PredictionCounters ComputePlane(const ConvGeometry& g, const ActivationParams& activation,

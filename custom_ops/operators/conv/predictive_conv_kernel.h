@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "operators/conv/conv_geometry.h"
+#include "operators/conv/tile_kernels.h"
 #include "operators/conv/window_pattern.h"
 
 namespace onnxpred {
@@ -43,8 +44,12 @@ inline float FinishOutput(float sum, const ConvGeometry& g, const ActivationPara
 float EvaluateOutput(const ConvGeometry& geometry, const ActivationParams& activation, const ConvTensors& tensors,
                      int64_t n, int64_t m, int64_t row, int64_t col);
 
+// ChannelsToPixelsFn one float at a time (the scalar path's).
+void ChannelsToPixels(const float* rows, int64_t channel_stride, int64_t channels, int64_t width, float* pixels);
+
 // Writes padded row `row` (0 <= row < N * Hp) of the NHWC copy of `input` (NCHW).
-void PadToNhwcRow(const float* input, const ConvGeometry& geometry, int64_t row, float* input_nhwc);
+void PadToNhwcRow(const float* input, const ConvGeometry& geometry, int64_t row, float* input_nhwc,
+                  ChannelsToPixelsFn channels_to_pixels);
 
 // The per-plane path, used for everything when ONNXPRED_KERNEL=scalar: the simplest correct kernel. Computes output plane (n, m): the sampled outputs of every window, then the rest of the windows
 // whose samples are not all zero; the others are set to zero without computing them (unless

@@ -83,6 +83,11 @@ class BandRuleMasks {
 using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* plane, int64_t height,
                                           int64_t band_begin, int64_t band_end, bool audit, uint64_t* scratch);
 
+// One image row of NCHW into NHWC: `channels` rows of `width` floats, `channel_stride` apart,
+// become `width` pixels of `channels` consecutive floats.
+using ChannelsToPixelsFn = void (*)(const float* rows, int64_t channel_stride, int64_t channels, int64_t width,
+                                    float* pixels);
+
 constexpr int kMaxDensePixels = 14;
 constexpr int kMaxGatherChannels = 4;
 constexpr int kMaxGatherPixels = 6;
@@ -106,6 +111,7 @@ struct TileKernels {
   int64_t pointwise_pixels;  // the widest tile
   PointwiseTileFn pointwise[kMaxPointwiseVectors];
   BandRuleFn band_rule;
+  ChannelsToPixelsFn channels_to_pixels;
 };
 
 const TileKernels& Avx512TileKernels();

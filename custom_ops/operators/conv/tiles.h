@@ -8,6 +8,7 @@
 #include "operators/conv/band_rule.h"
 #include "operators/conv/simd.h"
 #include "operators/conv/tile_kernels.h"
+#include "operators/conv/transpose_blocks.h"
 
 namespace onnxpred {
 namespace {
@@ -53,16 +54,16 @@ template <typename Isa, int kVectors>
 void FinishDenseTile(float* values, int64_t count, int64_t channels, const DenseTileEpilogue& e,
                      int64_t& dropped_zero, int64_t& dropped_nonzero) {
   using V = typename Isa::V;
-  constexpr int kLanes = Isa::kLanes, kBlock = kVectors * kLanes;
-  static_assert(kBlock <= 32, "a block's lanes fit one uint32_t mask");
+  constexpr int kLanes = Isa::kLanes, kBlockLanes = kVectors * kLanes;
+  static_assert(kBlockLanes <= 32, "a block's lanes fit one uint32_t mask");
   const V clip = Isa::Broadcast(&e.clip_max);
   V bias[kVectors];
 #pragma GCC unroll 4
   for (int v = 0; v < kVectors; ++v) bias[v] = Isa::Load(e.bias + v * kLanes);
   const uint32_t valid = static_cast<uint32_t>((uint64_t{1} << channels) - 1);
-  float residual[kBlock] = {};
+  float residual[kBlockLanes] = {};
   for (int64_t p = 0; p < count; ++p) {
-    float* sums = values + p * kBlock;
+    float* sums = values + p * kBlockLanes;
     if (e.residual) {
       for (int64_t j = 0; j < channels; ++j) residual[j] = e.residual[j * e.plane + e.offsets[p]];
     }
@@ -185,6 +186,28 @@ void PointwiseTile(int64_t in_channels, int64_t channel_stride, const float* con
     for (int v = 0; v < kVectors; ++v) Isa::Store(out + i * kWidth + v * kLanes, acc[i][v]);
 }
 
+// ChannelsToPixelsFn in square register blocks; leftover channels and pixels one float at a time.
+void ChannelsToPixelsByBlocks(const float* rows, int64_t channel_stride, int64_t channels, int64_t width,
+                              float* pixels) {
+  int64_t c = 0;
+  for (; c + kBlock <= channels; c += kBlock) {
+    int64_t w = 0;
+    for (; w + kBlock <= width; w += kBlock) {
+      Block r[kBlock];
+      float* targets[kBlock];
+      for (int i = 0; i < kBlock; ++i) {
+        r[i] = TransposeBlocks::Load(rows + (c + i) * channel_stride + w);
+        targets[i] = pixels + (w + i) * channels + c;
+      }
+      StoreTransposed(r, kBlock, targets);
+    }
+    for (; w < width; ++w)
+      for (int64_t i = 0; i < kBlock; ++i) pixels[w * channels + c + i] = rows[(c + i) * channel_stride + w];
+  }
+  for (int64_t w = 0; c < channels && w < width; ++w)
+    for (int64_t i = c; i < channels; ++i) pixels[w * channels + i] = rows[i * channel_stride + w];
+}
+
 template <typename Isa, int kChannels, size_t... kVectorCounts>
 void FillPointwiseTiles(PointwiseTileFn* table, std::index_sequence<kVectorCounts...>) {
   ((table[kVectorCounts] = &PointwiseTile<Isa, kChannels, static_cast<int>(kVectorCounts) + 1>), ...);
@@ -216,7 +239,8 @@ TileKernels MakeTileKernels(const char* name) {
                       kPointwiseChannels,
                       kPointwiseVectors * Isa::kLanes,
                       {},
-                      &ApplyBandRule<Isa>};
+                      &ApplyBandRule<Isa>,
+                      &ChannelsToPixelsByBlocks};
   static_assert(kPointwiseVectors <= kMaxPointwiseVectors, "pointwise tile too wide");
   static_assert(kDensePixels <= kMaxDensePixels, "dense tile too wide");
   FillDenseTiles<Isa, kDenseVectors>(kernels.dense, std::make_index_sequence<kDensePixels>());
