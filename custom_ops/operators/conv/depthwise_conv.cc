@@ -14,10 +14,10 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-std::vector<float> PackDepthwiseWeights(const float* weights, const ConvGeometry& g, int64_t lanes) {
+PackedFloats PackDepthwiseWeights(const float* weights, const ConvGeometry& g, int64_t lanes) {
   const int64_t channels = g.in_channels, multiplier = g.out_channels_per_group();
   const int64_t taps = g.kernel_h * g.kernel_w, blocks_per_multiplier = CeilDiv(channels, lanes);
-  std::vector<float> packed(static_cast<size_t>(multiplier * blocks_per_multiplier * taps * lanes), 0.f);
+  PackedFloats packed(static_cast<size_t>(multiplier * blocks_per_multiplier * taps * lanes), 0.f);
   for (int64_t j = 0; j < multiplier; ++j)
     for (int64_t c = 0; c < channels; ++c) {
       const int64_t block = j * blocks_per_multiplier + c / lanes;

@@ -25,7 +25,7 @@ inline bool IsDepthwiseLike(const ConvGeometry& g) { return g.in_channels_per_gr
 // Channel blocks run through "lane channels": lane l = j * C + c is output channel c * multiplier + j
 // of input channel c, so a block of consecutive lanes reads consecutive input channels.
 // W [M][1][kH][kW] is packed per block as [kH * kW][lanes], lanes past C zero.
-std::vector<float> PackDepthwiseWeights(const float* weights, const ConvGeometry& geometry, int64_t lanes);
+PackedFloats PackDepthwiseWeights(const float* weights, const ConvGeometry& geometry, int64_t lanes);
 
 class DepthwiseConv;
 

@@ -72,10 +72,10 @@ float EvaluateOutput(const ConvGeometry& g, const ActivationParams& activation, 
   return OutputEvaluator(g, activation, t, n, m)(row, col);
 }
 
-std::vector<float> PackWeights(const float* weights, const ConvGeometry& g) {
+PackedFloats PackWeights(const float* weights, const ConvGeometry& g) {
   const int64_t m_count = g.out_channels, cg = g.in_channels_per_group();
   const int64_t kh_count = g.kernel_h, kw_count = g.kernel_w;
-  std::vector<float> packed(static_cast<size_t>(m_count * cg * kh_count * kw_count));
+  PackedFloats packed(static_cast<size_t>(m_count * cg * kh_count * kw_count));
   for (int64_t m = 0; m < m_count; ++m)
     for (int64_t c = 0; c < cg; ++c)
       for (int64_t kh = 0; kh < kh_count; ++kh)

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "operators/conv/conv_geometry.h"
+#include "operators/conv/packed_floats.h"
 #include "operators/conv/tile_kernels.h"
 #include "operators/conv/window_pattern.h"
 
@@ -13,7 +14,7 @@ namespace onnxpred {
 
 // W [M][C/group][kH][kW] repacked as [M][kH][kW][C/group], so that each kernel tap's weights are
 // contiguous along the channels, matching the NHWC input copy.
-std::vector<float> PackWeights(const float* weights, const ConvGeometry& geometry);
+PackedFloats PackWeights(const float* weights, const ConvGeometry& geometry);
 
 // The tensors of one call. `input_nhwc` is the zero-padded NHWC copy of X made by PadToNhwcRow.
 struct ConvTensors {

@@ -4,13 +4,14 @@
 #pragma once
 
 #include <optional>
-#include "operators/conv/predictive_conv_kernel.h"
 #include <string>
 #include <vector>
 
 #include "onnxruntime_cxx_api.h"
 #include "operators/conv/conv_geometry.h"
 #include "operators/conv/depthwise_conv.h"
+#include "operators/conv/packed_floats.h"
+#include "operators/conv/predictive_conv_kernel.h"
 #include "operators/conv/tile_kernels.h"
 #include "operators/conv/window_pattern.h"
 
@@ -52,8 +53,8 @@ class PredictiveConvKernel {
 
   // W in the layouts `path` reads.
   struct PackedWeights {
-    std::vector<float> per_output;  // [M][kH][kW][C/group]: the plane, pointwise and gather kernels
-    std::vector<float> tiled;       // PackDenseWeights or PackDepthwiseWeights
+    PackedFloats per_output;  // [M][kH][kW][C/group]: the plane, pointwise and gather kernels
+    PackedFloats tiled;       // PackDenseWeights or PackDepthwiseWeights
   };
   PackedWeights PackWeightsFor(ConvPath path, const float* weights, const ConvGeometry& geometry) const;
 

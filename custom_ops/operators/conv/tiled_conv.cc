@@ -69,10 +69,10 @@ TapLayout MakeTapLayout(const ConvGeometry& g) {
   return taps;
 }
 
-std::vector<float> PackDenseWeights(const float* weights, const ConvGeometry& g, int64_t block) {
+PackedFloats PackDenseWeights(const float* weights, const ConvGeometry& g, int64_t block) {
   const int64_t per_group = g.out_channels_per_group(), cg = g.in_channels_per_group();
   const int64_t blocks = CeilDiv(per_group, block), k = g.macs_per_output();
-  std::vector<float> packed(static_cast<size_t>(g.group * blocks * k * block), 0.f);
+  PackedFloats packed(static_cast<size_t>(g.group * blocks * k * block), 0.f);
   for (int64_t group = 0; group < g.group; ++group)
     for (int64_t local = 0; local < per_group; ++local) {
       const int64_t m = group * per_group + local;

@@ -20,7 +20,7 @@ TapLayout MakeTapLayout(const ConvGeometry& geometry);
 
 // W [M][C/group][kH][kW] packed for dense tiles: per group and block of `block` output channels,
 // [kH][runs][run_length][block], with the channels past the group's end zero.
-std::vector<float> PackDenseWeights(const float* weights, const ConvGeometry& geometry, int64_t block);
+PackedFloats PackDenseWeights(const float* weights, const ConvGeometry& geometry, int64_t block);
 
 class TiledConv {
  public:
