@@ -215,3 +215,20 @@ def test_pointwise_layers_match_reference_exactly(kernel_path, window, height, w
         assert_counters_match(counters, expected_counters)
         if window > 1:
             assert expected_counters[2] > 0  # the case exercises prediction
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_one_session_serves_every_plane_size_of_a_1x1_conv(kernel_path, window):
+    """A 1x1 conv takes the pointwise path on large planes and the tiled one on small planes (whose
+    last vector would be mostly empty). Its constant weights are packed at session creation, before
+    any input size is known, so one session must serve both."""
+    rng = np.random.default_rng(window)
+    w = rng.integers(-2, 3, (12, 5, 1, 1)).astype(np.float32)
+    b = rng.integers(-3, 2, 12).astype(np.float32)
+    session = onnxpred.session(single_node_model(w, b, window=window))
+    for height, width in [(1, 1), (2, 3), (7, 7), (16, 16), (3, 40)]:
+        x = rng.integers(-2, 3, (1, 5, height, width)).astype(np.float32)
+        y, counters = session.run(None, {"X": x})
+        expected_y, expected_counters = reference.predictive_conv(x, w, b, window=window)
+        np.testing.assert_array_equal(y, expected_y)
+        assert_counters_match(counters, expected_counters)

@@ -15,7 +15,8 @@ namespace onnxpred {
 
 class PointwiseConv {
  public:
-  static bool Applies(const ConvGeometry& geometry);
+  // 1x1, stride 1, unpadded and ungrouped, on planes that fill the vectors of `kernels`.
+  static bool Applies(const ConvGeometry& geometry, const TileKernels& kernels);
 
   // `tensors.packed_weights` is W as [M][C]; `input` is X (NCHW).
   PointwiseConv(const ConvGeometry& geometry, const ActivationParams& activation, const WindowPattern& pattern,

@@ -218,7 +218,7 @@ PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::s
     const int64_t nominal_h = CheckedAdd(CheckedMul(attributes_.dilations[0], constant_weight_shape_[2]), 1);
     const int64_t nominal_w = CheckedAdd(CheckedMul(attributes_.dilations[1], constant_weight_shape_[3]), 1);
     const ConvGeometry g = ResolveGeometry({1, nominal_channels, nominal_h, nominal_w}, constant_weight_shape_);
-    constant_weights_ = PackWeightsFor(SelectPath(g), weights.GetTensorData<float>(), g);
+    constant_weights_ = PackWeightsFor(weights.GetTensorData<float>(), g);
   }
 }
 
@@ -306,7 +306,7 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
   PackedWeights packed_locally;
   const PackedWeights* packed = &constant_weights_;
   if (constant_weight_shape_.empty() || constant_weight_shape_ != w_shape) {
-    packed_locally = PackWeightsFor(path, w.GetTensorData<float>(), g);
+    packed_locally = PackWeightsFor(w.GetTensorData<float>(), g);
     packed = &packed_locally;
   }
 
@@ -373,17 +373,22 @@ std::vector<PredictionCounters> PredictiveConvKernel::RunTiled(const Ort::Kernel
 
 PredictiveConvKernel::ConvPath PredictiveConvKernel::SelectPath(const ConvGeometry& g) const {
   if (tile_kernels_ == nullptr) return ConvPath::kPlanes;
-  if (PointwiseConv::Applies(g)) return ConvPath::kPointwise;
+  if (PointwiseConv::Applies(g, *tile_kernels_)) return ConvPath::kPointwise;
   if (IsDepthwiseLike(g)) return ConvPath::kDepthwise;
   return ConvPath::kTiled;
 }
 
-PredictiveConvKernel::PackedWeights PredictiveConvKernel::PackWeightsFor(ConvPath path, const float* weights,
+PredictiveConvKernel::PackedWeights PredictiveConvKernel::PackWeightsFor(const float* weights,
                                                                          const ConvGeometry& g) const {
   PackedWeights packed;
-  if (path != ConvPath::kDepthwise) packed.per_output = PackWeights(weights, g);
-  if (path == ConvPath::kTiled) packed.tiled = PackDenseWeights(weights, g, tile_kernels_->dense_channels);
-  if (path == ConvPath::kDepthwise) packed.tiled = PackDepthwiseWeights(weights, g, depthwise_kernels_->lanes);
+  if (tile_kernels_ != nullptr && IsDepthwiseLike(g)) {
+    packed.tiled = PackDepthwiseWeights(weights, g, depthwise_kernels_->lanes);
+    return packed;
+  }
+  packed.per_output = PackWeights(weights, g);
+  // Constant weights are packed before the input's size is known, and a 1x1 convolution takes the
+  // tiled path on small planes (PointwiseConv::Applies): pack every layout the path choice can need.
+  if (tile_kernels_ != nullptr) packed.tiled = PackDenseWeights(weights, g, tile_kernels_->dense_channels);
   return packed;
 }
 

@@ -51,12 +51,12 @@ class PredictiveConvKernel {
   };
   ConvPath SelectPath(const ConvGeometry& geometry) const;
 
-  // W in the layouts `path` reads.
+  // W in the layouts the paths this convolution can take read.
   struct PackedWeights {
     PackedFloats per_output;  // [M][kH][kW][C/group]: the plane, pointwise and gather kernels
     PackedFloats tiled;       // PackDenseWeights or PackDepthwiseWeights
   };
-  PackedWeights PackWeightsFor(ConvPath path, const float* weights, const ConvGeometry& geometry) const;
+  PackedWeights PackWeightsFor(const float* weights, const ConvGeometry& geometry) const;
 
   std::vector<PredictionCounters> RunPlanes(const Ort::KernelContext& context, const ConvGeometry& geometry,
                                             const ConvTensors& tensors) const;

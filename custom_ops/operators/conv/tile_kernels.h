@@ -51,13 +51,21 @@ using DenseEpilogueFn = void (*)(float* values, int64_t count, int64_t channels,
 using GatherTileFn = void (*)(const TapLayout& taps, const float* const* weights, const float* const* pixels,
                               float* out);
 
-// Pointwise tile, for 1x1 stride-1 unpadded convolutions read straight from NCHW:
-// out[i * width + q] = sum_c weights_i[c] * input[c * channel_stride + q] for `pointwise_channels`
-// channels and `pixels` consecutive pixels, so outputs are rows of NCHW planes. pointwise[v - 1]
-// covers v vectors (width = v * lanes), the last one possibly partial: small planes pay for no
-// padding lanes beyond one vector.
+// Pointwise tile, for 1x1 stride-1 unpadded convolutions read straight from NCHW: for up to
+// `pointwise_channels` channels i and `pixels` consecutive pixels q, sum_i,q = sum_c weights_i[c] *
+// input[c * channel_stride + q], finished in the tile as rows[i][q] = act(sum_i,q + bias[i] +
+// residuals[i][q]) (residuals may be null): outputs come out as rows of NCHW planes.
+// pointwise[v - 1] covers v vectors (pixels <= v * lanes), the last one possibly partial: small
+// planes pay for no padding lanes beyond one vector.
+struct PointwiseRows {
+  int64_t channels;                // valid rows, <= pointwise_channels; the others are not stored
+  float* const* rows;              // per channel: Y at the tile's first pixel
+  const float* const* residuals;   // per channel: Z at the tile's first pixel; or null
+  const float* bias;               // per channel
+  float clip_max;
+};
 using PointwiseTileFn = void (*)(int64_t in_channels, int64_t channel_stride, const float* const* weights,
-                                 const float* input, int64_t pixels, float* out);
+                                 const float* input, int64_t pixels, const PointwiseRows& out);
 
 // The window rule over whole output rows of `width` columns, as bit arrays (bit c: column c) built
 // once per call, so that the rule runs per vector of columns, not per output (band_rule.h).
@@ -91,6 +99,7 @@ using ChannelsToPixelsFn = void (*)(const float* rows, int64_t channel_stride, i
 constexpr int kMaxDensePixels = 14;
 constexpr int kMaxGatherChannels = 4;
 constexpr int kMaxGatherPixels = 6;
+constexpr int kMaxPointwiseChannels = 4;
 constexpr int kMaxPointwiseVectors = 6;
 
 struct TileKernels {

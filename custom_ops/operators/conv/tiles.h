@@ -141,15 +141,14 @@ void GatherTile(const TapLayout& taps, const float* const* weights, const float*
     for (int p = 0; p < kPixels; ++p) out[i * kStride + p] = Isa::Sum(acc[i][p]);
 }
 
-// kChannels channels x kVectors vectors of consecutive pixels; weights broadcast, outputs come out
-// as contiguous pixel rows (out[i * kVectors * lanes + q]). `pixels` lies in
+// kChannels channels x kVectors vectors of consecutive pixels; weights broadcast, each channel's
+// row finished and stored straight into its NCHW plane. `pixels` lies in
 // ((kVectors - 1) * lanes, kVectors * lanes]: only the last vector may be partial (a plane's end).
 template <typename Isa, int kChannels, int kVectors>
 void PointwiseTile(int64_t in_channels, int64_t channel_stride, const float* const* weights, const float* input,
-                   int64_t pixels, float* out) {
+                   int64_t pixels, const PointwiseRows& out) {
   using V = typename Isa::V;
   constexpr int kLanes = Isa::kLanes;
-  constexpr int64_t kWidth = kVectors * kLanes;
   const int64_t last_lanes = pixels - (kVectors - 1) * kLanes;
   V acc[kChannels][kVectors];
 #pragma GCC unroll 8
@@ -180,10 +179,28 @@ void PointwiseTile(int64_t in_channels, int64_t channel_stride, const float* con
       step(x, c, Isa::LoadPartial(x + kLastOffset, last_lanes));
     }
   }
+  const V clip = Isa::Broadcast(&out.clip_max);
 #pragma GCC unroll 8
-  for (int i = 0; i < kChannels; ++i)
+  for (int i = 0; i < kChannels; ++i) {
+    if (i >= out.channels) break;
+    const V bias = Isa::Broadcast(out.bias + i);
+    float* row = out.rows[i];
+    const float* residual = out.residuals ? out.residuals[i] : nullptr;
 #pragma GCC unroll 8
-    for (int v = 0; v < kVectors; ++v) Isa::Store(out + i * kWidth + v * kLanes, acc[i][v]);
+    for (int v = 0; v < kVectors; ++v) {
+      const bool last = v == kVectors - 1;
+      V y = Isa::Add(acc[i][v], bias);  // bias first, then the residual: FinishOutput's order
+      if (residual) {
+        y = Isa::Add(y, last ? Isa::LoadPartial(residual + v * kLanes, last_lanes) : Isa::Load(residual + v * kLanes));
+      }
+      y = Isa::Activate(y, clip);
+      if (last) {
+        Isa::StorePartial(row + v * kLanes, y, last_lanes);
+      } else {
+        Isa::Store(row + v * kLanes, y);
+      }
+    }
+  }
 }
 
 // ChannelsToPixelsFn in square register blocks; leftover channels and pixels one float at a time.
@@ -242,6 +259,7 @@ TileKernels MakeTileKernels(const char* name) {
                       &ApplyBandRule<Isa>,
                       &ChannelsToPixelsByBlocks};
   static_assert(kPointwiseVectors <= kMaxPointwiseVectors, "pointwise tile too wide");
+  static_assert(kPointwiseChannels <= kMaxPointwiseChannels, "pointwise tile too tall");
   static_assert(kDensePixels <= kMaxDensePixels, "dense tile too wide");
   FillDenseTiles<Isa, kDenseVectors>(kernels.dense, std::make_index_sequence<kDensePixels>());
   FillPointwiseTiles<Isa, kPointwiseChannels>(kernels.pointwise, std::make_index_sequence<kPointwiseVectors>());
