@@ -217,8 +217,15 @@ PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::s
     const int64_t nominal_channels = CheckedMul(constant_weight_shape_[1], attributes_.group);
     const int64_t nominal_h = CheckedAdd(CheckedMul(attributes_.dilations[0], constant_weight_shape_[2]), 1);
     const int64_t nominal_w = CheckedAdd(CheckedMul(attributes_.dilations[1], constant_weight_shape_[3]), 1);
-    const ConvGeometry g = ResolveGeometry({1, nominal_channels, nominal_h, nominal_w}, constant_weight_shape_);
-    constant_weights_ = PackWeightsFor(weights.GetTensorData<float>(), g);
+    const ConvGeometry nominal = ResolveGeometry({1, nominal_channels, nominal_h, nominal_w}, constant_weight_shape_);
+    // The path depends on the input's size (a 1x1 conv on a small plane takes the tiled path):
+    // pack for the input the graph declares, where it gives C, H and W; a call whose path needs
+    // another layout packs it then.
+    std::vector<int64_t> declared = info.GetInputTypeInfo(kInputX).GetTensorTypeAndShapeInfo().GetShape();
+    const bool sized = declared.size() == 4 && declared[1] > 0 && declared[2] > 0 && declared[3] > 0;
+    if (sized) declared[0] = 1;  // the batch does not change the path
+    const ConvGeometry g = sized ? ResolveGeometry(declared, constant_weight_shape_) : nominal;
+    constant_weights_ = PackWeightsFor(SelectPath(g), weights.GetTensorData<float>(), g);
   }
 }
 
@@ -305,8 +312,8 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
   const ConvPath path = SelectPath(g);
   PackedWeights packed_locally;
   const PackedWeights* packed = &constant_weights_;
-  if (constant_weight_shape_.empty() || constant_weight_shape_ != w_shape) {
-    packed_locally = PackWeightsFor(w.GetTensorData<float>(), g);
+  if (constant_weight_shape_.empty() || constant_weight_shape_ != w_shape || !constant_weights_.Serves(path)) {
+    packed_locally = PackWeightsFor(path, w.GetTensorData<float>(), g);
     packed = &packed_locally;
   }
 
@@ -378,17 +385,13 @@ PredictiveConvKernel::ConvPath PredictiveConvKernel::SelectPath(const ConvGeomet
   return ConvPath::kTiled;
 }
 
-PredictiveConvKernel::PackedWeights PredictiveConvKernel::PackWeightsFor(const float* weights,
+PredictiveConvKernel::PackedWeights PredictiveConvKernel::PackWeightsFor(ConvPath path, const float* weights,
                                                                          const ConvGeometry& g) const {
   PackedWeights packed;
-  if (tile_kernels_ != nullptr && IsDepthwiseLike(g)) {
-    packed.tiled = PackDepthwiseWeights(weights, g, depthwise_kernels_->lanes);
-    return packed;
-  }
-  packed.per_output = PackWeights(weights, g);
-  // Constant weights are packed before the input's size is known, and a 1x1 convolution takes the
-  // tiled path on small planes (PointwiseConv::Applies): pack every layout the path choice can need.
-  if (tile_kernels_ != nullptr) packed.tiled = PackDenseWeights(weights, g, tile_kernels_->dense_channels);
+  packed.path = path;
+  if (path != ConvPath::kDepthwise) packed.per_output = PackWeights(weights, g);
+  if (path == ConvPath::kTiled) packed.tiled = PackDenseWeights(weights, g, tile_kernels_->dense_channels);
+  if (path == ConvPath::kDepthwise) packed.tiled = PackDepthwiseWeights(weights, g, depthwise_kernels_->lanes);
   return packed;
 }
 

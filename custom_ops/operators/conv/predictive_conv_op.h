@@ -51,12 +51,18 @@ class PredictiveConvKernel {
   };
   ConvPath SelectPath(const ConvGeometry& geometry) const;
 
-  // W in the layouts the paths this convolution can take read.
+  // W in the layouts `path` reads.
   struct PackedWeights {
+    ConvPath path = ConvPath::kPlanes;
     PackedFloats per_output;  // [M][kH][kW][C/group]: the plane, pointwise and gather kernels
     PackedFloats tiled;       // PackDenseWeights or PackDepthwiseWeights
+    // Every path but the depthwise one packs per_output, which is all the plane and pointwise paths read.
+    bool Serves(ConvPath other) const {
+      return other == path ||
+             ((other == ConvPath::kPlanes || other == ConvPath::kPointwise) && path != ConvPath::kDepthwise);
+    }
   };
-  PackedWeights PackWeightsFor(const float* weights, const ConvGeometry& geometry) const;
+  PackedWeights PackWeightsFor(ConvPath path, const float* weights, const ConvGeometry& geometry) const;
 
   std::vector<PredictionCounters> RunPlanes(const Ort::KernelContext& context, const ConvGeometry& geometry,
                                             const ConvTensors& tensors) const;
