@@ -74,6 +74,17 @@ PredictionCounters ApplyBandRule(const BandRuleMasks& masks, float* plane, int64
                                  int64_t band_end, bool audit, uint64_t* scratch) {
   PredictionCounters counters;
   const int64_t k = masks.window;
+  if (k == 1) {  // every output is its window's only sample: nothing to predict, only zeros to count
+    constexpr int64_t kLanes = Isa::kLanes;
+    const float* begin = plane + band_begin * masks.width;
+    const int64_t count = (std::min(height, band_end) - band_begin) * masks.width;
+    for (int64_t q = 0; q < count; q += kLanes) {
+      const int64_t lanes = std::min(kLanes, count - q);
+      counters.zero_diag += Isa::CountLanes(Isa::ZeroLanes(Isa::LoadPartial(begin + q, lanes)) &
+                                            static_cast<uint32_t>((uint64_t{1} << lanes) - 1));
+    }
+    return counters;
+  }
   for (int64_t r0 = band_begin * k; r0 < std::min(height, band_end * k); r0 += k)
     ApplyBandRuleToBand<Isa>(masks, plane + r0 * masks.width, std::min(k, height - r0), audit, scratch, counters);
   return counters;

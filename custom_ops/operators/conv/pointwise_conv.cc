@@ -90,15 +90,6 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   // The block's outputs are still in cache: apply the window rule to its bands now.
   PredictionCounters counters;
   counters.macs_executed = computed * g_.macs_per_output();
-  if (k == 1) {  // every output is its window's only sample: nothing to predict, only zeros to count
-    for (int64_t m = m_begin; m < m_end; ++m) {
-      const float* plane = t_.output + (n * g_.out_channels + m) * pixels_;
-      int64_t zeros = 0;
-      for (int64_t q = q_begin; q < q_end; ++q) zeros += plane[q] == 0.f;
-      counters.zero_diag += zeros;
-    }
-    return counters;
-  }
   std::vector<uint64_t> scratch(static_cast<size_t>(masks_.scratch_size()));
   for (int64_t m = m_begin; m < m_end; ++m) {
     float* plane = t_.output + (n * g_.out_channels + m) * pixels_;
