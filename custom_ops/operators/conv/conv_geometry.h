@@ -8,6 +8,9 @@ namespace onnxpred {
 
 enum class Activation { kRelu, kClip };
 
+// a / b rounded up, for positive b: windows in a row, blocks of channels, vectors of a row.
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 struct ConvGeometry {
   int64_t batch = 0, in_channels = 0, in_height = 0, in_width = 0;
   int64_t out_channels = 0, out_height = 0, out_width = 0;

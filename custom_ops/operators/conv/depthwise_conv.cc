@@ -10,8 +10,6 @@ namespace {
 // prefetchers and that the kernel rows neighbouring tasks copy again stay few.
 constexpr int64_t kTaskInputFloats = 32768;
 
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 }  // namespace
 
 PackedFloats PackDepthwiseWeights(const float* weights, const ConvGeometry& g, int64_t lanes) {

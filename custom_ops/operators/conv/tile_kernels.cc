@@ -7,7 +7,7 @@
 namespace onnxpred {
 
 BandRuleMasks::BandRuleMasks(const WindowPattern& pattern, int64_t width_)
-    : window(pattern.size), width(width_), words((width_ + 63) / 64), reach(std::min(pattern.size, width_) - 1) {
+    : window(pattern.size), width(width_), words(CeilDiv(width_, 64)), reach(std::min(pattern.size, width_) - 1) {
   const int64_t k = pattern.size;
   auto set = [](std::vector<uint64_t>& bits, int64_t word0, int64_t c) { bits[static_cast<size_t>(word0 + c / 64)] |= uint64_t{1} << (c % 64); };
   sample_.assign(static_cast<size_t>(k * words), 0);

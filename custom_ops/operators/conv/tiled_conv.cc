@@ -29,8 +29,6 @@ constexpr int64_t kMinSampleTaskTiles = 4;
 // the first wins by 5-10% up to 256->256 (2.3 MB), the second by 5-10% at 512->512 (9.4 MB).
 constexpr int64_t kBlocksInnerWeightBytes = 2 << 20;
 
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Collects pixels into a tile of `capacity`, calling `flush(count)` when it is full or finished.
 template <typename Pixel>
 class PixelTile {
