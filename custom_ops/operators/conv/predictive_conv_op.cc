@@ -181,6 +181,14 @@ void ParallelFor(const Ort::KernelContext& context, int64_t total, Fn&& fn) {
                       static_cast<size_t>(total), std::min(static_cast<size_t>(total), kMaxParallelBatches), &fn);
 }
 
+// Runs every task of a path's plan (Tasks(), RunTask(task)) on onnxruntime's intra-op threads.
+template <typename Conv>
+std::vector<PredictionCounters> RunTasks(const Ort::KernelContext& context, const Conv& conv) {
+  std::vector<PredictionCounters> counters(static_cast<size_t>(conv.Tasks()));
+  ParallelFor(context, conv.Tasks(), [&](int64_t task) { counters[static_cast<size_t>(task)] = conv.RunTask(task); });
+  return counters;
+}
+
 }  // namespace
 
 PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::string context)
@@ -210,21 +218,21 @@ PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::s
   Ort::ConstValue weights = info.GetTensorConstantInput(kInputW, &is_constant);
   if (is_constant) {
     constant_weight_shape_ = FloatTensorShape(weights, kInputW);
-    // Validate against a nominal input now so that a bad W fails at session creation.
     if (constant_weight_shape_.size() != 4) {
       throw InvalidArgument("input W must be 4-D [M, C/group, kH, kW], got shape " + ShapeString(constant_weight_shape_));
     }
-    const int64_t nominal_channels = CheckedMul(constant_weight_shape_[1], attributes_.group);
-    const int64_t nominal_h = CheckedAdd(CheckedMul(attributes_.dilations[0], constant_weight_shape_[2]), 1);
-    const int64_t nominal_w = CheckedAdd(CheckedMul(attributes_.dilations[1], constant_weight_shape_[3]), 1);
-    const ConvGeometry nominal = ResolveGeometry({1, nominal_channels, nominal_h, nominal_w}, constant_weight_shape_);
-    // The path depends on the input's size (a 1x1 conv on a small plane takes the tiled path):
-    // pack for the input the graph declares, where it gives C, H and W; a call whose path needs
-    // another layout packs it then.
-    std::vector<int64_t> declared = info.GetInputTypeInfo(kInputX).GetTensorTypeAndShapeInfo().GetShape();
+    // Resolve the geometry now, so that a bad W fails at session creation, and pack W for its path.
+    // The path depends on the input's size (a 1x1 conv on a small plane takes the tiled path): use
+    // the input the graph declares where it gives C, H and W (the batch does not change the path),
+    // else a nominal one; a call whose path needs another layout packs it then.
+    const std::vector<int64_t> declared = info.GetInputTypeInfo(kInputX).GetTensorTypeAndShapeInfo().GetShape();
     const bool sized = declared.size() == 4 && declared[1] > 0 && declared[2] > 0 && declared[3] > 0;
-    if (sized) declared[0] = 1;  // the batch does not change the path
-    const ConvGeometry g = sized ? ResolveGeometry(declared, constant_weight_shape_) : nominal;
+    const std::vector<int64_t> x_shape =
+        sized ? std::vector<int64_t>{1, declared[1], declared[2], declared[3]}
+              : std::vector<int64_t>{1, CheckedMul(constant_weight_shape_[1], attributes_.group),
+                                     CheckedAdd(CheckedMul(attributes_.dilations[0], constant_weight_shape_[2]), 1),
+                                     CheckedAdd(CheckedMul(attributes_.dilations[1], constant_weight_shape_[3]), 1)};
+    const ConvGeometry g = ResolveGeometry(x_shape, constant_weight_shape_);
     constant_weights_ = PackWeightsFor(SelectPath(g), weights.GetTensorData<float>(), g);
   }
 }
@@ -339,10 +347,12 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
         task_counters = RunPlanes(context, g, tensors);
         break;
       case ConvPath::kPointwise:
-        task_counters = RunPointwise(context, g, tensors, x_data);
+        task_counters = RunTasks(context, PointwiseConv(g, attributes_.activation, pattern_, attributes_.audit,
+                                                        *tile_kernels_, tensors, x_data));
         break;
       case ConvPath::kDepthwise:
-        task_counters = RunDepthwise(context, g, tensors, x_data, packed->tiled.data());
+        task_counters = RunTasks(context, DepthwiseConv(g, attributes_.activation, pattern_, attributes_.audit,
+                                                        *depthwise_kernels_, tensors, x_data, packed->tiled.data()));
         break;
       case ConvPath::kTiled:
         task_counters = RunTiled(context, g, tensors, packed->tiled.data());
@@ -402,26 +412,6 @@ std::vector<PredictionCounters> PredictiveConvKernel::RunPlanes(const Ort::Kerne
     counters[static_cast<size_t>(plane)] = ComputePlane(g, attributes_.activation, pattern_, attributes_.audit, tensors,
                                                         plane / g.out_channels, plane % g.out_channels);
   });
-  return counters;
-}
-
-std::vector<PredictionCounters> PredictiveConvKernel::RunDepthwise(const Ort::KernelContext& context,
-                                                                   const ConvGeometry& g, const ConvTensors& tensors,
-                                                                   const float* input,
-                                                                   const float* depthwise_weights) const {
-  const DepthwiseConv conv(g, attributes_.activation, pattern_, attributes_.audit, *depthwise_kernels_, tensors,
-                           input, depthwise_weights);
-  std::vector<PredictionCounters> counters(static_cast<size_t>(conv.Tasks()));
-  ParallelFor(context, conv.Tasks(), [&](int64_t task) { counters[static_cast<size_t>(task)] = conv.RunTask(task); });
-  return counters;
-}
-
-std::vector<PredictionCounters> PredictiveConvKernel::RunPointwise(const Ort::KernelContext& context,
-                                                                   const ConvGeometry& g, const ConvTensors& tensors,
-                                                                   const float* input) const {
-  const PointwiseConv conv(g, attributes_.activation, pattern_, attributes_.audit, *tile_kernels_, tensors, input);
-  std::vector<PredictionCounters> counters(static_cast<size_t>(conv.Tasks()));
-  ParallelFor(context, conv.Tasks(), [&](int64_t task) { counters[static_cast<size_t>(task)] = conv.RunTask(task); });
   return counters;
 }
 

@@ -66,11 +66,6 @@ class PredictiveConvKernel {
 
   std::vector<PredictionCounters> RunPlanes(const Ort::KernelContext& context, const ConvGeometry& geometry,
                                             const ConvTensors& tensors) const;
-  std::vector<PredictionCounters> RunDepthwise(const Ort::KernelContext& context, const ConvGeometry& geometry,
-                                               const ConvTensors& tensors, const float* input,
-                                               const float* depthwise_weights) const;
-  std::vector<PredictionCounters> RunPointwise(const Ort::KernelContext& context, const ConvGeometry& geometry,
-                                               const ConvTensors& tensors, const float* input) const;
   std::vector<PredictionCounters> RunTiled(const Ort::KernelContext& context, const ConvGeometry& geometry,
                                            const ConvTensors& tensors, const float* dense_weights) const;
 
