@@ -72,3 +72,11 @@ def run_op(x, w, b=None, z=None, *, threads=None, weights_as_input=False, **attr
     if weights_as_input:
         feeds["W"] = w
     return onnxpred.session(model, **options).run(None, feeds)
+
+
+def assert_same_at_one_and_two_threads(x, w, b=None, **attributes) -> None:
+    """Y and counters do not depend on how many intra-op threads share the work."""
+    one = run_op(x, w, b, threads=1, **attributes)
+    two = run_op(x, w, b, threads=2, **attributes)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
