@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import onnx
 
@@ -37,6 +37,20 @@ def library_path() -> str:
     raise LibraryNotFoundError(
         f"{_LIBRARY_NAME} is not installed beside the onnxpred package; install the package "
         "(`pip install .`), which compiles it"
+    )
+
+
+def quiet_options(threads: int = 0, optimization_level: Optional[object] = None) -> dict:
+    """Options for sessions that take turns on the same cores (an original and its rewrite, several
+    windows): level ALL unless ``optimization_level`` is given, ``threads`` intra-op threads (0:
+    onnxruntime's default), and pools that do not spin, so an idle session's threads do not take
+    the cores of the one running."""
+    import onnxruntime as ort
+
+    return dict(
+        intra_op_num_threads=threads,
+        graph_optimization_level=optimization_level or ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        config={"session.intra_op.allow_spinning": "0"},
     )
 
 

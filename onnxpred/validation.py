@@ -33,7 +33,7 @@ import onnx
 from .errors import UnsupportedModelError, UserError, ValidationError
 from .rewriter.api import set_windows
 from .rewriter.model_io import LARGE_MODEL_BYTES, load_model, payload_bytes, write_model
-from .runtime import ModelLike, session
+from .runtime import ModelLike, quiet_options, session
 
 # Batch size for images when the model's batch dimension is symbolic.
 DEFAULT_IMAGE_BATCH = 8
@@ -120,8 +120,6 @@ def validate(
     labelled ImageNet samples when the model records its image preprocessing (an ``onnxpred export``),
     else random inputs (``seed``). ``optimization_level``: onnxruntime's, for both models (default: all).
     """
-    import onnxruntime as ort
-
     header = _header(original)
     output_names = [o.name for o in header.graph.output]
     initializers = {t.name for t in header.graph.initializer}
@@ -132,11 +130,7 @@ def validate(
         feeds = _random_feeds(graph_inputs, seed)
     else:
         feeds = _image_feeds(graph_inputs, header, data, max_images)
-    options = dict(
-        graph_optimization_level=optimization_level or ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        intra_op_num_threads=threads,
-        config={"session.intra_op.allow_spinning": "0"},
-    )
+    options = quiet_options(threads, optimization_level)
 
     runtime_errors = _onnxruntime_errors()
 

@@ -17,8 +17,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .. import op
-from ..runtime import session
-from .timing import quiet_options, time_in_turn
+from ..runtime import quiet_options, session
+from .timing import time_in_turn
 
 
 @dataclass(frozen=True)

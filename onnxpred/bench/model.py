@@ -26,8 +26,8 @@ from .. import op
 from ..datasets import PreprocessingSpec, batches, load_dataset
 from ..evaluation.evaluate import EligibleLayer, eligible_layers
 from ..rewriter.api import rewrite_with_summary
-from ..runtime import session, session_options
-from .timing import quiet_options, time_in_turn
+from ..runtime import quiet_options, session, session_options
+from .timing import time_in_turn
 
 REORDER_OPS = ("ReorderInput", "ReorderOutput")
 

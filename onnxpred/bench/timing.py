@@ -7,18 +7,6 @@ import time
 from typing import Sequence
 
 
-def quiet_options(threads: int) -> dict:
-    """Session options for timing: level ALL, and thread pools that do not spin, so that two
-    sessions in one process do not spin against each other on a few cores."""
-    import onnxruntime as ort
-
-    return dict(
-        intra_op_num_threads=threads,
-        graph_optimization_level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        config={"session.intra_op.allow_spinning": "0"},
-    )
-
-
 def time_in_turn(first, second, feeds_list: Sequence[dict], repeats: int) -> tuple[float, float]:
     """Median milliseconds per run of each session, run alternately so both see the same machine."""
     first_times, second_times = [], []

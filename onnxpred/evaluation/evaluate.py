@@ -20,13 +20,11 @@ from tqdm import tqdm
 from .. import op
 from ..datasets import LabelledImage, PreprocessingSpec, batches
 from ..errors import UnsupportedModelError
-from ..runtime import session
+from ..runtime import quiet_options, session
 from .spatial import ZeroWindowTally
 from .stats import top_k_hits
 
 _COUNTERS_SUFFIX = ".counters"
-# Sessions take turns on the same cores: spinning threads of an idle pool would steal them.
-_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 
 
 @dataclass(frozen=True)
@@ -144,9 +142,7 @@ def evaluate(
     """
     if windows and any(layer.counters is None for layer in layers):
         raise ValueError("the rewritten models must expose the counters of every PredictiveConv")
-    options = dict(config=_SESSION_CONFIG)
-    if threads:
-        options["intra_op_num_threads"] = threads
+    options = quiet_options(threads or 0)
     batch_size = batch_size_for(original, batch_size, len(images))
     spatial = [ZeroWindowTally(layer.name, spatial_windows) for layer in layers] if spatial_windows else []
     activation_names = [layer.activation for layer in layers] if spatial else []
