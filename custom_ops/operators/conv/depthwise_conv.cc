@@ -34,15 +34,10 @@ const DepthwiseKernels& DepthwiseKernelsFor(const TileKernels& tiles) {
   return PortableDepthwiseKernels();
 }
 
-DepthwiseConv::DepthwiseConv(const ConvGeometry& geometry, const ActivationParams& activation,
-                             const WindowPattern& pattern, bool audit, const DepthwiseKernels& kernels,
-                             const ConvTensors& tensors, const float* input, const float* weights)
-    : geometry(geometry),
-      activation(activation),
-      pattern(pattern),
-      audit(audit),
+DepthwiseConv::DepthwiseConv(const ConvCall& call, const DepthwiseKernels& kernels, const float* input,
+                             const float* weights)
+    : ConvCall(call),
       kernels(kernels),
-      tensors(tensors),
       input(input),
       weights(weights),
       blocks_per_multiplier(CeilDiv(geometry.in_channels, kernels.lanes)),

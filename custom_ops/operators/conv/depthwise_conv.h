@@ -44,12 +44,10 @@ const DepthwiseKernels& PortableDepthwiseKernels();
 const DepthwiseKernels& DepthwiseKernelsFor(const TileKernels& tiles);
 
 // One call's work plan, read by the kernels.
-class DepthwiseConv {
+class DepthwiseConv : public ConvCall {
  public:
   // `input` is X (NCHW); `weights` from PackDepthwiseWeights with kernels.lanes.
-  DepthwiseConv(const ConvGeometry& geometry, const ActivationParams& activation, const WindowPattern& pattern,
-                bool audit, const DepthwiseKernels& kernels, const ConvTensors& tensors, const float* input,
-                const float* weights);
+  DepthwiseConv(const ConvCall& call, const DepthwiseKernels& kernels, const float* input, const float* weights);
 
   int64_t Tasks() const { return blocks_ * geometry.batch * band_ranges_; }
   PredictionCounters RunTask(int64_t task) const { return kernels.run_task(*this, task); }
@@ -74,12 +72,7 @@ class DepthwiseConv {
   // Every band has the same plan but a shorter last one.
   const BandPlan& PlanOf(int64_t band) const { return band == bands - 1 ? last_band_ : full_band_; }
 
-  const ConvGeometry& geometry;
-  const ActivationParams& activation;
-  const WindowPattern& pattern;
-  const bool audit;
   const DepthwiseKernels& kernels;
-  const ConvTensors& tensors;
   const float* const input;
   const float* const weights;
   const int64_t blocks_per_multiplier;  // channel blocks covering C

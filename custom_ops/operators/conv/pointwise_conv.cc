@@ -26,15 +26,9 @@ bool PointwiseConv::Applies(const ConvGeometry& g, const TileKernels& kernels) {
   return pointwise && (lanes - pixels) * 100 <= kMaxEmptyLanePercent * pixels;
 }
 
-PointwiseConv::PointwiseConv(const ConvGeometry& geometry, const ActivationParams& activation,
-                             const WindowPattern& pattern, bool audit, const TileKernels& kernels,
-                             const ConvTensors& tensors, const float* input)
-    : g_(geometry),
-      activation_(activation),
-      pattern_(pattern),
-      audit_(audit),
+PointwiseConv::PointwiseConv(const ConvCall& call, const TileKernels& kernels, const float* input)
+    : ConvCall(call),
       kernels_(kernels),
-      t_(tensors),
       input_(input),
       masks_(pattern, geometry.out_width),
       pixels_(geometry.out_height * geometry.out_width),
@@ -50,12 +44,12 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   const int64_t channel_block = task / band_blocks_ % channel_blocks_;
   const int64_t n = task / band_blocks_ / channel_blocks_;
   const int64_t tile_channels = kernels_.pointwise_channels, tile_pixels = kernels_.pointwise_pixels;
-  const int64_t c_count = g_.in_channels, k = pattern_.size;
+  const int64_t c_count = geometry.in_channels, k = pattern.size;
   const int64_t m_begin = channel_block * tile_channels * kTilesPerChannelBlock;
-  const int64_t m_end = std::min(g_.out_channels, m_begin + tile_channels * kTilesPerChannelBlock);
+  const int64_t m_end = std::min(geometry.out_channels, m_begin + tile_channels * kTilesPerChannelBlock);
   const int64_t band_begin = band_block * bands_per_block_, band_end = band_begin + bands_per_block_;
-  const int64_t q_begin = band_begin * k * g_.out_width;
-  const int64_t q_end = std::min(pixels_, band_end * k * g_.out_width);
+  const int64_t q_begin = band_begin * k * geometry.out_width;
+  const int64_t q_end = std::min(pixels_, band_end * k * geometry.out_width);
   const float* image = input_ + n * c_count * pixels_;
   const float* weights[kMaxPointwiseChannels];
   float* rows[kMaxPointwiseChannels];
@@ -63,9 +57,9 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   float bias[kMaxPointwiseChannels];
   PointwiseRows out;
   out.rows = rows;
-  out.residuals = t_.residual ? residuals : nullptr;
+  out.residuals = tensors.residual ? residuals : nullptr;
   out.bias = bias;
-  out.clip_max = activation_.clip_max;
+  out.clip_max = activation.clip_max;
   int64_t computed = 0;
 
   for (int64_t q0 = q_begin; q0 < q_end; q0 += tile_pixels) {
@@ -73,12 +67,13 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
     for (int64_t m0 = m_begin; m0 < m_end; m0 += tile_channels) {
       const int64_t channels = std::min(tile_channels, m_end - m0);
       // A short last tile repeats its last channel's weights; only real channels are stored and counted.
-      for (int64_t i = 0; i < tile_channels; ++i) weights[i] = t_.packed_weights + (m0 + std::min(i, channels - 1)) * c_count;
+      for (int64_t i = 0; i < tile_channels; ++i)
+        weights[i] = tensors.packed_weights + (m0 + std::min(i, channels - 1)) * c_count;
       for (int64_t i = 0; i < channels; ++i) {
-        const int64_t offset = (n * g_.out_channels + m0 + i) * pixels_ + q0;
-        rows[i] = t_.output + offset;
-        residuals[i] = t_.residual ? t_.residual + offset : nullptr;
-        bias[i] = t_.bias ? t_.bias[m0 + i] : 0.f;
+        const int64_t offset = (n * geometry.out_channels + m0 + i) * pixels_ + q0;
+        rows[i] = tensors.output + offset;
+        residuals[i] = tensors.residual ? tensors.residual + offset : nullptr;
+        bias[i] = tensors.bias ? tensors.bias[m0 + i] : 0.f;
       }
       out.channels = channels;
       kernels_.pointwise[CeilDiv(width, kernels_.lanes) - 1](c_count, pixels_, weights, image + q0, width, out);
@@ -87,11 +82,11 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   }
   // The block's outputs are still in cache: apply the window rule to its bands now.
   PredictionCounters counters;
-  counters.macs_executed = computed * g_.macs_per_output();
+  counters.macs_executed = computed * geometry.macs_per_output();
   std::vector<uint64_t> scratch(static_cast<size_t>(masks_.scratch_size()));
   for (int64_t m = m_begin; m < m_end; ++m) {
-    float* plane = t_.output + (n * g_.out_channels + m) * pixels_;
-    counters += kernels_.band_rule(masks_, plane, g_.out_height, band_begin, band_end, audit_, scratch.data());
+    float* plane = tensors.output + (n * geometry.out_channels + m) * pixels_;
+    counters += kernels_.band_rule(masks_, plane, geometry.out_height, band_begin, band_end, audit, scratch.data());
   }
   return counters;
 }

@@ -13,27 +13,21 @@
 
 namespace onnxpred {
 
-class PointwiseConv {
+class PointwiseConv : private ConvCall {
  public:
   // 1x1, stride 1, unpadded and ungrouped, on planes that fill the vectors of `kernels`.
   static bool Applies(const ConvGeometry& geometry, const TileKernels& kernels);
 
   // `tensors.packed_weights` is W as [M][C]; `input` is X (NCHW).
-  PointwiseConv(const ConvGeometry& geometry, const ActivationParams& activation, const WindowPattern& pattern,
-                bool audit, const TileKernels& kernels, const ConvTensors& tensors, const float* input);
+  PointwiseConv(const ConvCall& call, const TileKernels& kernels, const float* input);
 
   // Every output of an (image, block of channels, range of bands of windows), then the window rule
   // on them while they are in cache.
-  int64_t Tasks() const { return g_.batch * channel_blocks_ * band_blocks_; }
+  int64_t Tasks() const { return geometry.batch * channel_blocks_ * band_blocks_; }
   PredictionCounters RunTask(int64_t task) const;
 
  private:
-  const ConvGeometry& g_;
-  const ActivationParams& activation_;
-  const WindowPattern& pattern_;
-  bool audit_;
   const TileKernels& kernels_;
-  const ConvTensors& t_;
   const float* input_;
   BandRuleMasks masks_;
   int64_t pixels_, channel_blocks_;

@@ -25,6 +25,16 @@ struct ConvTensors {
   float* output = nullptr;             // Y [N][M][oH][oW]
 };
 
+// One call as every path reads it: its geometry, the op's settings and its tensors. The plans of
+// the tiled, pointwise and depthwise paths derive from it.
+struct ConvCall {
+  const ConvGeometry& geometry;
+  const ActivationParams& activation;
+  const WindowPattern& pattern;
+  bool audit;
+  const ConvTensors& tensors;
+};
+
 // Written as selects, not early returns, so the compiler emits no data-dependent branch (their
 // mispredictions cost as much as the epilogue itself). NaN fails both comparisons and propagates.
 // Relu carries clip_max = +inf, so one form serves both activations.

@@ -342,20 +342,20 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
                   [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.get(), channels_to_pixels); });
       tensors.input_nhwc = input_nhwc.get();
     }
+    const ConvCall call{g, attributes_.activation, pattern_, attributes_.audit, tensors};
     switch (path) {
       case ConvPath::kPlanes:
         task_counters = RunPlanes(context, g, tensors);
         break;
       case ConvPath::kPointwise:
-        task_counters = RunTasks(context, PointwiseConv(g, attributes_.activation, pattern_, attributes_.audit,
-                                                        *tile_kernels_, tensors, x_data));
+        task_counters = RunTasks(context, PointwiseConv(call, *tile_kernels_, x_data));
         break;
       case ConvPath::kDepthwise:
-        task_counters = RunTasks(context, DepthwiseConv(g, attributes_.activation, pattern_, attributes_.audit,
-                                                        *depthwise_kernels_, tensors, x_data, packed->tiled.data()));
+        task_counters =
+            RunTasks(context, DepthwiseConv(call, *depthwise_kernels_, x_data, packed->tiled.data()));
         break;
       case ConvPath::kTiled:
-        task_counters = RunTiled(context, g, tensors, packed->tiled.data());
+        task_counters = RunTiled(context, call, packed->tiled.data());
         break;
     }
   }
@@ -376,10 +376,9 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
   }
 }
 
-std::vector<PredictionCounters> PredictiveConvKernel::RunTiled(const Ort::KernelContext& context,
-                                                              const ConvGeometry& g, const ConvTensors& tensors,
+std::vector<PredictionCounters> PredictiveConvKernel::RunTiled(const Ort::KernelContext& context, const ConvCall& call,
                                                               const float* dense_weights) const {
-  const TiledConv conv(g, attributes_.activation, pattern_, attributes_.audit, *tile_kernels_, tensors, dense_weights);
+  const TiledConv conv(call, *tile_kernels_, dense_weights);
   const int64_t sample_tasks = conv.SampleTasks();
   std::vector<PredictionCounters> counters(static_cast<size_t>(sample_tasks + conv.RestTasks()));
   ParallelFor(context, sample_tasks, [&](int64_t task) { counters[static_cast<size_t>(task)] = conv.RunSampleTask(task); });

@@ -66,8 +66,8 @@ class PredictiveConvKernel {
 
   std::vector<PredictionCounters> RunPlanes(const Ort::KernelContext& context, const ConvGeometry& geometry,
                                             const ConvTensors& tensors) const;
-  std::vector<PredictionCounters> RunTiled(const Ort::KernelContext& context, const ConvGeometry& geometry,
-                                           const ConvTensors& tensors, const float* dense_weights) const;
+  std::vector<PredictionCounters> RunTiled(const Ort::KernelContext& context, const ConvCall& call,
+                                           const float* dense_weights) const;
 
   std::string context_;  // "PredictiveConv node '<name>'", the prefix of every error
   PredictiveConvAttributes attributes_;

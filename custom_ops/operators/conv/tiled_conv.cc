@@ -89,14 +89,9 @@ PackedFloats PackDenseWeights(const float* weights, const ConvGeometry& g, int64
   return packed;
 }
 
-TiledConv::TiledConv(const ConvGeometry& geometry, const ActivationParams& activation, const WindowPattern& pattern,
-                     bool audit, const TileKernels& kernels, const ConvTensors& tensors, const float* dense_weights)
-    : g_(geometry),
-      activation_(activation),
-      pattern_(pattern),
-      audit_(audit),
+TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const float* dense_weights)
+    : ConvCall(call),
       kernels_(kernels),
-      t_(tensors),
       dense_weights_(dense_weights),
       taps_(MakeTapLayout(geometry)),
       k_(pattern.size),
@@ -122,53 +117,56 @@ TiledConv::TiledConv(const ConvGeometry& geometry, const ActivationParams& activ
 }
 
 const float* TiledConv::PixelInput(int64_t n, int64_t group, const Pixel& pixel) const {
-  const int64_t wp = g_.padded_width();
-  return t_.input_nhwc + ((n * g_.padded_height() + pixel.row * g_.stride_h) * wp + pixel.col * g_.stride_w) *
-                             g_.in_channels +
-         group * g_.in_channels_per_group();
+  const int64_t row = n * geometry.padded_height() + pixel.row * geometry.stride_h;
+  const int64_t column = pixel.col * geometry.stride_w;
+  return tensors.input_nhwc + (row * geometry.padded_width() + column) * geometry.in_channels +
+         group * geometry.in_channels_per_group();
 }
 
 uint32_t& TiledConv::ActiveLanes(int64_t n, int64_t band, int64_t window, int64_t group, int64_t block_index) const {
-  return block_active_[static_cast<size_t>((((n * bands_ + band) * windows_ + window) * g_.group + group) * blocks_per_group_ +
-                                           block_index)];
+  const int64_t window_index = (n * bands_ + band) * windows_ + window;
+  return block_active_[static_cast<size_t>((window_index * geometry.group + group) * blocks_per_group_ + block_index)];
 }
 
 int64_t TiledConv::BlockChannels(int64_t block_index) const {
-  return std::min(kernels_.dense_channels, g_.out_channels_per_group() - block_index * kernels_.dense_channels);
+  return std::min(kernels_.dense_channels, geometry.out_channels_per_group() - block_index * kernels_.dense_channels);
 }
 
 int64_t TiledConv::SamplesInWindow(int64_t band, int64_t window) const {
-  const int64_t rows = std::min(k_, g_.out_height - band * k_), cols = std::min(k_, g_.out_width - window * k_);
+  const int64_t rows = std::min(k_, geometry.out_height - band * k_);
+  const int64_t cols = std::min(k_, geometry.out_width - window * k_);
   int64_t samples = 0;
-  for (size_t s = 0; s < pattern_.sample_rows.size(); ++s)
-    samples += pattern_.sample_rows[s] < rows && pattern_.sample_cols[s] < cols;
+  for (size_t s = 0; s < pattern.sample_rows.size(); ++s)
+    samples += pattern.sample_rows[s] < rows && pattern.sample_cols[s] < cols;
   return samples;
 }
 
 const float* TiledConv::DenseBlockWeights(int64_t group, int64_t block_index) const {
-  return dense_weights_ + (group * blocks_per_group_ + block_index) * g_.macs_per_output() * kernels_.dense_channels;
+  const int64_t block = group * blocks_per_group_ + block_index;
+  return dense_weights_ + block * geometry.macs_per_output() * kernels_.dense_channels;
 }
 
 template <typename Tile>
 void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int64_t group, int64_t block_index,
                                  uint32_t* const* marks, const uint32_t* keeps, PredictionCounters& counters) const {
   const int64_t block = kernels_.dense_channels, channels = BlockChannels(block_index);
-  const int64_t m0 = group * g_.out_channels_per_group() + block_index * block, plane = g_.out_height * g_.out_width;
+  const int64_t m0 = group * geometry.out_channels_per_group() + block_index * block;
+  const int64_t plane = geometry.out_height * geometry.out_width;
   int64_t offsets[kMaxTilePixels];
-  for (int64_t p = 0; p < count; ++p) offsets[p] = tile.pixels[p].row * g_.out_width + tile.pixels[p].col;
+  for (int64_t p = 0; p < count; ++p) offsets[p] = tile.pixels[p].row * geometry.out_width + tile.pixels[p].col;
   DenseTileEpilogue epilogue;
   epilogue.bias = block_bias_.data() + (group * blocks_per_group_ + block_index) * block;
-  epilogue.residual = t_.residual ? t_.residual + (n * g_.out_channels + m0) * plane : nullptr;
+  epilogue.residual = tensors.residual ? tensors.residual + (n * geometry.out_channels + m0) * plane : nullptr;
   epilogue.plane = plane;
   epilogue.offsets = offsets;
-  epilogue.clip_max = activation_.clip_max;
+  epilogue.clip_max = activation.clip_max;
   epilogue.marks = marks;
   epilogue.keeps = keeps;
   float sums[kMaxTilePixels * kMaxTileChannels];
   kernels_.dense[count - 1](taps_, DenseBlockWeights(group, block_index), tile.inputs, sums);
   int64_t hits = 0, misses = 0;
   kernels_.dense_epilogue(sums, count, channels, epilogue, hits, misses);
-  if (audit_) {
+  if (audit) {
     counters.pred_hit += hits;
     counters.pred_miss += misses;
   }
@@ -179,8 +177,8 @@ void TiledConv::StoreTile(const float* values, const int64_t* offsets, int64_t c
                           int64_t channels) const {
   // Channel by channel: a pixel's channels lie a plane apart, often a multiple of 4 KiB, and
   // storing them in turn stalls on 4K aliasing; a channel's pixels share a few cache lines.
-  const int64_t plane = g_.out_height * g_.out_width, block = kernels_.dense_channels;
-  float* y = t_.output + (n * g_.out_channels + m0) * plane;
+  const int64_t plane = geometry.out_height * geometry.out_width, block = kernels_.dense_channels;
+  float* y = tensors.output + (n * geometry.out_channels + m0) * plane;
   for (int64_t j = 0; j < channels; ++j, y += plane)
     for (int64_t p = 0; p < count; ++p) y[offsets[p]] = values[p * block + j];
 }
@@ -188,15 +186,15 @@ void TiledConv::StoreTile(const float* values, const int64_t* offsets, int64_t c
 template <typename Visit>
 void TiledConv::ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) const {
   const int64_t r0 = band * k_, c0 = window * k_;
-  const int64_t rows = std::min(k_, g_.out_height - r0), cols = std::min(k_, g_.out_width - c0);
+  const int64_t rows = std::min(k_, geometry.out_height - r0), cols = std::min(k_, geometry.out_width - c0);
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j)
-      if (!pattern_.is_sample[static_cast<size_t>(i * k_ + j)]) visit(Pixel{r0 + i, c0 + j, band, window});
+      if (!pattern.is_sample[static_cast<size_t>(i * k_ + j)]) visit(Pixel{r0 + i, c0 + j, band, window});
 }
 
 PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
   // A thread's consecutive tasks share either their input bands or their block of weights.
-  const int64_t ranges = g_.batch * sample_ranges_;
+  const int64_t ranges = geometry.batch * sample_ranges_;
   const int64_t block_index = blocks_inner_ ? task % blocks_per_group_ : task / ranges % blocks_per_group_;
   const int64_t batch_range = blocks_inner_ ? task / blocks_per_group_ % ranges : task % ranges;
   const int64_t group = task / ranges / blocks_per_group_;
@@ -218,14 +216,14 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
   };
   for (int64_t band = band_begin; band < band_end; ++band) {
     for (int64_t window = 0; window < windows_; ++window) {
-      for (size_t s = 0; s < pattern_.sample_rows.size(); ++s) {
-        const Pixel px{band * k_ + pattern_.sample_rows[s], window * k_ + pattern_.sample_cols[s], band, window};
-        if (px.row < g_.out_height && px.col < g_.out_width) tile.Add(px, PixelInput(n, group, px), flush);
+      for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
+        const Pixel px{band * k_ + pattern.sample_rows[s], window * k_ + pattern.sample_cols[s], band, window};
+        if (px.row < geometry.out_height && px.col < geometry.out_width) tile.Add(px, PixelInput(n, group, px), flush);
       }
     }
   }
   tile.Finish(flush);
-  counters.macs_executed = computed * g_.macs_per_output();
+  counters.macs_executed = computed * geometry.macs_per_output();
   return counters;
 }
 
@@ -234,7 +232,7 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
   const int64_t chunk = task / batch_bands_ % chunks_per_group_;
   const int64_t group = task / batch_bands_ / chunks_per_group_;
   const int64_t n = batch_band / bands_, band = batch_band % bands_;
-  const int64_t per_group = g_.out_channels_per_group();
+  const int64_t per_group = geometry.out_channels_per_group();
   const int64_t m_begin = group * per_group + chunk * kChunkChannels;
   const int64_t m_end = group * per_group + std::min(per_group, (chunk + 1) * kChunkChannels);
   const int64_t block_begin = chunk * kChunkChannels / kernels_.dense_channels;
@@ -244,7 +242,7 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
   int64_t active_pairs = 0;
   for (int64_t window = 0; window < windows_; ++window) {
     const int64_t samples = SamplesInWindow(band, window);
-    const int64_t area = std::min(k_, g_.out_height - band * k_) * std::min(k_, g_.out_width - window * k_);
+    const int64_t area = std::min(k_, geometry.out_height - band * k_) * std::min(k_, geometry.out_width - window * k_);
     int64_t window_active = 0;
     for (int64_t b = block_begin; b < block_end; ++b)
       window_active += __builtin_popcount(ActiveLanes(n, band, window, group, b));
@@ -254,7 +252,7 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
     counters.predicted += inactive * (area - samples);
   }
   int64_t computed = 0;
-  const int64_t steps = g_.macs_per_output() / kernels_.lanes;
+  const int64_t steps = geometry.macs_per_output() / kernels_.lanes;
   const int64_t gather_percent = std::min(kMaxGatherPercent, 100 * steps / (steps + kHorizontalSumCost));
   const bool gathering_pays = taps_.run_length >= 2 * kernels_.lanes &&
                               active_pairs * 100 < gather_percent * windows_ * (m_end - m_begin);
@@ -263,7 +261,7 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
   } else {
     RunRestDense(n, band, group, block_begin, block_end, counters, computed);
   }
-  counters.macs_executed = computed * g_.macs_per_output();
+  counters.macs_executed = computed * geometry.macs_per_output();
   return counters;
 }
 
@@ -286,25 +284,26 @@ void TiledConv::RunRestDense(int64_t n, int64_t band, int64_t group, int64_t blo
 void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t block_begin, int64_t block_end,
                                 PredictionCounters& counters, int64_t& computed) const {
   const int64_t tile_channels = kernels_.gather_channels, tile_pixels = kernels_.gather_pixels;
-  const int64_t k = g_.macs_per_output(), plane = g_.out_height * g_.out_width;
-  float* y = t_.output + n * g_.out_channels * plane;
-  const float* z = t_.residual ? t_.residual + n * g_.out_channels * plane : nullptr;
+  const int64_t k = geometry.macs_per_output(), plane = geometry.out_height * geometry.out_width;
+  float* y = tensors.output + n * geometry.out_channels * plane;
+  const float* z = tensors.residual ? tensors.residual + n * geometry.out_channels * plane : nullptr;
   int64_t chunk_channels[kChunkChannels];  // the active channels from the front, the others from the back
   const float* weights[kMaxTileChannels];
   // Zeroed once: the flat finish loops also pass over the slots a short tile leaves unwritten.
   float sums[kMaxTilePixels * kMaxTileChannels] = {}, bias[kMaxTilePixels * kMaxTileChannels];
-  const size_t window_outputs = static_cast<size_t>(std::min(k_, g_.out_height) * std::min(k_, g_.out_width));
+  const size_t window_outputs =
+      static_cast<size_t>(std::min(k_, geometry.out_height) * std::min(k_, geometry.out_width));
   std::vector<Pixel> rest(window_outputs);
   std::vector<int64_t> rest_offsets(window_outputs);  // row * oW + col of each rest pixel
   for (int64_t window = 0; window < windows_; ++window) {
     int64_t rest_count = 0;
     ForEachRestPixel(band, window, [&](const Pixel& px) {
-      rest_offsets[static_cast<size_t>(rest_count)] = px.row * g_.out_width + px.col;
+      rest_offsets[static_cast<size_t>(rest_count)] = px.row * geometry.out_width + px.col;
       rest[static_cast<size_t>(rest_count++)] = px;
     });
     int64_t active_count = 0, inactive_count = 0;
     for (int64_t b = block_begin; b < block_end; ++b) {
-      const int64_t m0 = group * g_.out_channels_per_group() + b * kernels_.dense_channels;
+      const int64_t m0 = group * geometry.out_channels_per_group() + b * kernels_.dense_channels;
       const uint32_t lanes = ActiveLanes(n, band, window, group, b);
       for (int64_t j = 0; j < BlockChannels(b); ++j) {
         if (lanes >> j & 1) {
@@ -318,10 +317,10 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
       const int64_t m = chunk_channels[i];
       float* y_m = y + m * plane;
       for (int64_t r = 0; r < rest_count; ++r) y_m[rest_offsets[static_cast<size_t>(r)]] = 0.f;
-      if (audit_) {
+      if (audit) {
         for (int64_t r = 0; r < rest_count; ++r) {
           const Pixel& px = rest[static_cast<size_t>(r)];
-          const float v = EvaluateOutput(g_, activation_, t_, n, m, px.row, px.col);
+          const float v = EvaluateOutput(geometry, activation, tensors, n, m, px.row, px.col);
           ++(v == 0.f ? counters.pred_hit : counters.pred_miss);
         }
       }
@@ -333,13 +332,13 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
       const int64_t* offsets = rest_offsets.data() + first_pixel;
       for (int64_t first = 0; first < active_count; first += tile_channels) {
         const int64_t channels = std::min(tile_channels, active_count - first);
-        for (int64_t i = 0; i < channels; ++i) weights[i] = t_.packed_weights + chunk_channels[first + i] * k;
+        for (int64_t i = 0; i < channels; ++i) weights[i] = tensors.packed_weights + chunk_channels[first + i] * k;
         kernels_.gather[channels - 1][count - 1](taps_, weights, inputs, sums);
         // act(sum + B + Z) over the whole tile in one flat loop the compiler vectorises; the stores
         // then scatter to the channels' planes.
         const int64_t values = channels * tile_pixels;
         for (int64_t i = 0; i < channels; ++i) {
-          const float b = t_.bias ? t_.bias[chunk_channels[first + i]] : 0.f;
+          const float b = tensors.bias ? tensors.bias[chunk_channels[first + i]] : 0.f;
           for (int64_t p = 0; p < tile_pixels; ++p) bias[i * tile_pixels + p] = b;
         }
         for (int64_t v = 0; v < values; ++v) sums[v] += bias[v];
@@ -347,7 +346,7 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
           for (int64_t i = 0; i < channels; ++i)
             for (int64_t p = 0; p < count; ++p) sums[i * tile_pixels + p] += z[chunk_channels[first + i] * plane + offsets[p]];
         }
-        for (int64_t v = 0; v < values; ++v) sums[v] = Activate(sums[v], activation_);
+        for (int64_t v = 0; v < values; ++v) sums[v] = Activate(sums[v], activation);
         for (int64_t i = 0; i < channels; ++i) {
           float* y_m = y + chunk_channels[first + i] * plane;
           for (int64_t p = 0; p < count; ++p) y_m[offsets[p]] = sums[i * tile_pixels + p];

@@ -22,18 +22,17 @@ TapLayout MakeTapLayout(const ConvGeometry& geometry);
 // [kH][runs][run_length][block], with the channels past the group's end zero.
 PackedFloats PackDenseWeights(const float* weights, const ConvGeometry& geometry, int64_t block);
 
-class TiledConv {
+class TiledConv : private ConvCall {
  public:
   // `dense_weights` from PackDenseWeights with kernels.dense_channels; `tensors.packed_weights`
   // from PackWeights.
-  TiledConv(const ConvGeometry& geometry, const ActivationParams& activation, const WindowPattern& pattern,
-            bool audit, const TileKernels& kernels, const ConvTensors& tensors, const float* dense_weights);
+  TiledConv(const ConvCall& call, const TileKernels& kernels, const float* dense_weights);
 
   // Phase 1: sampled outputs of a range of bands of windows for one block of channels.
-  int64_t SampleTasks() const { return g_.batch * sample_ranges_ * g_.group * blocks_per_group_; }
+  int64_t SampleTasks() const { return geometry.batch * sample_ranges_ * geometry.group * blocks_per_group_; }
   PredictionCounters RunSampleTask(int64_t task) const;
   // Phase 2, after every sample task: the other outputs of a band for one chunk of channels.
-  int64_t RestTasks() const { return batch_bands_ * g_.group * chunks_per_group_; }
+  int64_t RestTasks() const { return batch_bands_ * geometry.group * chunks_per_group_; }
   PredictionCounters RunRestTask(int64_t task) const;
 
  private:
@@ -62,12 +61,7 @@ class TiledConv {
   void RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t block_begin, int64_t block_end,
                        PredictionCounters& counters, int64_t& computed) const;
 
-  const ConvGeometry& g_;
-  const ActivationParams& activation_;
-  const WindowPattern& pattern_;
-  bool audit_;
   const TileKernels& kernels_;
-  const ConvTensors& t_;
   const float* dense_weights_;
   TapLayout taps_;
   int64_t k_, bands_, windows_, batch_bands_;
