@@ -1,17 +1,20 @@
 """NumPy reference of ``ai.onnxpred::PredictiveConv`` v1: the oracle every C++ path is tested against.
 
-Maths. Let ``A = act(conv(X, W, B) + Z)`` with ``act`` = Relu or Clip(0, clip_max). Each output plane
-(n, m) of size oH × oW is covered by windows ``[a·k, a·k+k) × [b·k, b·k+k)`` clipped to the plane.
-Output (r, c) is a *sample* of its window when the window pattern marks offset (r mod k, c mod k);
-for the diagonal pattern that is ``r mod k == c mod k``. Samples are always computed. A window whose
-samples are all exactly zero predicts the rest of its outputs to be zero (NaN counts as non-zero):
+Maths (the full specification: ``docs/predictive_conv.md``). Let ``P = conv(X, W, B) + Z`` in float32
+and ``A = act(P)`` with ``act`` = Relu or Clip(0, clip_max). Each output plane (n, m) of size oH × oW is
+covered by windows ``[a·k, a·k+k) × [b·k, b·k+k)`` clipped to the plane. Output (r, c) is a *sample* of
+its window when the pattern marks offset (r mod k, c mod k) (the diagonal: ``r mod k == c mod k``).
+Samples are always computed. A window is *triggered* when it has a sample inside the plane and
+``P ≤ −margin`` at every one of them (NaN never is); its other outputs are predicted zero:
 
-    Y[n, m, r, c] = 0          if (r, c) is not a sample and every sample of its window has A == 0
+    Y[n, m, r, c] = 0              if (r, c) is not a sample and its window is triggered
                   = A[n, m, r, c]  otherwise
 
-Counters: ``outputs, zero_diag, predicted, pred_hit, pred_miss, macs_dense, macs_executed`` (see
-``shared/DESIGN.md`` §1). The reference executes exactly the non-predicted outputs, so its
-``macs_executed`` is the lower bound ``(outputs − predicted) · (C/group) · kH · kW``.
+With margin 0 a sample triggers exactly when it is zero after the activation.
+
+Counters: ``outputs, zero_diag, predicted, pred_hit, pred_miss, macs_dense, macs_executed``. The
+reference executes exactly the non-predicted outputs, so its ``macs_executed`` is the lower bound
+``(outputs − predicted) · (C/group) · kH · kW``.
 """
 
 from __future__ import annotations
@@ -22,12 +25,29 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .op import COUNTER_NAMES
+from .op import ATTRIBUTES, COUNTER_NAMES, defaults
+
+_DEFAULTS = defaults()
 
 
-def diagonal_pattern(window: int) -> np.ndarray:
-    """k × k boolean grid of the sampled offsets: the main diagonal."""
-    return np.eye(window, dtype=bool)
+def sampling_pattern(pattern: str, window: int) -> np.ndarray:
+    """k × k boolean grid of the offsets (i, j) that ``pattern`` samples in every window."""
+    k = window
+    i, j = np.indices((k, k))
+    diagonal, anti_diagonal = i == j, i + j == k - 1
+    centre = np.isin(i, ((k - 1) // 2, k // 2)) & np.isin(j, ((k - 1) // 2, k // 2))
+    corners = np.isin(i, (0, k - 1)) & np.isin(j, (0, k - 1))
+    grids = {
+        "diagonal": diagonal,
+        "anti_diagonal": anti_diagonal,
+        "both_diagonals": diagonal | anti_diagonal,
+        "checkerboard": (i + j) % 2 == 0,
+        "corners": corners,
+        "centre": centre,
+    }
+    if pattern not in grids:
+        raise ValueError(f"unknown pattern {pattern!r} (known: {', '.join(grids)})")
+    return grids[pattern]
 
 
 @dataclass(frozen=True)
@@ -78,25 +98,34 @@ def activate(v: np.ndarray, activation: str = "Relu", clip_max: float = math.inf
     raise ValueError(f"unknown activation {activation!r}")
 
 
-def predict(a: np.ndarray, pattern: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Apply the prediction rule to activations ``a`` [N, M, oH, oW].
+def predict(
+    p: np.ndarray, a: np.ndarray, pattern: np.ndarray, margin: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the prediction rule to pre-activations ``p`` and activations ``a`` [N, M, oH, oW].
 
-    Returns ``(y, sample, active)`` boolean masks of ``a``'s shape besides ``y``: ``sample`` marks the
-    sampled outputs, ``active`` the outputs whose window has a non-zero sample.
+    Returns ``(y, sample, triggered)``, besides ``y`` boolean masks of ``a``'s shape: ``sample`` marks
+    the sampled outputs, ``triggered`` the outputs whose window is triggered.
     """
     k = pattern.shape[0]
     n, m, height, width = a.shape
     rows = np.arange(height) % k
     cols = np.arange(width) % k
     sample = np.broadcast_to(pattern[rows[:, None], cols[None, :]], a.shape)
-    # Pad to whole windows (the padding holds no sample) and reduce per window.
+    # Pad to whole windows (the padding holds no sample) and reduce per window: a window is
+    # triggered when it has a sample and none of its samples is above -margin (or NaN).
     win_h, win_w = -(-height // k), -(-width // k)
-    nonzero_sample = np.zeros((n, m, win_h * k, win_w * k), dtype=bool)
-    nonzero_sample[:, :, :height, :width] = sample & ~(a == 0)
-    window_active = nonzero_sample.reshape(n, m, win_h, k, win_w, k).any(axis=(3, 5))
-    active = np.repeat(np.repeat(window_active, k, axis=2), k, axis=3)[:, :, :height, :width]
-    y = np.where(sample | active, a, np.float32(0)).astype(np.float32)
-    return y, sample, active
+
+    def per_window(values: np.ndarray) -> np.ndarray:
+        padded = np.zeros((n, m, win_h * k, win_w * k), dtype=bool)
+        padded[:, :, :height, :width] = values
+        return padded.reshape(n, m, win_h, k, win_w, k).any(axis=(3, 5))
+
+    threshold = -np.float32(margin)
+    keeps = sample & ~(p.astype(np.float32) <= threshold)
+    window_triggered = per_window(sample) & ~per_window(keeps)
+    triggered = np.repeat(np.repeat(window_triggered, k, axis=2), k, axis=3)[:, :, :height, :width]
+    y = np.where(sample | ~triggered, a, np.float32(0)).astype(np.float32)
+    return y, sample, triggered
 
 
 def predictive_conv(
@@ -105,34 +134,38 @@ def predictive_conv(
     b: Optional[np.ndarray] = None,
     z: Optional[np.ndarray] = None,
     *,
-    strides: Sequence[int] = (1, 1),
-    pads: Sequence[int] = (0, 0, 0, 0),
-    dilations: Sequence[int] = (1, 1),
-    group: int = 1,
-    window: int = 3,
-    activation: str = "Relu",
-    clip_max: float = math.inf,
+    strides: Sequence[int] = _DEFAULTS["strides"],
+    pads: Sequence[int] = _DEFAULTS["pads"],
+    dilations: Sequence[int] = _DEFAULTS["dilations"],
+    group: int = _DEFAULTS["group"],
+    window: int = _DEFAULTS["window"],
+    pattern: str = _DEFAULTS["pattern"],
+    margin: float = _DEFAULTS["margin"],
+    activation: str = _DEFAULTS["activation"],
+    clip_max: float = _DEFAULTS["clip_max"],
     audit: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """PredictiveConv on NumPy arrays: returns ``(Y float32, counters int64[7])``."""
-    if window < 1:
-        raise ValueError("window must be >= 1")
+    """PredictiveConv on NumPy arrays: returns ``(Y float32, counters int64[7])``. The attributes'
+    defaults and ranges are the contract's (:mod:`onnxpred.op`)."""
+    for name, value in (("window", window), ("pattern", pattern), ("margin", margin)):
+        ATTRIBUTES[name].check(value)
     attrs = ConvAttributes(tuple(strides), tuple(pads), tuple(dilations), group)
     v = conv2d(x, w, b, attrs)
     if z is not None:
         if z.shape != v.shape:
             raise ValueError(f"Z has shape {z.shape}, the output {v.shape}")
         v = v + z
-    # The op computes in float32: round before the activation so zero tests see float32 values.
-    a = activate(v.astype(np.float32), activation, clip_max)
-    y, sample, active = predict(a, diagonal_pattern(window))
-    predicted = ~sample & ~active
+    # The op computes in float32: round before the activation and the trigger test.
+    p = v.astype(np.float32)
+    a = activate(p, activation, clip_max)
+    y, sample, triggered = predict(p, a, sampling_pattern(pattern, window), margin)
+    predicted = ~sample & triggered
     outputs = a.size
     macs_per_output = w.shape[1] * w.shape[2] * w.shape[3]
     n_predicted = int(predicted.sum())
     counters = {
         "outputs": outputs,
-        "zero_diag": int((sample & ~active).sum()),
+        "zero_diag": int((sample & triggered).sum()),
         "predicted": n_predicted,
         "pred_hit": int((predicted & (a == 0)).sum()) if audit else -1,
         "pred_miss": int((predicted & ~(a == 0)).sum()) if audit else -1,

@@ -78,12 +78,20 @@ def session(model: ModelLike, **options: Any):
     """An ``onnxruntime.InferenceSession`` on the CPU provider with PredictiveConv available.
 
     ``model`` is a path, serialized bytes or an ``onnx.ModelProto``; ``options`` go to
-    :func:`session_options`.
+    :func:`session_options`. A PredictiveConv node with an attribute the op's contract does not know
+    is refused (:class:`onnxpred.op.ContractError`).
     """
     import onnxruntime as ort
 
+    from .op import check_model
+
     if isinstance(model, onnx.ModelProto):
+        check_model(model, names_only=True)
         model = model.SerializeToString()
-    elif isinstance(model, os.PathLike):
-        model = os.fspath(model)
+    else:
+        if isinstance(model, os.PathLike):
+            model = os.fspath(model)
+        # Graph only, no weights: onnxruntime would run a misspelt attribute's default silently.
+        check_model(onnx.load_model_from_string(model) if isinstance(model, bytes)
+                    else onnx.load(model, load_external_data=False), names_only=True)
     return ort.InferenceSession(model, sess_options=session_options(**options), providers=["CPUExecutionProvider"])

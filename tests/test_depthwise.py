@@ -28,10 +28,12 @@ def expected_macs(x, w, b, z, lanes, attributes):
     v = reference.conv2d(x, w, b, attrs)
     if z is not None:
         v = v + z
-    a = reference.activate(v.astype(np.float32), attributes.get("activation", "Relu"),
-                           attributes.get("clip_max", math.inf))
+    p = v.astype(np.float32)
+    a = reference.activate(p, attributes.get("activation", "Relu"), attributes.get("clip_max", math.inf))
     k = attributes["window"]
-    _, sample, active = reference.predict(a, reference.diagonal_pattern(k))
+    pattern = reference.sampling_pattern(attributes.get("pattern", "diagonal"), k)
+    _, sample, triggered = reference.predict(p, a, pattern, attributes.get("margin", 0.0))
+    active = ~triggered
     n, m, height, width = a.shape
     channels, multiplier = x.shape[1], m // x.shape[1]
     window_active = active[:, :, ::k, ::k]  # a window's activity, read at its first pixel
