@@ -74,9 +74,10 @@ class AttributeSpec:
     def onnx_type(self) -> int:
         return _ONNX_TYPES[self.type]
 
-    def check(self, value: Any) -> Any:
-        """``value`` in its canonical Python form (int, float, str, tuple of ints), or ValueError."""
-        what = f"attribute {self.name!r}"
+    def check(self, value: Any, what: Optional[str] = None) -> Any:
+        """``value`` in its canonical Python form (int, float, str, tuple of ints), or ValueError
+        saying what is wrong with ``what`` (default: "attribute '<name>'")."""
+        what = what or f"attribute {self.name!r}"
         if self.type == "ints":
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise ValueError(f"{what} must be {_TYPE_WORDS[self.type]}, got {value!r}")
@@ -107,10 +108,15 @@ class AttributeSpec:
 
     def _int(self, value: Any, what: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{what} must be {_TYPE_WORDS[self.type]}, got {value!r}")
+            bounds = f" from {self.minimum:g} to {self.maximum:g}" if self.maximum is not None else ""
+            raise ValueError(f"{what} must be an integer{bounds}, got {value!r}")
         return int(value)
 
     def _check_range(self, value: float, what: str) -> None:
+        if self.type == "int" and self.minimum is not None and self.maximum is not None:
+            if not self.minimum <= value <= self.maximum:
+                raise ValueError(f"{what} must be an integer from {self.minimum:g} to {self.maximum:g}, got {value!r}")
+            return
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"{what} must be >= {self.minimum:g}, got {value!r}")
         if self.maximum is not None and value > self.maximum:

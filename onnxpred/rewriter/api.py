@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional, Union
 
 import onnx
 from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
@@ -16,7 +16,7 @@ from .passes.fold_pad import FoldPad
 from .passes.fuse_predictive_conv import FusePredictiveConv
 from .passes.name_layers import NameLayers
 from .passes.resolve_auto_pad import ResolveAutoPad
-from .selection import LayerSelection, WindowChoice, check_names, check_window
+from .selection import LayerSelection, Margin, Predictor, PredictorChoice, check_names
 from .shapes import infer_shapes
 from .summary import RewriteSummary
 
@@ -28,33 +28,42 @@ def rewrite_with_summary(
     model_or_path: ModelLike,
     window: int = 3,
     *,
+    pattern: Optional[str] = None,
+    margin: Union[Margin, float, str, None] = None,
     layers: Optional[Iterable[str]] = None,
     exclude: Optional[Iterable[str]] = None,
-    window_map: Optional[Mapping[str, int]] = None,
+    window_map: Optional[Mapping[str, PredictorChoice]] = None,
+    scales: Optional[Mapping[str, float]] = None,
     audit: bool = False,
     expose_counters: bool = False,
 ) -> tuple[onnx.ModelProto, RewriteSummary]:
     """Rewrite a model and say what was rewritten and what was left alone, and why.
 
     ``model_or_path``: a path (external data is read from beside it), serialized bytes or a
-    ModelProto (not changed). ``window``: k for every rewritten layer, except those named in
-    ``window_map``. ``layers`` / ``exclude``: layer (Conv node) names to rewrite only / to leave
-    alone. ``audit``: PredictiveConv's audit attribute. ``expose_counters``: each PredictiveConv's
-    counters become the graph output ``<layer>.counters``.
+    ModelProto (not changed). ``window``, ``pattern``, ``margin``: the predictor of every rewritten
+    layer (defaults: the op's), except those named in ``window_map``, whose entries are ``k`` or
+    ``{"window": k, "pattern": ..., "margin": ...}`` (missing keys: the command-wide settings).
+    A margin is absolute (``0.35``) or relative to the layer's pre-activation standard deviation
+    (``"0.5sd"``), which ``scales`` must then give per layer
+    (:func:`onnxpred.evaluation.scales.preactivation_sd` measures it). ``layers`` / ``exclude``: layer
+    (Conv node) names to rewrite only / to leave alone. ``audit``: PredictiveConv's audit attribute.
+    ``expose_counters``: each PredictiveConv's counters become the graph output ``<layer>.counters``.
+    A model that already holds PredictiveConv nodes must keep to the op's contract.
     """
     model = load_model(model_or_path)
+    op.check_model(model)
     infer_shapes(model)
     ctx = GraphContext.from_model(model)
     named = NameLayers()(ctx)  # before the selection, which is by name
     selection = LayerSelection.create(
-        [layer.name for layer in ctx.convs()], window, window_map, layers, exclude
+        [layer.name for layer in ctx.convs()], Predictor.create(window, pattern, margin), window_map, layers, exclude
     )
     prepasses = {NameLayers.description: named.changes} if named.changes else {}
     for pass_type in PRE_PASSES:
         result = pass_type(in_scope=lambda layer: selection.skip_reason(layer.name) is None)(ctx)
         if result.changes:
             prepasses[pass_type.description] = result.changes
-    fusion = FusePredictiveConv(selection, audit=audit, expose_counters=expose_counters)(ctx)
+    fusion = FusePredictiveConv(selection, scales=scales, audit=audit, expose_counters=expose_counters)(ctx)
     return _with_graph(model, ctx), RewriteSummary(fusion.rewritten, fusion.left_alone, prepasses)
 
 
@@ -77,28 +86,38 @@ def _with_graph(model: onnx.ModelProto, ctx: GraphContext) -> onnx.ModelProto:
     return model
 
 
-def _predictive_convs(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    return [n for n in model.graph.node if n.domain == op.DOMAIN and n.op_type == op.OP_TYPE]
-
-
-def set_windows(model_or_path: ModelLike, windows: WindowChoice) -> onnx.ModelProto:
-    """A copy of a rewritten model with other windows: one ``int`` for every PredictiveConv (1 turns
-    prediction off), or ``{layer: k}`` for the layers named."""
+def set_windows(
+    model_or_path: ModelLike,
+    windows: Union[PredictorChoice, Mapping[str, PredictorChoice]],
+    *,
+    scales: Optional[Mapping[str, float]] = None,
+) -> onnx.ModelProto:
+    """A copy of a rewritten model with other predictor settings: one ``int`` (a window; 1 turns
+    prediction off) or :class:`Predictor` for every PredictiveConv, or ``{layer: k or {"window": ...,
+    "pattern": ..., "margin": ...} or Predictor}`` for the layers named (settings not given are kept).
+    ``scales``: per-layer pre-activation standard deviations, for margins given in sd units."""
     model = load_model(model_or_path)
-    nodes = _predictive_convs(model)
+    nodes = [node for node in model.graph.node if op.is_predictive_conv(node)]
+    current = {node.name: _predictor_of(node) for node in nodes}
     if isinstance(windows, Mapping):
-        check_names(windows, [n.name for n in nodes], "windows")
-        chosen = {name: check_window(k, f"window of layer {name!r}") for name, k in windows.items()}
+        check_names(windows, current, "windows")
+        chosen = {name: current[name].updated(choice, f"layer {name!r}") for name, choice in windows.items()}
     else:
-        every = check_window(windows)
-        chosen = {n.name: every for n in nodes}
+        chosen = {name: predictor.updated(windows, "every layer") for name, predictor in current.items()}
     for node in nodes:
-        if node.name not in chosen:
-            continue
-        window = next((a for a in node.attribute if a.name == "window"), None)
-        if window is None:
-            node.attribute.append(onnx.helper.make_attribute("window", chosen[node.name]))
-        else:
-            window.i = chosen[node.name]
+        if node.name in chosen:
+            _set_attributes(node, chosen[node.name].attributes(node.name, scales))
     return model
 
+
+def _predictor_of(node: onnx.NodeProto) -> Predictor:
+    values = op.node_attributes(node)
+    return Predictor(values["window"], values["pattern"], Margin(values["margin"]))
+
+
+def _set_attributes(node: onnx.NodeProto, values: Mapping[str, object]) -> None:
+    """Replace ``node``'s predictor attributes by ``values`` the way :func:`onnxpred.op.make_node` writes them."""
+    written = op.make_node(node.input, node.output, name=node.name, kernel_shape=[1, 1], **values)
+    kept = [a for a in node.attribute if a.name not in values]
+    del node.attribute[:]
+    node.attribute.extend(kept + [a for a in written.attribute if a.name in values])

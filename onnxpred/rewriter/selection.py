@@ -1,21 +1,121 @@
-"""Which layers to rewrite and with which window: the user's choices, checked against the model."""
+"""Which layers to rewrite and with which predictor settings: the user's choices, checked against the
+op's contract and the model.
+
+A layer's predictor is its PredictiveConv ``window``, ``pattern`` and ``margin``. The margin may be
+absolute (``0.35``) or relative to the layer's pre-activation standard deviation (``"0.5sd"``), which
+is measured on data and resolved to an absolute value before a node is written.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Optional, Union
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping, Optional, Union
 
+from .. import op
 from ..errors import UserError
 
-# PredictiveConv refuses larger windows; beyond any feature map's size they change nothing anyway.
-MAX_WINDOW = 4096
-WindowChoice = Union[int, Mapping[str, int]]
+_RELATIVE_MARGIN = re.compile(r"^\s*([0-9.eE+-]+)\s*sd\s*$")
+
+
+def _checked(name: str, value: Any, what: str) -> Any:
+    try:
+        return op.ATTRIBUTES[name].check(value, what)
+    except ValueError as error:
+        raise UserError(str(error)) from None
 
 
 def check_window(window: object, what: str = "window") -> int:
-    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
-        raise UserError(f"{what} must be an integer from 1 to {MAX_WINDOW}, got {window!r}")
-    return window
+    return _checked("window", window, what)
+
+
+@dataclass(frozen=True)
+class Margin:
+    """A margin in the pre-activation's units, or in units of its standard deviation (``in_sd``)."""
+
+    value: float = 0.0
+    in_sd: bool = False
+
+    @classmethod
+    def parse(cls, spec: Union["Margin", float, int, str], what: str = "margin") -> "Margin":
+        """``0.35``, ``"0.35"`` or ``"0.5sd"``."""
+        if isinstance(spec, Margin):
+            return spec
+        in_sd = False
+        if isinstance(spec, str):
+            relative = _RELATIVE_MARGIN.match(spec)
+            text = relative.group(1) if relative else spec
+            in_sd = relative is not None
+            try:
+                spec = float(text)
+            except ValueError:
+                raise UserError(f"{what} must be a number >= 0 or a multiple of the layer's standard deviation "
+                                f"such as 0.5sd, got {spec!r}") from None
+        return cls(_checked("margin", spec, what), in_sd)
+
+    def resolve(self, layer: str, scales: Optional[Mapping[str, float]]) -> float:
+        """The absolute margin of ``layer``; ``scales`` holds each layer's pre-activation standard deviation."""
+        if not self.in_sd:
+            return self.value
+        if scales is None or layer not in scales:
+            raise UserError(f"margin {self} of layer {layer!r} is relative to its pre-activation standard "
+                            "deviation, which needs images to measure it (give --data)")
+        return float(self.value * scales[layer])
+
+    def __str__(self) -> str:
+        return f"{self.value:g}sd" if self.in_sd else f"{self.value:g}"
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A layer's predictor settings (the defaults are the op's)."""
+
+    window: int = op.ATTRIBUTES["window"].default
+    pattern: str = op.ATTRIBUTES["pattern"].default
+    margin: Margin = field(default_factory=Margin)
+
+    @classmethod
+    def create(cls, window: int, pattern: Optional[str] = None, margin: Union[Margin, float, str, None] = None,
+               what: str = "") -> "Predictor":
+        def name(setting: str) -> str:
+            return f"{setting} of {what}" if what else setting
+
+        return cls(
+            check_window(window, name("window")),
+            _checked("pattern", op.ATTRIBUTES["pattern"].default if pattern is None else pattern, name("pattern")),
+            Margin() if margin is None else Margin.parse(margin, name("margin")),
+        )
+
+    def updated(self, choice: Union[int, Mapping[str, Any], "Predictor"], what: str) -> "Predictor":
+        """These settings with a window-map entry applied: ``k``, or ``{"window": k, "pattern": ...,
+        "margin": ...}`` whose missing keys keep these settings."""
+        if isinstance(choice, Predictor):
+            return choice
+        if isinstance(choice, Mapping):
+            unknown = sorted(set(choice) - set(op.PREDICTOR_ATTRIBUTES))
+            if unknown:
+                raise UserError(f"{what}: unknown setting {unknown[0]!r} (known: {', '.join(op.PREDICTOR_ATTRIBUTES)})")
+            return Predictor.create(choice.get("window", self.window), choice.get("pattern", self.pattern),
+                                    choice.get("margin", self.margin), what)
+        return replace(self, window=check_window(choice, f"window of {what}"))
+
+    def attributes(self, layer: str, scales: Optional[Mapping[str, float]] = None) -> dict[str, Any]:
+        """The PredictiveConv attributes of ``layer``."""
+        return dict(window=self.window, pattern=self.pattern, margin=self.margin.resolve(layer, scales))
+
+    def to_json(self) -> Union[int, dict]:
+        """The window-map entry: ``k`` alone when pattern and margin are the defaults."""
+        if self.pattern == op.ATTRIBUTES["pattern"].default and self.margin == Margin():
+            return self.window
+        margin = str(self.margin) if self.margin.in_sd else self.margin.value
+        return {"window": self.window, "pattern": self.pattern, "margin": margin}
+
+    def __str__(self) -> str:
+        text = f"k={self.window} {self.pattern}"
+        return text + (f" margin {self.margin}" if self.margin != Margin() else "")
+
+
+PredictorChoice = Union[int, Mapping[str, Any], Predictor]
 
 
 def check_names(names: Iterable[str], known: Iterable[str], what: str) -> frozenset[str]:
@@ -30,10 +130,20 @@ def check_names(names: Iterable[str], known: Iterable[str], what: str) -> frozen
     return names
 
 
+def layer_predictors(base: Predictor, window_map: Optional[Mapping[str, PredictorChoice]],
+                     layer_names: Iterable[str], what: str = "window map") -> dict[str, Predictor]:
+    """The window map's entries as full predictors (missing settings from ``base``), names checked."""
+    window_map = dict(window_map or {})
+    if not all(isinstance(name, str) for name in window_map):
+        raise UserError(f"{what}: layer names must be strings")
+    check_names(window_map, layer_names, what)
+    return {name: base.updated(choice, f"layer {name!r}") for name, choice in window_map.items()}
+
+
 @dataclass(frozen=True)
 class LayerSelection:
-    window: int = 3
-    window_map: Mapping[str, int] = field(default_factory=dict)
+    predictor: Predictor = field(default_factory=Predictor)
+    per_layer: Mapping[str, Predictor] = field(default_factory=dict)
     layers: Optional[frozenset[str]] = None  # only these, when given
     exclude: frozenset[str] = frozenset()
 
@@ -41,22 +151,18 @@ class LayerSelection:
     def create(
         cls,
         layer_names: Iterable[str],
-        window: int = 3,
-        window_map: Optional[Mapping[str, int]] = None,
+        predictor: Predictor,
+        window_map: Optional[Mapping[str, PredictorChoice]] = None,
         layers: Optional[Iterable[str]] = None,
         exclude: Optional[Iterable[str]] = None,
     ) -> "LayerSelection":
-        """Checked choices: windows in range, names that exist, not both ``layers`` and ``exclude``."""
+        """Checked choices: settings in the contract's ranges, names that exist, not both ``layers`` and ``exclude``."""
         layer_names = list(layer_names)
         if layers is not None and exclude is not None:
             raise UserError("give layers or exclude, not both")
-        window_map = dict(window_map or {})
-        for name, k in window_map.items():
-            check_window(k, f"window of layer {name!r}")
-        check_names(window_map, layer_names, "window map")
         return cls(
-            check_window(window),
-            window_map,
+            predictor,
+            layer_predictors(predictor, window_map, layer_names),
             None if layers is None else check_names(layers, layer_names, "layers"),
             frozenset() if exclude is None else check_names(exclude, layer_names, "exclude"),
         )
@@ -68,5 +174,10 @@ class LayerSelection:
             return "excluded"
         return None
 
-    def window_for(self, name: str) -> int:
-        return self.window_map.get(name, self.window)
+    def predictor_for(self, name: str) -> Predictor:
+        return self.per_layer.get(name, self.predictor)
+
+    @property
+    def needs_scales(self) -> bool:
+        """Whether some margin is relative to a layer's standard deviation."""
+        return any(p.margin.in_sd for p in (self.predictor, *self.per_layer.values()))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from .graph import shape_text
+from .selection import Predictor
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,17 @@ class LayerRewrite:
     input_shape: Optional[tuple]    # X
     output_shape: Optional[tuple]   # Y
     macs: Optional[int]             # dense MACs of one image; None when a shape is unknown
-    window: int
+    predictor: Predictor            # as chosen (a margin may be in sd units)
+    margin: float                   # the absolute margin written into the node
+
+    @property
+    def window(self) -> int:
+        return self.predictor.window
+
+    @property
+    def margin_text(self) -> str:
+        """``0.35``, or ``0.5sd = 0.213`` for a margin resolved from the layer's standard deviation."""
+        return f"{self.predictor.margin} = {self.margin:.3g}" if self.predictor.margin.in_sd else f"{self.margin:g}"
 
 
 @dataclass(frozen=True)
@@ -59,10 +70,12 @@ class RewriteSummary:
     def format_table(self) -> str:
         """The rewrite as a text table: one row per rewritten layer, then the others, then totals."""
         rows = [
-            (r.name, r.pattern, shape_text(r.input_shape), shape_text(r.output_shape), si(r.macs), str(r.window))
+            (r.name, r.pattern, shape_text(r.input_shape), shape_text(r.output_shape), si(r.macs), str(r.window),
+             r.predictor.pattern, r.margin_text)
             for r in self.rewritten
         ]
-        lines = _table(("layer", "pattern", "input", "output", "MACs/image", "window"), rows, right=(4, 5))
+        header = ("layer", "pattern", "input", "output", "MACs/image", "window", "sampling", "margin")
+        lines = _table(header, rows, right=(4, 5, 7))
         if self.left_alone:
             left = [(l.name, l.op_type, si(l.macs), l.reason) for l in self.left_alone]
             lines += ["", *_table(("left alone", "op", "MACs/image", "reason"), left, right=(2,))]

@@ -41,6 +41,45 @@ def test_layers_exclude_and_window_map():
     assert summary.left_alone[0].reason == "excluded"
 
 
+def predictors_of(model) -> dict[str, tuple]:
+    """(window, pattern, margin) per layer; margins are float32 in the node, so rounded to 6 digits."""
+    return {n.name: (a["window"], a["pattern"], round(a["margin"], 6))
+            for n in predictive_nodes(model) for a in [onnxpred.op.node_attributes(n)]}
+
+
+def test_pattern_margin_and_per_layer_settings():
+    window_map = {"conv_b": {"window": 2, "pattern": "checkerboard", "margin": 0.35}, "conv_c": 4}
+    result, summary = check_rewrite(three_layers(), rewritten=3, left=0, pattern="anti_diagonal", margin=0.25,
+                                    window_map=window_map)
+    assert predictors_of(result) == {"conv_a": (3, "anti_diagonal", 0.25), "conv_b": (2, "checkerboard", 0.35),
+                                     "conv_c": (4, "anti_diagonal", 0.25)}
+    assert [(r.window, r.predictor.pattern, r.margin) for r in summary.rewritten] == [
+        (3, "anti_diagonal", 0.25), (2, "checkerboard", 0.35), (4, "anti_diagonal", 0.25)]
+    # The defaults are not written: a rewrite without the knobs has the nodes it had before them.
+    plain = onnxpred.rewrite(three_layers())
+    assert all({a.name for a in n.attribute}.isdisjoint({"pattern", "margin"}) for n in predictive_nodes(plain))
+
+
+def test_margins_in_standard_deviations_need_scales():
+    with pytest.raises(UserError, match=r"margin 0.5sd of layer 'conv_a' is relative .* \(give --data\)"):
+        onnxpred.rewrite(three_layers(), margin="0.5sd")
+    scales = {"conv_a": 2.0, "conv_b": 4.0, "conv_c": 1.0}
+    result, summary = onnxpred.rewrite_with_summary(three_layers(), margin="0.5sd", scales=scales,
+                                                     window_map={"conv_c": {"margin": 0.1}})
+    assert predictors_of(result) == {"conv_a": (3, "diagonal", 1.0), "conv_b": (3, "diagonal", 2.0),
+                                     "conv_c": (3, "diagonal", 0.1)}
+    assert "0.5sd = 2" in summary.format_table()
+
+
+def test_set_windows_changes_only_what_it_is_given():
+    rewritten = onnxpred.rewrite(three_layers(), window_map={"conv_a": {"window": 2, "pattern": "corners"}})
+    changed = onnxpred.set_windows(rewritten, {"conv_a": {"margin": 1.5}, "conv_b": 5})
+    assert predictors_of(changed) == {"conv_a": (2, "corners", 1.5), "conv_b": (5, "diagonal", 0.0),
+                                      "conv_c": (3, "diagonal", 0.0)}
+    assert predictors_of(onnxpred.set_windows(changed, 1)) == {
+        "conv_a": (1, "corners", 1.5), "conv_b": (1, "diagonal", 0.0), "conv_c": (1, "diagonal", 0.0)}
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -51,6 +90,11 @@ def test_layers_exclude_and_window_map():
         (dict(window=True), "window must be an integer"),
         (dict(window_map={"conv_a": 2.5}), "window of layer 'conv_a' must be an integer"),
         (dict(window_map={"conv_z": 2}), "window map: no layer named 'conv_z'"),
+        (dict(pattern="spiral"), "pattern must be one of diagonal, anti_diagonal"),
+        (dict(margin=-1), "margin must be >= 0, got -1"),
+        (dict(margin="0.5 sigma"), "margin must be a number >= 0 or a multiple"),
+        (dict(window_map={"conv_a": {"window": 2, "patern": "corners"}}), "layer 'conv_a': unknown setting 'patern'"),
+        (dict(window_map={"conv_a": {"margin": float("nan")}}), "margin of layer 'conv_a' must be a finite number"),
     ],
 )
 def test_bad_choices_are_user_errors(options, message):

@@ -9,7 +9,7 @@ saves MACs only in the fused Conv, and either choice computes the same outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -60,9 +60,11 @@ def _explain(misses: list[Miss]) -> str:
 class FusePredictiveConv(GraphPass):
     description = "layers rewritten"
 
-    def __init__(self, selection: LayerSelection, *, audit: bool = False, expose_counters: bool = False):
+    def __init__(self, selection: LayerSelection, *, scales: Optional[Mapping[str, float]] = None,
+                 audit: bool = False, expose_counters: bool = False):
         super().__init__()
         self.selection = selection
+        self.scales = scales
         self.audit = audit
         self.expose_counters = expose_counters
 
@@ -85,11 +87,11 @@ class FusePredictiveConv(GraphPass):
                 result.left_alone.append(LeftAlone(node.name, node.op, reasons[id(node)], macs[id(node)]))
                 continue
             match = accepted[id(node)]
-            window = self.selection.window_for(node.name)
-            result.rewritten.append(
-                LayerRewrite(node.name, match.pattern, _shape(node.inputs[0]), _shape(match.output), macs[id(node)], window)
-            )
-            ctx.replace_nodes(match.nodes, self._predictive_conv(ctx, match, window))
+            predictor = self.selection.predictor_for(node.name)
+            attributes = predictor.attributes(node.name, self.scales)
+            result.rewritten.append(LayerRewrite(node.name, match.pattern, _shape(node.inputs[0]), _shape(match.output),
+                                                 macs[id(node)], predictor, attributes["margin"]))
+            ctx.replace_nodes(match.nodes, self._predictive_conv(ctx, match, attributes))
             result.record(f"{node.name}: {match.pattern}")
         if result.modified:
             ctx.graph.cleanup()  # Clip bounds and weights only the replaced nodes read
@@ -110,7 +112,7 @@ class FusePredictiveConv(GraphPass):
             accepted[id(match.conv)] = match
         return accepted
 
-    def _predictive_conv(self, ctx: GraphContext, match: Match, window: int) -> gs.Node:
+    def _predictive_conv(self, ctx: GraphContext, match: Match, predictor_attributes: dict) -> gs.Node:
         conv = match.conv
         weights = ctx.as_initializer(conv.inputs[1])
         has_bias = len(conv.inputs) > BIAS_INPUT and conv.inputs[BIAS_INPUT].name
@@ -131,7 +133,7 @@ class FusePredictiveConv(GraphPass):
             name=conv.name,
             kernel_shape=weights.shape[2:],
             **conv_attributes(conv, spatial_rank=2),
-            window=window,
+            **predictor_attributes,
             activation=match.activation.kind,
             clip_max=match.activation.clip_max,
             audit=self.audit,
