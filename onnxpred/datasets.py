@@ -39,6 +39,16 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _WNID = re.compile(r"n\d{8}")
 _WNID_FILE_PREFIX = re.compile(r"(n\d{8})_")
 _FOOLBOX_IMAGE = re.compile(r"imagenet_(\d+)_(\d+)\.jpg")
+# The official ILSVRC-2012 validation set: ILSVRC2012_img_val.tar unpacks into one flat folder of these.
+_VAL_IMAGE = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG", re.IGNORECASE)
+_VAL_IMAGE_ID = re.compile(r"ILSVRC2012_val_(\d{8})")
+# Its ground truth: the devkit (ILSVRC2012_devkit_t12.tar.gz unpacks into DEVKIT_DATA) or Kaggle's
+# "ImageNet Object Localization Challenge" (the images in ILSVRC/Data/CLS-LOC/val, the CSV at the top).
+DEVKIT_DATA = Path("ILSVRC2012_devkit_t12") / "data"
+DEVKIT_GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
+DEVKIT_META = "meta.mat"
+KAGGLE_SOLUTION = "LOC_val_solution.csv"
+_KAGGLE_VAL_PARTS = ("ILSVRC", "Data", "CLS-LOC")
 
 PathLike = Union[str, os.PathLike]
 
@@ -165,8 +175,10 @@ def load_dataset(path: Optional[PathLike]) -> list[LabelledImage]:
     """The images of a dataset folder with their labels, in a stable order.
 
     A folder holds either ``labels.csv`` (header ``file,class_index[,wnid]``) or ImageNet-style images:
-    class subfolders named by wnid, or files named ``nXXXXXXXX_*``; other images there are unlabelled.
-    ``None`` means the 20 labelled ImageNet samples of the ``foolbox`` package.
+    class subfolders named by wnid, files named ``nXXXXXXXX_*``, or the official validation images
+    ``ILSVRC2012_val_NNNNNNNN.JPEG`` labelled by their ground truth (see :func:`validation_ground_truth`);
+    other images there are unlabelled. ``None`` means the 20 labelled ImageNet samples of the ``foolbox``
+    package.
     """
     if path is None:
         return _foolbox_images()
@@ -226,14 +238,134 @@ def _is_image(path: Path) -> bool:
 
 def _images_from_imagenet_folder(folder: Path) -> list[LabelledImage]:
     images = []
+    validation_labels = None  # read when the first official validation image turns up
     for entry in sorted(folder.iterdir()):
         if entry.is_dir() and _WNID.fullmatch(entry.name):
             label = _wnid_label(entry.name, entry)
             images += [LabelledImage(path, label) for path in sorted(entry.iterdir()) if _is_image(path)]
         elif _is_image(entry):
             prefix = _WNID_FILE_PREFIX.match(entry.name)
-            images.append(LabelledImage(entry, _wnid_label(prefix.group(1), entry) if prefix else None))
+            validation = _VAL_IMAGE.fullmatch(entry.name)
+            if prefix:
+                label = _wnid_label(prefix.group(1), entry)
+            elif validation:
+                if validation_labels is None:
+                    validation_labels = validation_ground_truth(folder)
+                label = validation_labels.label(int(validation.group(1)), entry.name)
+            else:
+                label = None
+            images.append(LabelledImage(entry, label))
     return images
+
+
+@dataclass(frozen=True)
+class ValidationGroundTruth:
+    """The class index of each official validation image, by its number (``ILSVRC2012_val_00000001`` is 1)."""
+
+    source: Path  # the file the labels come from
+    labels: dict[int, int]
+
+    def label(self, number: int, name: str) -> int:
+        try:
+            return self.labels[number]
+        except KeyError:
+            raise InputError(f"{self.source} has no label for {name}") from None
+
+
+def validation_ground_truth(folder: PathLike) -> ValidationGroundTruth:
+    """The ground truth of the official validation images in ``folder``, from the first of these found in
+    ``folder``, in its parent, or (Kaggle's layout ``ILSVRC/Data/CLS-LOC/val``) at the top of the download:
+
+    - the devkit's ``ILSVRC2012_validation_ground_truth.txt`` with ``meta.mat`` beside it, directly or in
+      ``ILSVRC2012_devkit_t12/data/``: line n holds the ILSVRC2012_ID (1..1000) of image n, and
+      ``meta.mat`` maps those IDs to wnids (reading it needs scipy);
+    - Kaggle's ``LOC_val_solution.csv`` (``ImageId,PredictionString``; the first word of the prediction
+      string is the wnid).
+
+    Class indices are the positions of the wnids in sorted order (:func:`imagenet_classes`), as in torchvision.
+    """
+    folder = Path(folder).resolve()
+    places = [folder, folder.parent]
+    if len(folder.parents) > 3 and folder.parent.parts[-3:] == _KAGGLE_VAL_PARTS:
+        places.append(folder.parents[3])
+    for place in places:
+        for data in (place, place / DEVKIT_DATA):
+            if (data / DEVKIT_GROUND_TRUTH).is_file():
+                meta = data / DEVKIT_META
+                if not meta.is_file():
+                    raise InputError(f"{meta} is missing: the devkit's {DEVKIT_GROUND_TRUTH} holds ILSVRC2012_IDs, "
+                                     f"which only {DEVKIT_META} beside it maps to classes")
+                return ValidationGroundTruth(data / DEVKIT_GROUND_TRUTH,
+                                             _devkit_labels(data / DEVKIT_GROUND_TRUTH, _devkit_classes(meta)))
+        if (place / KAGGLE_SOLUTION).is_file():
+            return ValidationGroundTruth(place / KAGGLE_SOLUTION, _kaggle_labels(place / KAGGLE_SOLUTION))
+    raise InputError(
+        f"{folder} holds official ILSVRC2012_val_* images but no ground truth: put the devkit's {DEVKIT_GROUND_TRUTH} "
+        f"and {DEVKIT_META} (or the unpacked {DEVKIT_DATA.parts[0]}/), or Kaggle's {KAGGLE_SOLUTION}, in the folder "
+        "or beside it"
+    )
+
+
+def _devkit_classes(meta: Path) -> dict[int, int]:
+    """ILSVRC2012_ID (1..1000) → class index, from the devkit's ``meta.mat``."""
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise InputError(f"reading {meta} needs scipy: pip install 'onnxpred[imagenet]'") from None
+    try:
+        synsets = loadmat(meta, squeeze_me=True)["synsets"]
+        pairs = [(int(ilsvrc_id), str(wnid)) for ilsvrc_id, wnid in zip(synsets["ILSVRC2012_ID"], synsets["WNID"])]
+    except Exception as error:  # scipy raises several types for a file that is not a MATLAB file
+        raise InputError(f"{meta} is not the devkit's meta.mat (a synsets struct with ILSVRC2012_ID and WNID): "
+                         f"{type(error).__name__}: {error}") from None
+    classes = {}
+    for ilsvrc_id, wnid in pairs:
+        if 1 <= ilsvrc_id <= 1000:  # the leaf synsets; IDs above 1000 are their ancestors in WordNet
+            classes[ilsvrc_id] = _wnid_label(wnid, f"{meta} ILSVRC2012_ID {ilsvrc_id}")
+    if sorted(classes) != list(range(1, 1001)) or len(set(classes.values())) != 1000:
+        raise InputError(f"{meta} does not map the ILSVRC2012_IDs 1..1000 to 1000 distinct classes")
+    return classes
+
+
+def _devkit_labels(ground_truth: Path, classes: dict[int, int]) -> dict[int, int]:
+    labels = {}
+    try:
+        with open(ground_truth, encoding="utf-8") as stream:
+            for number, line in enumerate(stream, start=1):
+                text = line.strip()
+                if not text.isdigit() or int(text) not in classes:
+                    raise InputError(f"{ground_truth} line {number}: {text!r} is not an ILSVRC2012_ID (1..1000)")
+                labels[number] = classes[int(text)]
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read {ground_truth}: {error}") from None
+    return labels
+
+
+def _kaggle_labels(solution: Path) -> dict[int, int]:
+    labels = {}
+    try:
+        with open(solution, newline="", encoding="utf-8-sig") as stream:
+            reader = csv.reader(stream)
+            header = next(reader, None)
+            if header != ["ImageId", "PredictionString"]:
+                raise InputError(f"{solution}: the header must be ImageId,PredictionString, found {header}")
+            for row in reader:
+                where = f"{solution} line {reader.line_num}"
+                if len(row) != 2:
+                    raise InputError(f"{where}: expected 2 fields like the header, found {len(row)}")
+                image = _VAL_IMAGE_ID.fullmatch(row[0])
+                if not image:
+                    raise InputError(f"{where}: ImageId {row[0]!r} is not ILSVRC2012_val_ and 8 digits")
+                words = row[1].split()
+                if not words:
+                    raise InputError(f"{where}: the PredictionString of {row[0]} is empty")
+                number = int(image.group(1))
+                if number in labels:
+                    raise InputError(f"{where}: {row[0]} is listed twice")
+                labels[number] = _wnid_label(words[0], where)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"cannot read {solution}: {error}") from None
+    return labels
 
 
 def _foolbox_images() -> list[LabelledImage]:
@@ -261,17 +393,38 @@ def load_image(path: PathLike) -> Image.Image:
         raise InputError(f"cannot read image {path}: {error}") from None
 
 
+@dataclass(frozen=True)
+class SkippedImage:
+    """An image left out of an evaluation because it cannot be read."""
+
+    path: Path
+    error: str  # the InputError's message
+
+
 def batches(
-    images: Sequence[LabelledImage], spec: PreprocessingSpec, batch_size: int
+    images: Sequence[LabelledImage], spec: PreprocessingSpec, batch_size: int,
+    *, skipped: Optional[list[SkippedImage]] = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(pixels [B, 3, crop, crop] float32, labels [B] int64)`` in order, -1 for an unlabelled image.
 
-    The last batch holds the remainder and may be smaller than ``batch_size``.
+    Batch i holds images ``i * batch_size`` up to the next multiple, so the last batch holds the remainder.
+    An unreadable image raises InputError, or, given a ``skipped`` list, is appended to it and left out of
+    its batch, which is then smaller (and left out when none of its images could be read).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        pixels = np.stack([spec.apply(load_image(item.path)) for item in chunk])
-        labels = np.array([-1 if item.label is None else item.label for item in chunk], dtype=np.int64)
-        yield pixels, labels
+        chunk, pixels = [], []
+        for item in images[start:start + batch_size]:
+            try:
+                image = load_image(item.path)
+            except InputError as error:
+                if skipped is None:
+                    raise
+                skipped.append(SkippedImage(item.path, str(error)))
+                continue
+            chunk.append(item)
+            pixels.append(spec.apply(image))
+        if chunk:
+            labels = np.array([-1 if item.label is None else item.label for item in chunk], dtype=np.int64)
+            yield np.stack(pixels), labels

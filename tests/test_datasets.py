@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -157,16 +158,139 @@ def test_imagenet_style_folder(tmp_path):
     _save_image(tmp_path / GOLDFISH / "one.JPEG")
     _save_image(tmp_path / TENCH / "two.png")
     _save_image(tmp_path / f"{GREAT_WHITE_SHARK}_123.JPEG")
-    _save_image(tmp_path / "ILSVRC2012_val_00000001.JPEG")  # no wnid: unlabelled
+    _save_image(tmp_path / "holiday_00000001.JPEG")  # no wnid: unlabelled
     _save_image(tmp_path / "not-a-class" / "ignored.jpg")
     (tmp_path / "notes.txt").write_text("not an image")
     images = load_dataset(tmp_path)
     assert [(image.path.relative_to(tmp_path).as_posix(), image.label) for image in images] == [
-        ("ILSVRC2012_val_00000001.JPEG", None),
+        ("holiday_00000001.JPEG", None),
         (f"{TENCH}/two.png", 0),
         (f"{GOLDFISH}/one.JPEG", 1),
         (f"{GREAT_WHITE_SHARK}_123.JPEG", 2),
     ]
+
+
+# The official validation set ------------------------------------------------------------------------
+
+# A devkit's ILSVRC2012_IDs follow WordNet, not the sorted wnids: here a shuffled order, plus a non-leaf synset.
+DEVKIT_WNIDS = tuple(np.random.default_rng(5).permutation(imagenet_classes().wnids))
+VAL_IDS = (490, 1, 1000, 361, 1)  # ILSVRC2012_ID of ILSVRC2012_val_00000001 ... 05
+VAL_WNIDS = (TENCH, GOLDFISH, "n01530575", "n01440764", GREAT_WHITE_SHARK)
+
+
+def _write_meta_mat(path: Path, wnids=DEVKIT_WNIDS, extra=((1001, "n00001740"),)) -> None:
+    """A devkit meta.mat: a ``synsets`` struct array with ILSVRC2012_ID 1.. for ``wnids``, then ``extra``."""
+    scipy_io = pytest.importorskip("scipy.io")
+    entries = [(ilsvrc_id, wnid, 0) for ilsvrc_id, wnid in enumerate(wnids, start=1)] + \
+        [(ilsvrc_id, wnid, 3) for ilsvrc_id, wnid in extra]
+    synsets = np.zeros(len(entries), dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("num_children", "O")])
+    for index, entry in enumerate(entries):
+        synsets[index] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy_io.savemat(path, {"synsets": synsets})
+
+
+def _validation_images(folder: Path, count=4) -> None:
+    for number in range(1, count + 1):
+        _save_image(folder / f"ILSVRC2012_val_{number:08d}.JPEG")
+
+
+def _devkit(data: Path, ids=VAL_IDS) -> None:
+    _write_meta_mat(data / "meta.mat")
+    (data / "ILSVRC2012_validation_ground_truth.txt").write_text("".join(f"{value}\n" for value in ids))
+
+
+def _kaggle_solution(path: Path, rows=None) -> None:
+    rows = rows if rows is not None else [
+        f"ILSVRC2012_val_{number:08d},{wnid} 10 20 30 40 {wnid} 1 2 3 4" for number, wnid in
+        reversed(list(enumerate(VAL_WNIDS, start=1)))]  # Kaggle's rows are in no particular order
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("ImageId,PredictionString\n" + "".join(f"{row}\n" for row in rows))
+
+
+def _labels(images, folder):
+    return [(image.path.relative_to(folder).as_posix(), image.label) for image in images]
+
+
+def _devkit_label(ilsvrc_id: int) -> int:
+    return imagenet_classes().index(DEVKIT_WNIDS[ilsvrc_id - 1])
+
+
+@pytest.mark.parametrize("devkit_at", ["ILSVRC2012_devkit_t12/data", "val", "."])
+def test_official_validation_folder_with_the_devkit(tmp_path, devkit_at):
+    """The devkit unpacked beside the images (torchvision's layout), or its two files in the folder or beside it."""
+    val = tmp_path / "val"
+    _validation_images(val)
+    _save_image(val / "extra.png")  # not an official name: unlabelled
+    _devkit(tmp_path / devkit_at)
+    expected = [(f"ILSVRC2012_val_{number:08d}.JPEG", _devkit_label(ilsvrc_id))
+                for number, ilsvrc_id in enumerate(VAL_IDS[:4], start=1)]
+    assert _labels(load_dataset(val), val) == expected + [("extra.png", None)]
+    assert expected[1][1] == _devkit_label(1) != imagenet_classes().index(imagenet_classes().wnids[0])
+
+
+def test_kaggle_validation_layout(tmp_path):
+    """ILSVRC/Data/CLS-LOC/val holds the images, the top of the download LOC_val_solution.csv."""
+    val = tmp_path / "ILSVRC" / "Data" / "CLS-LOC" / "val"
+    _validation_images(val)
+    _kaggle_solution(tmp_path / "LOC_val_solution.csv")
+    classes = imagenet_classes()
+    assert _labels(load_dataset(val), val) == [
+        (f"ILSVRC2012_val_{number:08d}.JPEG", classes.index(wnid)) for number, wnid in enumerate(VAL_WNIDS[:4], 1)]
+    (tmp_path / "LOC_val_solution.csv").rename(val / "LOC_val_solution.csv")
+    assert [label for _, label in _labels(load_dataset(val), val)] == [0, 1, 10, 0]  # tench, goldfish, brambling, tench
+
+
+def test_validation_folder_prefers_labels_csv(tmp_path):
+    _validation_images(tmp_path, 1)
+    _write_labels_csv(tmp_path, "file,class_index\nILSVRC2012_val_00000001.JPEG,7\n")
+    assert load_dataset(tmp_path) == [LabelledImage(tmp_path / "ILSVRC2012_val_00000001.JPEG", 7)]
+
+
+DEVKIT_TXT = "ILSVRC2012_validation_ground_truth.txt"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: None, "holds official ILSVRC2012_val_\\* images but no ground truth: put the devkit's"),
+    (lambda root: (root / DEVKIT_TXT).write_text("1\n2\n3\n4\n"), "meta.mat is missing"),
+    (lambda root: _devkit(root, ids=(1, 2, 3)), f"{DEVKIT_TXT} has no label for ILSVRC2012_val_00000004.JPEG"),
+    (lambda root: _devkit(root, ids=(1, 2, 0, 4)), f"{DEVKIT_TXT} line 3: '0' is not an ILSVRC2012_ID"),
+    (lambda root: _devkit(root, ids=(1, "x", 3, 4)), f"{DEVKIT_TXT} line 2: 'x' is not an ILSVRC2012_ID"),
+    (lambda root: _devkit(root, ids=(1, 2, 3, 1001)), f"{DEVKIT_TXT} line 4: '1001' is not an ILSVRC2012_ID"),
+    (lambda root: [_devkit(root), (root / "meta.mat").write_bytes(b"not MATLAB")], "meta.mat is not the devkit's"),
+    (lambda root: [_devkit(root), _write_meta_mat(root / "meta.mat", DEVKIT_WNIDS[:999])],
+     "meta.mat does not map the ILSVRC2012_IDs 1..1000 to 1000 distinct classes"),
+    (lambda root: [_devkit(root), _write_meta_mat(root / "meta.mat", DEVKIT_WNIDS[:999] + ("n99999999",))],
+     "meta.mat ILSVRC2012_ID 1000: n99999999 is not one of the 1000"),
+    (lambda root: _kaggle_solution(root / "LOC_val_solution.csv", ["ILSVRC2012_val_00000001"]),
+     "LOC_val_solution.csv line 2: expected 2 fields like the header, found 1"),
+    (lambda root: (root / "LOC_val_solution.csv").write_text("id,label\n"),
+     "the header must be ImageId,PredictionString"),
+    (lambda root: _kaggle_solution(root / "LOC_val_solution.csv", [f"val_1,{TENCH}"]),
+     "line 2: ImageId 'val_1' is not ILSVRC2012_val_ and 8 digits"),
+    (lambda root: _kaggle_solution(root / "LOC_val_solution.csv", ["ILSVRC2012_val_00000001, "]),
+     "line 2: the PredictionString of ILSVRC2012_val_00000001 is empty"),
+    (lambda root: _kaggle_solution(root / "LOC_val_solution.csv", ["ILSVRC2012_val_00000001,n99999999 1 2 3 4"]),
+     "line 2: n99999999 is not one of the 1000"),
+    (lambda root: _kaggle_solution(root / "LOC_val_solution.csv", [f"ILSVRC2012_val_00000001,{TENCH}"] * 2),
+     "line 3: ILSVRC2012_val_00000001 is listed twice"),
+    (lambda root: _kaggle_solution(root / "LOC_val_solution.csv", [f"ILSVRC2012_val_00000002,{TENCH}"]),
+     "LOC_val_solution.csv has no label for ILSVRC2012_val_00000001.JPEG"),
+])
+def test_malformed_validation_ground_truth(tmp_path, make, message):
+    val = tmp_path / "val"
+    _validation_images(val)
+    make(tmp_path)
+    with pytest.raises(InputError, match=message):
+        load_dataset(val)
+
+
+def test_devkit_without_scipy(tmp_path, monkeypatch):
+    _validation_images(tmp_path, 1)
+    _devkit(tmp_path)
+    monkeypatch.setitem(sys.modules, "scipy.io", None)
+    with pytest.raises(InputError, match=r"meta.mat needs scipy: pip install 'onnxpred\[imagenet\]'"):
+        load_dataset(tmp_path)
 
 
 def test_foolbox_images_are_the_default():
