@@ -186,3 +186,94 @@ def points_chart(
                         f'<title>{escape(hover)}</title></circle>')
     body += _legend(series, frame.width)
     return _svg(frame, title, body)
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """One configuration on the accuracy-vs-savings plane: ``x`` the MACs saved as a fraction, ``y``
+    an accuracy with its confidence bounds; ``x_alt`` a second saving of the same configuration (the
+    MACs the kernels actually skipped, drawn hollow and joined to ``x``); ``group`` colours it."""
+
+    label: str
+    x: float
+    y: float
+    y_low: Optional[float] = None
+    y_high: Optional[float] = None
+    x_alt: Optional[float] = None
+    highlight: bool = False
+    group: str = ""
+
+
+def pareto_frontier(points: Sequence[TradeoffPoint]) -> list[TradeoffPoint]:
+    """The points no other point beats on both saving and accuracy, by increasing saving."""
+    frontier: list[TradeoffPoint] = []
+    for point in sorted(points, key=lambda p: (-p.x, -p.y)):
+        if not frontier or point.y > frontier[-1].y:
+            frontier.append(point)
+    return frontier[::-1]
+
+
+def tradeoff_chart(
+    points: Sequence[TradeoffPoint],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    reference_y: Optional[float] = None,
+    reference_label: str = "original",
+    width: int = 760,
+    height: int = 440,
+) -> str:
+    """Accuracy against savings: every point with its confidence whisker, the frontier drawn through
+    the points nothing beats, the ``highlight`` ones ringed, and ``reference_y`` (the original's
+    accuracy) as a dashed line. Filled markers are ``x``, hollow ones ``x_alt``."""
+    groups = list(dict.fromkeys(p.group for p in points))
+    series = [Series(group or "configurations", ()) for group in groups]
+    ys = [v for p in points for v in (p.y, p.y_low, p.y_high) if v is not None] + \
+        ([reference_y] if reference_y is not None else [])
+    low, high = min(ys, default=0.0), max(ys, default=1.0)
+    pad = max(0.02, (high - low) * 0.08)
+    step = _nice_step((high - low + 2 * pad) / 5)
+    y_min, y_max = max(0.0, math.floor((low - pad) / step) * step), min(1.0, math.ceil((high + pad) / step) * step)
+    frame = _Frame(width, height, y_min, max(y_max, y_min + step))
+    x_top = _nice_ceiling(max([p.x for p in points] + [p.x_alt or 0 for p in points] + [0.01]))
+
+    def x_of(value: float) -> float:
+        return _LEFT + frame.plot_width * value / x_top
+
+    body = _axes(frame, [""], x_label, y_label)
+    x_step = _nice_step(x_top / 5)
+    tick = 0.0
+    while tick <= x_top + 1e-9:
+        body.append(f'<text x="{x_of(tick):.1f}" y="{frame.y(frame.y_min) + 16:.1f}" text-anchor="middle">'
+                    f'{_percent(tick, 0 if x_step >= 0.01 else 1)}</text>')
+        tick += x_step
+    if reference_y is not None:
+        y = frame.y(reference_y)
+        body.append(f'<line x1="{_LEFT}" x2="{frame.width - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#555" '
+                    'stroke-dasharray="6 4"/>')
+        body.append(f'<text x="{frame.width - _RIGHT - 4}" y="{y - 5:.1f}" text-anchor="end" fill="#555">'
+                    f'{escape(reference_label)} {_percent(reference_y)}</text>')
+    frontier = pareto_frontier(points)
+    if len(frontier) > 1:
+        path = " ".join(f"{x_of(p.x):.1f},{frame.y(p.y):.1f}" for p in frontier)
+        body.append(f'<polyline points="{path}" fill="none" stroke="#888" stroke-width="1.5"/>')
+    for point in points:
+        color = _color(series[groups.index(point.group)], groups.index(point.group))
+        x, y = x_of(point.x), frame.y(point.y)
+        hover = f"{point.label}: {y_label} {_percent(point.y, 1)}"
+        if point.y_low is not None and point.y_high is not None:
+            hover += f" (95% CI {_percent(point.y_low, 1)}–{_percent(point.y_high, 1)})"
+            body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{frame.y(point.y_low):.1f}" '
+                        f'y2="{frame.y(point.y_high):.1f}" stroke="{color}" stroke-opacity="0.5"/>')
+        hover += f", {x_label} {_percent(point.x, 1)}"
+        if point.x_alt is not None:
+            hover += f" ({_percent(point.x_alt, 1)} skipped by the kernels)"
+            body.append(f'<line x1="{x:.1f}" x2="{x_of(point.x_alt):.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+                        f'stroke="{color}" stroke-opacity="0.5"/>')
+            body.append(f'<circle cx="{x_of(point.x_alt):.1f}" cy="{y:.1f}" r="3.5" fill="white" stroke="{color}"/>')
+        if point.highlight:
+            body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="9" fill="none" stroke="#000" stroke-width="2"/>')
+        body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="{color}"><title>{escape(hover)}</title></circle>')
+    body += _legend(series, frame.width)
+    return _svg(frame, title, body)
