@@ -1,0 +1,71 @@
+"""Each rewritten layer's pre-activation scale: the unit of margins given as ``0.5sd``.
+
+A PredictiveConv triggers a window when its samples' pre-activation ``P = conv(X, W, B) + Z`` is at
+most ``−margin`` (``docs/predictive_conv.md``). How negative is "confidently negative" depends on the
+layer, so a margin is most useful as a multiple of the layer's own spread: the standard deviation of
+``P`` over every output of the layer (all channels, positions and images). ``P`` is the tensor the
+original model feeds its Relu/Clip, observed in onnxruntime on the images given.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import onnx
+
+from .. import op
+from ..datasets import LabelledImage, PreprocessingSpec, batches
+from ..errors import UnsupportedModelError
+from ..runtime import quiet_options, session
+from .evaluate import batch_size_for, with_outputs
+
+
+def preactivation_tensors(original: onnx.ModelProto, rewritten: onnx.ModelProto) -> dict[str, str]:
+    """``{layer: the original's tensor holding its pre-activation}`` for every PredictiveConv of
+    ``rewritten``: the input of the activation whose output the PredictiveConv now writes."""
+    producers = {output: node for node in original.graph.node for output in node.output}
+    tensors = {}
+    for node in rewritten.graph.node:
+        if not op.is_predictive_conv(node):
+            continue
+        activation = producers.get(node.output[0])
+        if activation is None or activation.op_type not in op.ACTIVATIONS:
+            kind = activation.op_type if activation is not None else "nothing"
+            raise UnsupportedModelError(
+                f"layer {node.name!r}: its activation is fused into {kind} in the original, so its pre-activation "
+                "cannot be observed; give its margin in absolute units")
+        tensors[node.name] = activation.input[0]
+    return tensors
+
+
+def preactivation_sd(
+    original: onnx.ModelProto,
+    rewritten: onnx.ModelProto,
+    images: Sequence[LabelledImage],
+    spec: PreprocessingSpec,
+    *,
+    batch_size: int = 8,
+    threads: Optional[int] = None,
+) -> dict[str, float]:
+    """``{layer: standard deviation of its pre-activation}`` over ``images`` through ``original``."""
+    tensors = preactivation_tensors(original, rewritten)
+    names = list(dict.fromkeys(tensors.values()))
+    if not images:
+        raise UnsupportedModelError("measuring the layers' standard deviations needs at least one image")
+    model = with_outputs(original, names)
+    sess = session(model, **quiet_options(threads or 0))
+    feed_name = sess.get_inputs()[0].name
+    count = np.zeros(len(names))
+    total = np.zeros(len(names))
+    squares = np.zeros(len(names))
+    for pixels, _ in batches(images, spec, batch_size_for(original, batch_size, len(images))):
+        for index, values in enumerate(sess.run(names, {feed_name: pixels})):
+            values = values.astype(np.float64)
+            count[index] += values.size
+            total[index] += values.sum()
+            squares[index] += np.square(values).sum()
+    mean = total / count
+    sd = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    by_tensor = dict(zip(names, sd))
+    return {layer: float(by_tensor[tensor]) for layer, tensor in tensors.items()}

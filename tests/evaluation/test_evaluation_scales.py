@@ -1,0 +1,37 @@
+"""Pre-activation standard deviations, the unit of margins such as ``0.5sd``."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from conftest import PADS
+
+import onnxpred
+from onnxpred import reference
+from onnxpred.datasets import PreprocessingSpec, load_dataset
+from onnxpred.errors import UnsupportedModelError
+from onnxpred.evaluation.scales import preactivation_sd, preactivation_tensors
+
+
+def test_standard_deviations_are_those_of_the_activations_inputs(tiny_net, tiny_data, tiny_pixels):
+    original = onnx.load(tiny_net.path)
+    rewritten = onnxpred.rewrite(original)
+    assert preactivation_tensors(original, rewritten) == {"conv1": "conv1", "conv2": "conv2"}
+    sd = preactivation_sd(original, rewritten, load_dataset(tiny_data[0]), PreprocessingSpec.from_model(original),
+                          batch_size=3)
+    x, expected = tiny_pixels, {}
+    for name, (w, b) in zip(("conv1", "conv2"), tiny_net.weights):
+        p = reference.conv2d(x, w, b, reference.ConvAttributes(pads=PADS))
+        expected[name] = float(p.std())
+        x = np.maximum(p, 0).astype(np.float32)
+    assert sd == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_fused_activation_has_no_observable_preactivation(tiny_net):
+    original = onnx.load(tiny_net.path)
+    rewritten = onnxpred.rewrite(original)
+    relu = next(node for node in original.graph.node if node.op_type == "Relu")
+    relu.op_type = "LeakyRelu"  # as if the activation were fused into another op
+    with pytest.raises(UnsupportedModelError, match="layer 'conv1': its activation is fused into LeakyRelu"):
+        preactivation_tensors(original, rewritten)
