@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything onnxpred needs on a fresh Debian machine, then the package itself:
 # system build tools, onnxruntime's C/C++ headers (cached, see custom_ops/cmake), PyTorch's
-# CPU wheel, the labelled ImageNet sample images, and onnxpred with its model and test extras.
+# CPU wheel, the labelled ImageNet sample images, and onnxpred with its model, test and ray extras.
 # Safe to re-run: steps already done are quick no-ops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,5 +34,5 @@ pip=("$python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" --no-deps "foolbox==3.3.4"
 "${pip[@]}" scikit-build-core ninja cmake
 log "building and installing onnxpred"
-"${pip[@]}" --no-build-isolation -e ".[models,test]"
+"${pip[@]}" --no-build-isolation -e ".[models,test,ray]"
 "$python" -c "import onnxpred; print('[setup] op library:', onnxpred.library_path())" >&2

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import OutputError
 from ..evaluation import analyze
 from ..evaluation.render import percent
-from .report import add_common_arguments
+from .report import add_common_arguments, add_evaluation_arguments, evaluation_options
 
 NAME = "analyze"
 HELP = "measure the spatial correlation of zero activations (share of all-zero k x k windows) per layer"
@@ -16,17 +16,21 @@ HELP = "measure the spatial correlation of zero activations (share of all-zero k
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser)
+    add_evaluation_arguments(parser)
     parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
 
 
 def run(args) -> int:
     spatial = analyze(args.model, args.data, args.windows, limit=args.limit, batch_size=args.batch_size,
-                      threads=args.threads, progress=not args.quiet)
+                      threads=args.threads, progress=not args.quiet, **evaluation_options(args))
     windows = spatial["windows"]
     width = max(len(layer["name"]) for layer in spatial["layers"])
     print(f"{'layer':<{width}}  " + "  ".join(f"{f'k={window}':>7}" for window in windows))
     for layer in spatial["layers"] + [{"name": "mean over layers", "all_zero_fraction": spatial["mean"]}]:
         print(f"{layer['name']:<{width}}  " + "  ".join(f"{percent(f):>7}" for f in layer["all_zero_fraction"]))
+    if spatial["skipped_images"]:
+        print(f"skipped {len(spatial['skipped_images'])} unreadable images: "
+              + ", ".join(image["file"] for image in spatial["skipped_images"]))
     if args.json:
         try:
             args.json.write_text(json.dumps(spatial, indent=2) + "\n", encoding="utf-8")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import UserError
 from ..evaluation import report
+from ..evaluation.distributed import LOCAL, RayOptions
 from ..evaluation.render import percent
 from ..evaluation.report import DEFAULT_BATCH_SIZE, default_output_folder
 
@@ -37,8 +39,30 @@ def add_common_arguments(parser, *, windows_default: str = "1,2,3,4,5") -> None:
     parser.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE,
                         help=f"images per inference (default {DEFAULT_BATCH_SIZE}; a model with a fixed batch "
                              "size uses its own)")
-    parser.add_argument("--threads", type=_positive, help="onnxruntime intra-op threads (default: all cores)")
+    parser.add_argument("--threads", type=_positive, help="onnxruntime intra-op threads (default: all cores; "
+                        "with --ray, per worker, default 1)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_evaluation_arguments(parser) -> None:
+    """Where the images are evaluated, and what happens to unreadable ones (report, analyze, ...)."""
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="leave unreadable images out of every number and list them (default: stop at the first)")
+    parser.add_argument("--ray", nargs="?", const=LOCAL, metavar="ADDRESS",
+                        help="spread the images over Ray workers (pip install 'onnxpred[ray]'): without ADDRESS a "
+                             "local Ray instance, else that cluster's (auto, HOST:6379, ray://HOST:10001); the data "
+                             "folder must be at the same path on every node")
+    parser.add_argument("--workers", type=_positive, help="with --ray: workers (default: the cluster's CPUs / --threads)")
+    parser.add_argument("--shard-size", type=_positive,
+                        help="with --ray: images per task, rounded up to whole batches (default: up to 8 batches)")
+
+
+def evaluation_options(args) -> dict:
+    """The keyword arguments of report/analyze that :func:`add_evaluation_arguments` parsed."""
+    if args.ray is None and (args.workers or args.shard_size):
+        raise UserError("--workers and --shard-size need --ray")
+    ray = RayOptions(args.ray, args.workers, args.shard_size) if args.ray is not None else None
+    return dict(skip_bad_images=args.skip_bad_images, ray=ray)
 
 
 def _positive(text: str) -> int:
@@ -50,6 +74,7 @@ def _positive(text: str) -> int:
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser)
+    add_evaluation_arguments(parser)
     parser.add_argument("--out", type=Path, help="output folder (default: <model stem>.report beside the model)")
     parser.add_argument("--no-spatial", action="store_true", help="leave out the spatial-correlation analysis")
 
@@ -57,7 +82,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     out = args.out or default_output_folder(args.model)
     content = report(args.model, args.data, args.windows, out_dir=out, limit=args.limit, batch_size=args.batch_size,
-                     spatial=not args.no_spatial, threads=args.threads, progress=not args.quiet)
+                     spatial=not args.no_spatial, threads=args.threads, progress=not args.quiet,
+                     **evaluation_options(args))
     original = content["original"]
     print(f"{content['images']} images; original model: top-1 {percent(original['top1'])}, "
           f"top-5 {percent(original['top5'])}")
@@ -65,5 +91,7 @@ def run(args) -> int:
         print(f"  k={result['window']}: top-1 {percent(result['top1'])}, top-5 {percent(result['top5'])}, "
               f"agreement {percent(result['agreement'])}, MACs saved {percent(result['mac_savings'])} of the "
               f"rewritten layers, {percent(result['mac_savings_all_conv'])} of all Conv layers")
+    if content["skipped_images"]:
+        print(f"skipped {len(content['skipped_images'])} unreadable images, listed in report.json")
     print(f"wrote {out / 'report.html'}, report.md and report.json")
     return 0

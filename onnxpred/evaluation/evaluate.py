@@ -3,14 +3,17 @@
 Each batch is decoded once and fed to every session in turn (one session per window, kept for the
 whole run), so the cost is the images' decoding plus one inference per model. The rewritten models
 run with ``audit = 1`` and expose each PredictiveConv's counters, which are summed over batches.
+
+:class:`Evaluator` holds the sessions and counts a sequence of images into :class:`Tallies`, which merge:
+:func:`evaluate` runs it once in-process, :mod:`.distributed` once per shard of images on Ray workers.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -18,7 +21,7 @@ from onnx import TensorProto, helper
 from tqdm import tqdm
 
 from .. import op
-from ..datasets import LabelledImage, PreprocessingSpec, batches
+from ..datasets import LabelledImage, PreprocessingSpec, SkippedImage, batches
 from ..errors import UnsupportedModelError
 from ..runtime import quiet_options, session
 from .spatial import ZeroWindowTally
@@ -83,6 +86,11 @@ class AccuracyTally:
         self.agreement += int((top1 == reference_top1).sum())
         return top1
 
+    def merge(self, other: "AccuracyTally") -> None:
+        """Adds the counts (and seconds) of ``other``, a tally of other images."""
+        for name in (item.name for item in fields(self)):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 @dataclass
 class WindowRun:
@@ -104,16 +112,66 @@ class Evaluation:
     windows: list[WindowRun]
     spatial: list[ZeroWindowTally]
     seconds: float  # wall time of the whole pass, decoding included
+    skipped: list[SkippedImage] = field(default_factory=list)  # unreadable, left out of every number
+    distribution: Optional[dict] = None  # how the work was spread (see .distributed); None: in-process
+
+
+@dataclass
+class Tallies:
+    """What a pass over some images counts: every number of an :class:`Evaluation`, without the models.
+
+    Tallies of disjoint sets of images merge into the tallies of their union (sums of integers).
+    """
+
+    original: AccuracyTally
+    windows: list[AccuracyTally]  # one per rewritten model, in order
+    counters: list[np.ndarray]  # one per rewritten model: [layer, COUNTER_NAMES] int64
+    spatial: list[ZeroWindowTally]
+    skipped: list[SkippedImage]
+
+    @classmethod
+    def empty(cls, window_count: int, layers: Sequence[EligibleLayer], spatial_windows: Sequence[int]) -> "Tallies":
+        """Zero tallies for ``window_count`` rewritten models with ``layers``, and zero windows counted at
+        ``spatial_windows`` (none when empty)."""
+        return cls(
+            AccuracyTally(), [AccuracyTally() for _ in range(window_count)],
+            [np.zeros((len(layers), len(op.COUNTER_NAMES)), dtype=np.int64) for _ in range(window_count)],
+            [ZeroWindowTally(layer.name, tuple(spatial_windows)) for layer in layers] if spatial_windows else [], [])
+
+    def merge(self, other: "Tallies") -> None:
+        self.original.merge(other.original)
+        for tally, counters, other_tally, other_counters in zip(self.windows, self.counters, other.windows,
+                                                                other.counters):
+            tally.merge(other_tally)
+            counters += other_counters
+        for tally, other_tally in zip(self.spatial, other.spatial):
+            tally.merge(other_tally)
+        self.skipped += other.skipped
+
+    def evaluation(self, windows: Sequence[tuple[object, onnx.ModelProto]], layers: Sequence[EligibleLayer],
+                   seconds: float) -> Evaluation:
+        """The Evaluation of these tallies, counted with the rewritten models ``windows``."""
+        runs = []
+        for (window, model), tally, counters in zip(windows, self.windows, self.counters):
+            run = WindowRun(window, model, layers, tally)
+            run.counters = counters
+            runs.append(run)
+        return Evaluation(self.original, runs, self.spatial, seconds, self.skipped)
+
+
+def fixed_batch_size(model: onnx.ModelProto) -> Optional[int]:
+    """The batch size of the model's input when it is fixed; None when it is dynamic."""
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    (model_input,) = [value for value in model.graph.input if value.name not in initializers]
+    batch_dim = model_input.type.tensor_type.shape.dim[0]
+    return batch_dim.dim_value if batch_dim.HasField("dim_value") else None
 
 
 def batch_size_for(model: onnx.ModelProto, requested: int, image_count: int) -> int:
     """``requested``, or the model's own batch size when its input has a fixed one."""
-    initializers = {tensor.name for tensor in model.graph.initializer}
-    (model_input,) = [value for value in model.graph.input if value.name not in initializers]
-    batch_dim = model_input.type.tensor_type.shape.dim[0]
-    if not batch_dim.HasField("dim_value"):
+    fixed = fixed_batch_size(model)
+    if fixed is None:
         return requested
-    fixed = batch_dim.dim_value
     if image_count % fixed:
         raise UnsupportedModelError(
             f"the model's batch size is fixed to {fixed}, which does not divide the {image_count} images; "
@@ -124,7 +182,7 @@ def batch_size_for(model: onnx.ModelProto, requested: int, image_count: int) -> 
 
 def evaluate(
     original: onnx.ModelProto,
-    windows: Sequence[tuple[int, onnx.ModelProto]],
+    windows: Sequence[tuple[object, onnx.ModelProto]],
     layers: Sequence[EligibleLayer],
     images: Sequence[LabelledImage],
     spec: PreprocessingSpec,
@@ -133,41 +191,83 @@ def evaluate(
     spatial_windows: Sequence[int] = (),
     threads: Optional[int] = None,
     progress: bool = True,
+    skip_bad_images: bool = False,
 ) -> Evaluation:
     """Run ``images`` through ``original`` and each ``(window, rewritten model)``.
 
     The rewritten models must expose their counters (``rewrite(..., expose_counters=True, audit=True)``);
     ``layers`` are their PredictiveConv nodes. With ``spatial_windows`` the original model also yields
-    each layer's activation output, whose all-zero windows are counted.
+    each layer's activation output, whose all-zero windows are counted. An unreadable image raises
+    InputError, or with ``skip_bad_images`` is listed in ``Evaluation.skipped`` and left out of every number.
+    :func:`.distributed.evaluate_on_ray` takes the same arguments and returns the same numbers.
     """
-    if windows and any(layer.counters is None for layer in layers):
-        raise ValueError("the rewritten models must expose the counters of every PredictiveConv")
-    options = quiet_options(threads or 0)
     batch_size = batch_size_for(original, batch_size, len(images))
-    spatial = [ZeroWindowTally(layer.name, spatial_windows) for layer in layers] if spatial_windows else []
-    activation_names = [layer.activation for layer in layers] if spatial else []
-    original_session = session(with_outputs(original, activation_names), **options)
-    original_outputs = [original.graph.output[0].name, *activation_names]
-    runs = [WindowRun(window, model, layers) for window, model in windows]
-    sessions = [session(run.model, **options) for run in runs]
-    counter_names = [layer.counters for layer in layers]
-    original_tally = AccuracyTally()
     start = time.perf_counter()
+    evaluator = Evaluator(original, windows, layers, spec, batch_size=batch_size, spatial_windows=spatial_windows,
+                          threads=threads, skip_bad_images=skip_bad_images)
     with tqdm(total=len(images), unit="img", desc="evaluating", disable=not progress) as bar:
-        for pixels, labels in batches(images, spec, batch_size):
-            feeds = {original_session.get_inputs()[0].name: pixels}
-            logits, *activations = _timed_run(original_session, original_outputs, feeds, original_tally)
+        tallies = evaluator.run(images, bar.update)
+    return tallies.evaluation(windows, layers, time.perf_counter() - start)
+
+
+class Evaluator:
+    """The sessions of one evaluation (the original and each rewritten model, kept for the whole run) and the
+    counting of images through them. Each batch is decoded once and fed to every session in turn."""
+
+    def __init__(
+        self,
+        original: onnx.ModelProto,
+        windows: Sequence[tuple[object, onnx.ModelProto]],
+        layers: Sequence[EligibleLayer],
+        spec: PreprocessingSpec,
+        *,
+        batch_size: int,
+        spatial_windows: Sequence[int] = (),
+        threads: Optional[int] = None,
+        skip_bad_images: bool = False,
+    ):
+        if windows and any(layer.counters is None for layer in layers):
+            raise ValueError("the rewritten models must expose the counters of every PredictiveConv")
+        options = quiet_options(threads or 0)
+        self.spec, self.batch_size, self.skip_bad_images = spec, batch_size, skip_bad_images
+        self.fixed_batch = fixed_batch_size(original)
+        self.layers, self.spatial_windows = list(layers), tuple(spatial_windows)
+        activation_names = [layer.activation for layer in layers] if spatial_windows else []
+        self.original_session = session(with_outputs(original, activation_names), **options)
+        self.original_outputs = [original.graph.output[0].name, *activation_names]
+        counter_names = [layer.counters for layer in layers]
+        self.window_runs = [(session(model, **options), [model.graph.output[0].name, *counter_names])
+                            for _, model in windows]
+
+    def run(self, images: Sequence[LabelledImage], on_images: Optional[Callable[[int], object]] = None) -> Tallies:
+        """The tallies of ``images`` (fresh ones each call); ``on_images(n)`` after every n images done."""
+        tallies = Tallies.empty(len(self.window_runs), self.layers, self.spatial_windows)
+        skipped = tallies.skipped if self.skip_bad_images else None
+        done = 0
+        for pixels, labels in batches(images, self.spec, self.batch_size, skipped=skipped):
+            if self.fixed_batch is not None and len(labels) != self.fixed_batch:
+                raise UnsupportedModelError(
+                    f"the model's batch size is fixed to {self.fixed_batch}, and skipping unreadable images left "
+                    f"a batch of {len(labels)}; export it with a dynamic batch dimension"
+                )
+            feeds = {self.original_session.get_inputs()[0].name: pixels}
+            logits, *activations = _timed_run(self.original_session, self.original_outputs, feeds, tallies.original)
             # The original's own agreement is trivially 1; its top-1 is the reference of the rewritten models.
-            reference_top1 = original_tally.add(logits, labels, logits.argmax(axis=1))
-            for tally, values in zip(spatial, activations):
+            reference_top1 = tallies.original.add(logits, labels, logits.argmax(axis=1))
+            for tally, values in zip(tallies.spatial, activations):
                 tally.add(values)
-            for run, run_session in zip(runs, sessions):
-                logits, *counters = _timed_run(run_session, [run.model.graph.output[0].name, *counter_names],
-                                               feeds, run.tally)
-                run.tally.add(logits, labels, reference_top1)
-                run.counters += np.stack(counters)
-            bar.update(len(labels))
-    return Evaluation(original_tally, runs, spatial, time.perf_counter() - start)
+            for (run_session, output_names), tally, counters in zip(self.window_runs, tallies.windows,
+                                                                     tallies.counters):
+                logits, *layer_counters = _timed_run(run_session, output_names, feeds, tally)
+                tally.add(logits, labels, reference_top1)
+                counters += np.stack(layer_counters)
+            if on_images is not None:
+                read = tallies.original.images + len(tallies.skipped)
+                on_images(read - done)
+                done = read
+        if on_images is not None and done < len(images):  # the last batches' images were all skipped
+            on_images(len(images) - done)
+        return tallies
 
 
 def _timed_run(sess, output_names: Sequence[str], feeds: dict, tally: AccuracyTally) -> list[np.ndarray]:

@@ -20,8 +20,11 @@ from ..datasets import LabelledImage, PreprocessingSpec, load_dataset
 from ..errors import InputError, OutputError, UnsupportedModelError, UserError
 from ..op import COUNTER_NAMES
 from ..rewriter import RewriteSummary, rewrite_with_summary, set_windows
-from .evaluate import AccuracyTally, EligibleLayer, Evaluation, eligible_layers, evaluate
+from ..rewriter.selection import predictor_grid
+from .distributed import RayOptions, evaluator_for
+from .evaluate import AccuracyTally, EligibleLayer, Evaluation, eligible_layers
 from .render import to_html, to_markdown
+from .scales import preactivation_sd
 from .spatial import DEFAULT_WINDOWS, summarize
 from .stats import wilson_interval
 
@@ -35,6 +38,10 @@ SAMPLE_DEV_NOTE = (
     "so absolute accuracies run high; only the differences between the original and the rewritten models "
     "are meaningful."
 )
+DEFAULT_PATTERNS = ("diagonal",)
+DEFAULT_MARGINS = (0.0,)
+# Images the layers' pre-activation standard deviations are measured on (margins in sd units).
+SCALE_IMAGES = 64
 MAC_SAVINGS_DENOMINATOR = "dense MACs of the rewritten Conv layers"
 MAC_SAVINGS_ALL_CONV_DENOMINATOR = "dense MACs of all Conv layers of the model"
 
@@ -81,28 +88,43 @@ def report(
     data: Optional[PathLike] = None,
     windows: Sequence[int] = DEFAULT_WINDOWS,
     *,
+    patterns: Sequence[str] = DEFAULT_PATTERNS,
+    margins: Sequence[Union[float, str]] = DEFAULT_MARGINS,
     out_dir: Optional[PathLike] = None,
     limit: Optional[int] = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     spatial: bool = True,
     threads: Optional[int] = None,
     progress: bool = True,
+    skip_bad_images: bool = False,
+    ray: Optional[RayOptions] = None,
 ) -> dict:
-    """Evaluate ``model`` on ``data`` at each window size and write the report files into ``out_dir``
-    (default ``<model stem>.report/`` beside the model). Returns the contents of ``report.json``.
+    """Evaluate ``model`` on ``data`` at each combination of window size, sampling pattern and margin
+    and write the report files into ``out_dir`` (default ``<model stem>.report/`` beside the model).
+    Returns the contents of ``report.json``. Margins are absolute or in units of each layer's
+    pre-activation standard deviation (``"0.5sd"``), measured on the first :data:`SCALE_IMAGES` images.
 
     ``data`` is a dataset folder (see :func:`onnxpred.datasets.load_dataset`; None = foolbox's 20 images),
     of which the first ``limit`` images are used (all when None).
     ``spatial`` adds the spatial-correlation analysis (Figure 2) for the same window sizes.
+    ``skip_bad_images`` lists unreadable images in ``skipped_images`` and leaves them out of every number
+    (without it, the first one stops the run). ``ray`` spreads the work over a Ray cluster (same numbers).
     """
     windows = check_windows(windows)
+    configurations = predictor_grid(windows, patterns, margins)
     out_dir = Path(out_dir) if out_dir is not None else default_output_folder(model)
     start = time.perf_counter()
     setup = _Setup.of(model, data, limit)
-    evaluation = evaluate(
-        setup.original, [(window, set_windows(setup.rewritten, window)) for window in windows], setup.layers,
+    scales = None
+    if any(predictor.margin.in_sd for predictor in configurations):
+        scales = preactivation_sd(setup.original, setup.rewritten, setup.images[:SCALE_IMAGES], setup.spec,
+                                  batch_size=batch_size, threads=threads)
+    evaluation = evaluator_for(ray)(
+        setup.original,
+        [(predictor, set_windows(setup.rewritten, predictor, scales=scales)) for predictor in configurations],
+        setup.layers,
         setup.images, setup.spec, batch_size=batch_size, spatial_windows=windows if spatial else (),
-        threads=threads, progress=progress,
+        threads=threads, progress=progress, skip_bad_images=skip_bad_images,
     )
     data_label, data_note = describe_data(data)
     content = build_report(
@@ -110,7 +132,7 @@ def report(
         model=model.graph.name if isinstance(model, onnx.ModelProto) else str(model),
         model_name=next((p.value for p in setup.original.metadata_props if p.key == MODEL_NAME_KEY), None),
         data=data_label, data_note=data_note, summary=setup.summary, threads=threads,
-        run_time_s=time.perf_counter() - start,
+        run_time_s=time.perf_counter() - start, scales=scales,
     )
     write_report(content, out_dir)
     return content
@@ -125,14 +147,17 @@ def analyze(
     batch_size: int = DEFAULT_BATCH_SIZE,
     threads: Optional[int] = None,
     progress: bool = True,
+    skip_bad_images: bool = False,
+    ray: Optional[RayOptions] = None,
 ) -> dict:
     """Spatial correlation of zero activations (Figure 2): the ``spatial_correlation`` section of a report,
-    computed on the original model only."""
+    computed on the original model only, with the ``skipped_images`` list (see :func:`report`)."""
     windows = check_windows(windows)
     setup = _Setup.of(model, data, limit)
-    evaluation = evaluate(setup.original, [], setup.layers, setup.images, setup.spec, batch_size=batch_size,
-                          spatial_windows=windows, threads=threads, progress=progress)
-    return summarize(evaluation.spatial, windows)
+    evaluation = evaluator_for(ray)(setup.original, [], setup.layers, setup.images, setup.spec,
+                                    batch_size=batch_size, spatial_windows=windows, threads=threads,
+                                    progress=progress, skip_bad_images=skip_bad_images)
+    return {**summarize(evaluation.spatial, windows), "skipped_images": _skipped_entries(evaluation)}
 
 
 @dataclass(frozen=True)
@@ -156,6 +181,10 @@ class _Setup:
         if not layers:
             raise UnsupportedModelError("no layer of the model can be rewritten, so there is nothing to evaluate")
         return cls(original, PreprocessingSpec.from_model(original), images, rewritten, summary, layers)
+
+
+def _skipped_entries(evaluation: Evaluation) -> list[dict]:
+    return [{"file": str(image.path), "error": image.error} for image in evaluation.skipped]
 
 
 def _fraction(part: int, whole: int) -> Optional[float]:
@@ -211,16 +240,26 @@ def build_report(
     summary: RewriteSummary,
     threads: Optional[int],
     run_time_s: float,
+    scales: Optional[dict[str, float]] = None,
 ) -> dict:
-    """The ``report.json`` document. Fractions are in 0..1; counters are summed over all images."""
+    """The ``report.json`` document. Fractions are in 0..1; counters are summed over all images.
+    Each evaluated run is labelled by its :class:`~onnxpred.rewriter.selection.Predictor`; ``scales``
+    are the layers' pre-activation standard deviations that resolved margins given in sd."""
     # With a Conv of unknown size the all-Conv total is too small, and savings over it would be overstated.
     macs_all_conv = summary.conv_macs if not summary.unknown_macs else None
+    skipped = {image.path for image in evaluation.skipped}
+    images = [image for image in images if image.path not in skipped]  # the images every number counts
     results = []
     for run in evaluation.windows:
         total = _counter_entry(run.counters)
         executed_saved = total["counters"]["macs_dense"] - total["counters"]["macs_executed"]
+        predicted_macs = sum(_predicted_macs(row) for row in run.counters)
+        predictor = run.window
         results.append({
-            "window": run.window,
+            "label": str(predictor),
+            "window": predictor.window,
+            "pattern": predictor.pattern,
+            "margin": str(predictor.margin),
             **_accuracy_entry(run.tally, ("top1", "top5", "agreement")),
             "mac_savings": total["mac_savings"],
             "mac_savings_denominator": MAC_SAVINGS_DENOMINATOR,
@@ -228,6 +267,8 @@ def build_report(
             if macs_all_conv else None,
             "mac_savings_all_conv_denominator": MAC_SAVINGS_ALL_CONV_DENOMINATOR,
             "mac_savings_ideal": total["mac_savings_ideal"],
+            "mac_savings_ideal_all_conv": _fraction(predicted_macs, macs_all_conv * run.tally.images)
+            if macs_all_conv else None,
             "outcomes": total["outcomes"],
             "counters": total["counters"],
             "layers": [{"name": layer.name, **_counter_entry(row)} for layer, row in zip(run.layers, run.counters)],
@@ -241,6 +282,7 @@ def build_report(
         "images": len(images),
         "labelled_images": sum(image.label is not None for image in images),
         "image_list": [{"file": str(image.path), "label": image.label} for image in images],
+        "skipped_images": _skipped_entries(evaluation),
         "preprocessing": {**spec_fields, "assumed": spec.assumed},
         "original": _accuracy_entry(evaluation.original, ("top1", "top5")),
         "macs_per_image": {"rewritten_layers": summary.rewritten_macs, "all_conv": macs_all_conv},
@@ -249,9 +291,12 @@ def build_report(
         if evaluation.spatial else None,
         "not_rewritten": [{"name": layer.name, "op_type": layer.op_type, "reason": layer.reason}
                           for layer in summary.left_alone],
+        "preactivation_sd": scales,
+        "preactivation_sd_images": min(SCALE_IMAGES, len(images)) if scales else None,
         "run_time_s": run_time_s,
         "evaluation_time_s": evaluation.seconds,
         "threads": threads,
+        "distribution": evaluation.distribution,
         "onnxpred_version": __version__,
         "onnxruntime_version": onnxruntime.__version__,
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -52,6 +52,12 @@ class ZeroWindowTally:
             self.zero[index] += zero
             self.total[index] += total
 
+    def merge(self, other: "ZeroWindowTally") -> None:
+        """Adds the counts of ``other``, the same layer's tally over other images."""
+        self.shape = self.shape or other.shape
+        self.zero = [mine + theirs for mine, theirs in zip(self.zero, other.zero)]
+        self.total = [mine + theirs for mine, theirs in zip(self.total, other.total)]
+
     def fractions(self) -> list[Optional[float]]:
         """Share of all-zero windows per window size; None where the plane is smaller than the window."""
         return [zero / total if total else None for zero, total in zip(self.zero, self.total)]
