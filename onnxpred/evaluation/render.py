@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Optional, Sequence, Union
 
-from .charts import Series, bar_chart, points_chart
+from .charts import Series, TradeoffPoint, bar_chart, points_chart, tradeoff_chart
 
 # (key, label, colour): hits green, misses (prediction errors) red, computed outputs blue and grey.
 OUTCOMES = (("pred_hit", "pred-hit", "#59a14f"), ("pred_miss", "pred-miss", "#e15759"),
@@ -119,7 +119,7 @@ def _accuracy_section(report: dict) -> list[Block]:
              f"{original['run_time_s']:.1f}"]]
     for result in results:
         rows.append([
-            _window_label(result["window"]),
+            result["label"],
             _with_ci(result["top1"], result["top1_ci95"]),
             _with_ci(result["top5"], result["top5_ci95"]),
             _with_ci(result["agreement"], result["agreement_ci95"]),
@@ -128,7 +128,7 @@ def _accuracy_section(report: dict) -> list[Block]:
             percent(result["mac_savings_ideal"]),
             f"{result['run_time_s']:.1f}",
         ])
-    categories = ["original"] + [_window_label(r["window"]) for r in results]
+    categories = ["original"] + [r["label"] for r in results]
     accuracy_series = []
     for key, name in (("top1", "top-1"), ("top5", "top-5"), ("agreement", "top-1 agreement")):
         entries = ([original] if key != "agreement" else [None]) + list(results)
@@ -138,12 +138,12 @@ def _accuracy_section(report: dict) -> list[Block]:
             low=[None if entry is None else entry[f"{key}_ci95"][0] for entry in entries],
             high=[None if entry is None else entry[f"{key}_ci95"][1] for entry in entries],
         ))
-    window_categories = [_window_label(r["window"]) for r in results]
+    window_categories = [r["label"] for r in results]
     savings = [Series("rewritten layers", [r["mac_savings"] for r in results]),
                Series("all Conv layers", [r["mac_savings_all_conv"] for r in results]),
                Series("MACs of predicted outputs", [r["mac_savings_ideal"] for r in results])]
     return [
-        Heading("Accuracy and MAC savings per window size"),
+        Heading("Accuracy and MAC savings per configuration"),
         Paragraph("Top-1/top-5 against the labels and top-1 agreement with the original model (Figure 7 of the "
                   "paper), with 95% Wilson confidence intervals; MAC savings = 1 − executed / dense MACs (Figure 6) "
                   "over two denominators: the dense MACs of the rewritten layers, and of all Conv layers of the "
@@ -156,14 +156,35 @@ def _accuracy_section(report: dict) -> list[Block]:
                "MAC savings (rewritten layers)", "MAC savings (all Conv)",
                "MACs of predicted outputs (rewritten layers)",
                "run time (s)"], rows),
-        Figure(points_chart("Accuracy per window size", categories, accuracy_series,
+        Figure(points_chart("Accuracy per configuration", categories, accuracy_series,
                             x_label="model", y_label="share of images"),
                "Accuracy and agreement with 95% confidence intervals (Figure 7)."),
-        Figure(bar_chart("MAC savings per window size", window_categories, savings,
-                         x_label="window size", y_label="MACs saved"),
+        Figure(bar_chart("MAC savings per configuration", window_categories, savings,
+                         x_label="configuration", y_label="MACs saved"),
                "MAC savings over the rewritten layers and over all Conv layers (Figure 6, total), and the share of "
                "the rewritten layers' MACs that belongs to predicted outputs."),
+        *_tradeoff_figures(report),
     ]
+
+
+def _tradeoff_figures(report: dict) -> list[Block]:
+    """Top-1 and agreement against MAC savings over all Conv layers: the picture to choose from."""
+    results = [r for r in report["results"] if r["mac_savings_ideal_all_conv"] is not None]
+    if not results:
+        return []
+    blocks: list[Block] = []
+    for key, name, reference in (("top1", "top-1", report["original"]["top1"]), ("agreement", "top-1 agreement", 1.0)):
+        if reference is None:
+            continue  # no labels: no top-1
+        points = [TradeoffPoint(r["label"], r["mac_savings_ideal_all_conv"], r[key], *r[f"{key}_ci95"],
+                                x_alt=r["mac_savings_all_conv"], group=f"{r['pattern']}, margin {r['margin']}")
+                  for r in results if r[key] is not None]
+        svg = tradeoff_chart(points, title=f"{name} against MAC savings", y_label=name, reference_y=reference,
+                             x_label="MACs saved, of all Conv layers' MACs")
+        blocks.append(Figure(svg, f"{name} (95% CI) against the MACs of the predicted outputs over all Conv layers' "
+                                  "dense MACs (filled) and the MACs the kernels actually skipped (hollow); the line "
+                                  "joins the configurations no other one beats on both axes."))
+    return blocks
 
 
 def _outcome_series(entries: Sequence[dict]) -> list[Series]:
@@ -172,17 +193,17 @@ def _outcome_series(entries: Sequence[dict]) -> list[Series]:
 
 def _outcome_section(report: dict) -> list[Block]:
     results = report["results"]
-    rows = [[_window_label(r["window"]), *(percent(r["outcomes"][key], 2) for key, _, _ in OUTCOMES),
+    rows = [[r["label"], *(percent(r["outcomes"][key], 2) for key, _, _ in OUTCOMES),
              f"{r['counters']['outputs']:,}"] for r in results]
     return [
         Heading("Prediction outcomes"),
         Paragraph("Share of all outputs of the rewritten layers (Figure 5): pred-hit = predicted zero and truly zero; "
                   "pred-miss = predicted zero but truly non-zero (the error prediction makes); zero-diag = "
-                  "computed diagonal outputs of windows whose diagonal was all zero; others = every other computed "
-                  "output. From the op's own counters, summed over images."),
-        Table(["window", *(label for _, label, _ in OUTCOMES), "outputs"], rows),
-        Figure(bar_chart("Prediction outcomes per window size", [_window_label(r["window"]) for r in results],
-                         _outcome_series(results), x_label="window size", y_label="share of outputs", stacked=True),
+                  "the computed samples (the diagonal, or the pattern's) of windows whose samples were all at most "
+                  "−margin, which triggered the prediction; others = every other computed output. From the op's own counters, summed over images."),
+        Table(["configuration", *(label for _, label, _ in OUTCOMES), "outputs"], rows),
+        Figure(bar_chart("Prediction outcomes per configuration", [r["label"] for r in results],
+                         _outcome_series(results), x_label="configuration", y_label="share of outputs", stacked=True),
                "Prediction outcomes over all rewritten layers (Figure 5, total)."),
     ]
 
@@ -200,30 +221,30 @@ def _layer_section(report: dict) -> list[Block]:
     ]
     savings_chart = bar_chart(
         "MAC savings per layer", indices,
-        [Series(_window_label(r["window"]), [layer["mac_savings"] for layer in r["layers"]]) for r in results],
+        [Series(r["label"], [layer["mac_savings"] for layer in r["layers"]]) for r in results],
         x_label="layer", y_label="MACs saved", tooltips=tooltips)
     blocks: list[Block] = [
         Heading("Per layer"),
         Paragraph("Layers are numbered in graph order; the table names them. MAC savings per layer = 1 − executed / "
                   "dense MACs of that layer (Figure 6); in brackets the share of its MACs that belongs to predicted "
                   "outputs, which a kernel skipping exactly those would save."),
-        Figure(savings_chart, "MAC savings per layer and window size (Figure 6)."),
+        Figure(savings_chart, "MAC savings per layer and configuration (Figure 6)."),
         Table(["#", "layer", "dense MACs / image",
-               *(f"{_window_label(r['window'])}: saved (predicted)" for r in results)],
+               *(f"{r['label']}: saved (predicted)" for r in results)],
               savings_rows, numeric_from=2),
     ]
-    first_predicting = next((r["window"] for r in results if r["window"] > 1), None)
+    first_predicting = next((r["label"] for r in results if r["window"] > 1), None)
     for result in results:
         layers = result["layers"]
         rows = [[number, layer["name"], *(percent(layer["outcomes"][key], 2) for key, _, _ in OUTCOMES)]
                 for number, layer in zip(indices, layers)]
-        blocks.append(Details(f"Prediction outcomes per layer, {_window_label(result['window'])}", [
-            Figure(bar_chart(f"Prediction outcomes per layer, {_window_label(result['window'])}", indices,
+        blocks.append(Details(f"Prediction outcomes per layer, {result['label']}", [
+            Figure(bar_chart(f"Prediction outcomes per layer, {result['label']}", indices,
                              _outcome_series(layers), x_label="layer", y_label="share of outputs", stacked=True,
                              tooltips=tooltips),
-                   f"Prediction outcomes per layer at {_window_label(result['window'])} (Figure 5)."),
+                   f"Prediction outcomes per layer at {result['label']} (Figure 5)."),
             Table(["#", "layer", *(label for _, label, _ in OUTCOMES)], rows, numeric_from=2),
-        ], open=result["window"] == first_predicting))
+        ], open=result["label"] == first_predicting))
     return blocks
 
 
@@ -254,9 +275,15 @@ def _method_section(report: dict) -> list[Block]:
     blocks: list[Block] = [
         Heading("Method"),
         Paragraph("Every eligible Conv→Relu/Clip (and Conv→Add→Relu/Clip) of the model is replaced by a "
-                  "PredictiveConv with the given window k (k=1: no prediction). Each window size is one rewritten "
-                  "model run with audit = 1 and its counters exposed; counters are summed over images and layers."),
+                  "PredictiveConv with the given window k (k=1: no prediction), sampling pattern and margin "
+                  "(configurations are labelled k=3 for the paper's diagonal at margin 0, else with the pattern and "
+                  "m=margin). Each configuration is one rewritten model run with audit = 1 and its counters exposed; "
+                  "counters are summed over images and layers."),
     ]
+    if report.get("preactivation_sd"):
+        blocks.append(Paragraph(
+            "Margins in sd are multiples of each layer's pre-activation standard deviation, measured on the first "
+            f"{report['preactivation_sd_images']} images of the data (report.json lists them per layer)."))
     if macs["all_conv"]:
         blocks.append(Paragraph(
             f"Denominators per image: rewritten layers {_macs(macs['rewritten_layers'])} MACs; all Conv layers "

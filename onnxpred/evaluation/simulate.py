@@ -21,7 +21,6 @@ in a special case of the kernel (edge windows, a channel block) changes far more
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -52,11 +51,11 @@ class PredictiveConv(OpRun):
 
     op_domain = op.DOMAIN
 
-    def _run(self, x, w, b=None, z=None, kernel_shape=None, strides=(1, 1), pads=(0, 0, 0, 0),
-             dilations=(1, 1), group=1, window=3, activation="Relu", clip_max=math.inf, audit=0):
-        y, counters = reference.predictive_conv(
-            x, w, b, z, strides=strides, pads=pads, dilations=dilations, group=group, window=window,
-            activation=activation, clip_max=clip_max, audit=bool(audit))
+    def _run(self, x, w, b=None, z=None, **_):
+        attributes = op.node_attributes(self.onnx_node)  # checked, with the contract's defaults
+        attributes.pop("kernel_shape", None)  # W's shape; the op checks that they agree
+        attributes["audit"] = bool(attributes["audit"])
+        y, counters = reference.predictive_conv(x, w, b, z, **attributes)
         return (y, counters)[: len(self.onnx_node.output)]
 
 

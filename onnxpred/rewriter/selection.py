@@ -111,11 +111,35 @@ class Predictor:
         return {"window": self.window, "pattern": self.pattern, "margin": margin}
 
     def __str__(self) -> str:
-        text = f"k={self.window} {self.pattern}"
-        return text + (f" margin {self.margin}" if self.margin != Margin() else "")
+        """``k=3``, with the pattern and margin where they are not the defaults: ``k=3 checkerboard m=0.5sd``."""
+        text = f"k={self.window}"
+        if self.pattern != op.ATTRIBUTES["pattern"].default:
+            text += f" {self.pattern}"
+        return text + (f" m={self.margin}" if self.margin != Margin() else "")
 
 
 PredictorChoice = Union[int, Mapping[str, Any], Predictor]
+
+
+def predictor_grid(windows: Iterable[int], patterns: Iterable[str] = (op.ATTRIBUTES["pattern"].default,),
+                   margins: Iterable[Union[Margin, float, str]] = (0.0,)) -> list[Predictor]:
+    """Every combination, in order, without repeats; window 1 predicts nothing whatever its pattern
+    and margin, so it appears once, with the defaults."""
+    grid = []
+    patterns, margins = list(patterns), list(margins)
+    for window in windows:
+        for pattern in patterns:
+            for margin in margins:
+                predictor = Predictor.create(window, pattern, margin)
+                grid.append(Predictor(1) if predictor.window == 1 else predictor)
+    return list(dict.fromkeys(grid))
+
+
+def margins_in_sd(predictor: Predictor, window_map: Optional[Mapping[str, PredictorChoice]] = None) -> bool:
+    """Whether a margin of ``predictor`` or of a window-map entry is relative to a standard deviation
+    (and so needs images to be resolved)."""
+    entries = [predictor.updated(choice, f"layer {name!r}") for name, choice in (window_map or {}).items()]
+    return any(p.margin.in_sd for p in (predictor, *entries))
 
 
 def check_names(names: Iterable[str], known: Iterable[str], what: str) -> frozenset[str]:
@@ -176,8 +200,3 @@ class LayerSelection:
 
     def predictor_for(self, name: str) -> Predictor:
         return self.per_layer.get(name, self.predictor)
-
-    @property
-    def needs_scales(self) -> bool:
-        """Whether some margin is relative to a layer's standard deviation."""
-        return any(p.margin.in_sd for p in (self.predictor, *self.per_layer.values()))
