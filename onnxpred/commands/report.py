@@ -1,4 +1,5 @@
-"""``onnxpred report``: accuracy, prediction outcomes, MAC savings and spatial correlation per window size.
+"""``onnxpred report``: accuracy, prediction outcomes, MAC savings and spatial correlation per window size,
+sampling pattern and margin.
 
 Also home of the arguments that ``analyze`` and ``crosscheck`` share with it.
 """
@@ -8,11 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import op
 from ..errors import UserError
 from ..evaluation import report
 from ..evaluation.distributed import LOCAL, RayOptions
 from ..evaluation.render import percent
-from ..evaluation.report import DEFAULT_BATCH_SIZE, default_output_folder
+from ..evaluation.report import DEFAULT_BATCH_SIZE, DEFAULT_MARGINS, DEFAULT_PATTERNS, default_output_folder
 
 NAME = "report"
 HELP = "evaluate a model at several window sizes and write report.json, report.md and report.html"
@@ -72,8 +74,26 @@ def _positive(text: str) -> int:
     return value
 
 
+def comma_list(text: str) -> list[str]:
+    """``a,b`` → ["a", "b"]."""
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def add_predictor_arguments(parser) -> None:
+    """The sampling patterns and margins to evaluate besides the window sizes."""
+    parser.add_argument("--patterns", type=comma_list, default=list(DEFAULT_PATTERNS), metavar="LIST",
+                        help=f"comma-separated sampling patterns ({', '.join(op.PATTERNS)}; default diagonal)")
+    parser.add_argument("--margins", type=comma_list, default=[str(m) for m in DEFAULT_MARGINS], metavar="LIST",
+                        help="comma-separated margins: absolute (0.25) or in units of each layer's pre-activation "
+                             "standard deviation (0.5sd); default 0")
+
+
 def add_arguments(parser) -> None:
     add_common_arguments(parser)
+    add_predictor_arguments(parser)
     add_evaluation_arguments(parser)
     parser.add_argument("--out", type=Path, help="output folder (default: <model stem>.report beside the model)")
     parser.add_argument("--no-spatial", action="store_true", help="leave out the spatial-correlation analysis")
@@ -81,14 +101,15 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     out = args.out or default_output_folder(args.model)
-    content = report(args.model, args.data, args.windows, out_dir=out, limit=args.limit, batch_size=args.batch_size,
+    content = report(args.model, args.data, args.windows, patterns=args.patterns, margins=args.margins,
+                     out_dir=out, limit=args.limit, batch_size=args.batch_size,
                      spatial=not args.no_spatial, threads=args.threads, progress=not args.quiet,
                      **evaluation_options(args))
     original = content["original"]
     print(f"{content['images']} images; original model: top-1 {percent(original['top1'])}, "
           f"top-5 {percent(original['top5'])}")
     for result in content["results"]:
-        print(f"  k={result['window']}: top-1 {percent(result['top1'])}, top-5 {percent(result['top5'])}, "
+        print(f"  {result['label']}: top-1 {percent(result['top1'])}, top-5 {percent(result['top5'])}, "
               f"agreement {percent(result['agreement'])}, MACs saved {percent(result['mac_savings'])} of the "
               f"rewritten layers, {percent(result['mac_savings_all_conv'])} of all Conv layers")
     if content["skipped_images"]:

@@ -32,16 +32,19 @@ class TinyNet:
     weights: list[tuple[np.ndarray, np.ndarray]]  # (W, B) of each Conv→Relu
     head: np.ndarray  # Gemm weights [CLASSES, channels]
 
-    def activations(self, pixels: np.ndarray, window: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(output, counters) of each PredictiveConv at ``window``, by the NumPy reference."""
+    def activations(self, pixels: np.ndarray, window: int = 1, pattern: str = "diagonal",
+                    margins: tuple[float, ...] = (0.0, 0.0)) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(output, counters) of each PredictiveConv at ``window`` with ``pattern`` and each layer's
+        margin, by the NumPy reference."""
         layers, x = [], pixels
-        for w, b in self.weights:
-            x, counters = reference.predictive_conv(x, w, b, pads=PADS, window=window, audit=True)
+        for (w, b), margin in zip(self.weights, margins):
+            x, counters = reference.predictive_conv(x, w, b, pads=PADS, window=window, pattern=pattern,
+                                                    margin=margin, audit=True)
             layers.append((x, counters))
         return layers
 
-    def logits(self, pixels: np.ndarray, window: int = 1) -> np.ndarray:
-        last = self.activations(pixels, window)[-1][0]
+    def logits(self, pixels: np.ndarray, window: int = 1, **predictor) -> np.ndarray:
+        last = self.activations(pixels, window, **predictor)[-1][0]
         return last.mean(axis=(2, 3)) @ self.head.T
 
 

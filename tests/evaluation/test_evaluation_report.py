@@ -113,9 +113,9 @@ def test_html_is_self_contained_and_embeds_every_plot(tiny_report):
     assert not re.search(r"<(script|link|img|iframe|object|embed)\b", html, re.IGNORECASE)
     assert not re.search(r"\b(src|href)\s*=", html, re.IGNORECASE)
     assert "@import" not in html and "url(" not in html
-    # One chart per figure: accuracy, savings, outcomes, savings per layer, outcomes per layer per window,
-    # spatial correlation.
-    assert html.count("<figure><svg") == html.count("<figure>") == 4 + len(WINDOWS) + 1
+    # One chart per figure: accuracy, savings, top-1 and agreement against savings, outcomes, savings per
+    # layer, outcomes per layer per window, spatial correlation.
+    assert html.count("<figure><svg") == html.count("<figure>") == 6 + len(WINDOWS) + 1
     assert html.count("<svg") == html.count("</svg>")
     markdown = (out / "report.md").read_text()
     assert "| k=3 |" in markdown and "<svg" not in markdown
@@ -138,3 +138,48 @@ def test_cli_report_and_analyze(tiny_net, tiny_data, tmp_path, capsys):
 def test_cli_reports_a_missing_data_folder(tiny_net, tmp_path, capsys):
     assert main(["report", str(tiny_net.path), "--data", str(tmp_path / "missing"), "-q"]) == 3
     assert "does not exist" in capsys.readouterr().err
+
+
+GRID = dict(windows=(2, 3), patterns=("diagonal", "anti_diagonal", "checkerboard"), margins=("0", "1", "0.5sd"))
+
+
+@pytest.fixture(scope="module")
+def grid_report(tiny_net, tiny_data, tmp_path_factory):
+    folder, _ = tiny_data
+    windows, patterns, margins = GRID.values()
+    return report(tiny_net.path, folder, windows, patterns=patterns, margins=margins, spatial=False, batch_size=3,
+                  out_dir=tmp_path_factory.mktemp("grid"), progress=False)
+
+
+def test_every_pattern_and_margin_is_a_row_equal_to_the_reference(grid_report, tiny_net, tiny_pixels, tiny_data):
+    content = grid_report
+    _, labels = tiny_data
+    sd = content["preactivation_sd"]
+    assert set(sd) == set(LAYER_NAMES) and content["preactivation_sd_images"] == 4
+    assert [(r["window"], r["pattern"], r["margin"]) for r in content["results"]] == [
+        (k, p, m) for k in GRID["windows"] for p in GRID["patterns"] for m in GRID["margins"]]
+    assert content["results"][0]["label"] == "k=2" and content["results"][2]["label"] == "k=2 m=0.5sd"
+    for result in content["results"]:
+        margins = tuple(0.5 * sd[name] if result["margin"] == "0.5sd" else float(result["margin"])
+                        for name in LAYER_NAMES)
+        predictor = dict(pattern=result["pattern"], margins=margins)
+        expected = tiny_net.activations(tiny_pixels, result["window"], **predictor)
+        for layer, (_, counters) in zip(result["layers"], expected):
+            named = dict(zip(op.COUNTER_NAMES, counters.tolist()))
+            for name in ("outputs", "zero_diag", "predicted", "pred_hit", "pred_miss", "macs_dense"):
+                assert layer["counters"][name] == named[name], (result["label"], layer["name"], name)
+        top1 = tiny_net.logits(tiny_pixels, result["window"], **predictor).argmax(axis=1)
+        assert result["top1"] == np.mean(top1 == labels)
+        predicted_macs = sum(layer["counters"]["predicted"] * layer["counters"]["macs_dense"]
+                             // layer["counters"]["outputs"] for layer in result["layers"])
+        assert result["mac_savings_ideal_all_conv"] == pytest.approx(predicted_macs / result["counters"]["macs_dense"])
+    # A margin predicts less than none, at the same window and pattern.
+    by_label = {r["label"]: r for r in content["results"]}
+    assert by_label["k=3 m=1"]["counters"]["predicted"] <= by_label["k=3"]["counters"]["predicted"]
+
+
+def test_bad_patterns_and_margins_are_one_line_errors(tiny_net, capsys):
+    assert main(["report", str(tiny_net.path), "--patterns", "spiral", "-q"]) == 2
+    assert "pattern must be one of diagonal" in capsys.readouterr().err
+    assert main(["report", str(tiny_net.path), "--margins", "-1", "-q"]) == 2
+    assert "margin must be >= 0" in capsys.readouterr().err
