@@ -31,6 +31,9 @@ MAX_RETRIES = 3  # restarts of a dead worker, and re-runs of the shard it was ru
 DEFAULT_SHARD_BATCHES = 8  # batches a shard holds at most by default
 SHARDS_PER_WORKER = 4  # by default, shards are small enough for each worker to get this many
 IN_FLIGHT_PER_WORKER = 2  # shards queued at a worker, so that it never waits for the next one
+# Ray starts its workers at nice 15; these do all the work and reserve their CPUs, so they run at the
+# priority an in-process run has (at 15, anything else running on the machine slows them 2x and more).
+WORKER_ENVIRONMENT = {"RAY_worker_niceness": "0"}
 
 
 class RayUnavailableError(UserError):
@@ -129,9 +132,10 @@ def evaluate_on_ray(
         setup = ray.put(dict(original=original, windows=list(windows), layers=list(layers), spec=spec,
                              batch_size=batch_size, spatial_windows=tuple(spatial_windows), threads=threads,
                              skip_bad_images=skip_bad_images))
-        worker_class = ray.remote(num_cpus=threads, max_restarts=MAX_RETRIES,
-                                  max_task_retries=MAX_RETRIES)(_ShardWorker)
-        actors = [worker_class.remote(setup) for _ in range(min(workers, len(shards)) or 1)]
+        worker_class = ray.remote(num_cpus=threads, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES,
+                                  runtime_env={"env_vars": WORKER_ENVIRONMENT})(_ShardWorker)
+        # Inside a list the setup stays a reference that the worker fetches itself, also when it restarts.
+        actors = [worker_class.remote([setup]) for _ in range(min(workers, len(shards)) or 1)]
         results = _run_shards(ray, actors, shards, progress)
         tallies = Tallies.empty(len(windows), layers, spatial_windows)
         for result in results:
@@ -218,8 +222,10 @@ def _result(ray, ref, shard: list[LabelledImage]) -> Tallies:
 class _ShardWorker:
     """A Ray actor: the sessions of one evaluation, built once, and the tallies of each shard run through them."""
 
-    def __init__(self, setup: dict):
-        setup = dict(setup)
+    def __init__(self, setup: list):
+        import ray
+
+        setup = dict(ray.get(setup[0]))
         self.evaluator = Evaluator(setup.pop("original"), setup.pop("windows"), setup.pop("layers"),
                                    setup.pop("spec"), **setup)
 
