@@ -64,8 +64,21 @@ INVALID_USES = [
      "attribute 'clip_max' must be > 0"),
     ("clip-max-with-relu", lambda: set_attribute(single_node_model(W3), "clip_max", 6.0), X, None,
      "attribute 'clip_max' is only valid with activation \"Clip\""),
+    ("window-too-large", lambda: set_attribute(single_node_model(W3), "window", 4097), X, None,
+     "attribute 'window' must be <= 4096, got 4097"),
+    ("unknown-pattern", lambda: set_attribute(single_node_model(W3), "pattern", "spiral"), X, None,
+     "attribute 'pattern' must be \"diagonal\", \"anti_diagonal\", \"both_diagonals\", \"checkerboard\", "
+     "\"corners\" or \"centre\", got \"spiral\""),
+    ("negative-margin", lambda: set_attribute(single_node_model(W3), "margin", -1.0), X, None,
+     "attribute 'margin' must be >= 0, got -1"),
+    ("infinite-margin", lambda: set_attribute(single_node_model(W3), "margin", float("inf")), X, None,
+     "attribute 'margin' must be finite, got inf"),
+    ("nan-margin", lambda: set_attribute(single_node_model(W3), "margin", float("nan")), X, None,
+     "attribute 'margin' must be finite, got nan"),
+    ("margin-not-float", lambda: set_attribute(single_node_model(W3), "margin", 1), X, None,
+     "attribute 'margin' must be a float"),
     ("audit-not-boolean", lambda: set_attribute(single_node_model(W3), "audit", 2), X, None,
-     "attribute 'audit' must be 0 or 1, got 2"),
+     "attribute 'audit' must be <= 1, got 2"),
 ]
 
 

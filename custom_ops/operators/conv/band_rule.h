@@ -1,6 +1,6 @@
 // The window rule on a band of k computed output rows. Which columns are samples, and which lie in
 // one window, are bit arrays built once per call (BandRuleMasks); per band the rule reads each row
-// once to find its non-zero samples, ORs them across windows with word shifts, and writes each row
+// once to find its samples above -margin, ORs them across windows with word shifts, and writes each row
 // once, keeping lanes by mask. No loop runs per output, so rows shorter than a vector cost no
 // scalar tail. Written against an instruction set (simd.h) and instantiated by each tiles_<isa>.cc.
 #pragma once
@@ -23,27 +23,31 @@ inline uint64_t WordAt(const uint64_t* bits, int64_t words, int64_t first) {
 }
 
 // band[i * width + c] for i < rows (rows <= k): zeroes the predicted outputs, adds their counters.
-// A window is active when any of its samples in this band is non-zero (NaN counts as non-zero);
-// every output of an inactive window that is not a sample is predicted.
+// A window is active when any of its samples in this band is above the threshold (NaN is), or when
+// it has no sample in the band; every output of an inactive window that is not a sample is predicted.
 template <typename Isa>
 void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, int64_t rows, bool audit, uint64_t* scratch,
                          PredictionCounters& counters) {
   constexpr int64_t kLanes = Isa::kLanes;  // divides 64: a vector's lanes never straddle two words
   const int64_t width = masks.width, words = masks.words;
-  uint64_t* sample_nonzero = scratch;
+  const typename Isa::V threshold = Isa::Broadcast(&masks.threshold), clip = Isa::Broadcast(&masks.clip_max);
+  uint64_t* sample_above = scratch;
   uint64_t* active = scratch + words;
   std::fill(scratch, scratch + 2 * words, 0);
   for (int64_t i = 0; i < rows; ++i) {
     const uint64_t* sample = masks.sample_row(i);
     for (int64_t c = 0; c < width; c += kLanes) {
-      const uint64_t nonzero = Isa::NonZeroLanes(Isa::LoadPartial(band + i * width + c, std::min(kLanes, width - c)));
-      sample_nonzero[c / 64] |= (nonzero << (c % 64)) & sample[c / 64];
+      const uint64_t above =
+          Isa::AboveLanes(Isa::LoadPartial(band + i * width + c, std::min(kLanes, width - c)), threshold);
+      sample_above[c / 64] |= (above << (c % 64)) & sample[c / 64];
     }
   }
   for (int64_t d = -masks.reach; d <= masks.reach; ++d) {  // OR over the columns of each window
     const uint64_t* same = masks.same_window(d);
-    for (int64_t w = 0; w < words; ++w) active[w] |= WordAt(sample_nonzero, words, w * 64 + d) & same[w];
+    for (int64_t w = 0; w < words; ++w) active[w] |= WordAt(sample_above, words, w * 64 + d) & same[w];
   }
+  const uint64_t* empty = masks.empty_windows(rows);
+  for (int64_t w = 0; w < words; ++w) active[w] |= empty[w];
   int64_t kept = 0, predicted_zero = 0;
   for (int64_t i = 0; i < rows; ++i) {
     const uint64_t* sample = masks.sample_row(i);
@@ -54,11 +58,12 @@ void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, int64_t rows, 
       const uint32_t samples = static_cast<uint32_t>(sample[c / 64] >> (c % 64)) & valid;
       const uint32_t window_active = static_cast<uint32_t>(active[c / 64] >> (c % 64)) & valid;
       const uint32_t keep = samples | window_active;
-      const typename Isa::V values = Isa::LoadPartial(row + c, count);
+      typename Isa::V values = Isa::LoadPartial(row + c, count);
+      if (masks.holds_pre_activation) values = Isa::Activate(values, clip);
       kept += Isa::CountLanes(keep);
       counters.zero_diag += Isa::CountLanes(samples & ~window_active);
       if (audit) predicted_zero += Isa::CountLanes(Isa::ZeroLanes(values) & ~keep & valid);
-      if (keep != valid) Isa::StorePartial(row + c, Isa::KeepLanes(keep, values), count);
+      if (keep != valid || masks.holds_pre_activation) Isa::StorePartial(row + c, Isa::KeepLanes(keep, values), count);
     }
   }
   const int64_t predicted = rows * width - kept;
@@ -74,14 +79,17 @@ PredictionCounters ApplyBandRule(const BandRuleMasks& masks, float* plane, int64
                                  int64_t band_end, bool audit, uint64_t* scratch) {
   PredictionCounters counters;
   const int64_t k = masks.window;
-  if (k == 1) {  // every output is its window's only sample: nothing to predict, only zeros to count
+  if (k == 1) {  // every output is its window's only sample: nothing to predict, only triggers to count
     constexpr int64_t kLanes = Isa::kLanes;
-    const float* begin = plane + band_begin * masks.width;
+    const typename Isa::V threshold = Isa::Broadcast(&masks.threshold), clip = Isa::Broadcast(&masks.clip_max);
+    float* begin = plane + band_begin * masks.width;
     const int64_t count = (std::min(height, band_end) - band_begin) * masks.width;
     for (int64_t q = 0; q < count; q += kLanes) {
       const int64_t lanes = std::min(kLanes, count - q);
-      counters.zero_diag += Isa::CountLanes(Isa::ZeroLanes(Isa::LoadPartial(begin + q, lanes)) &
+      const typename Isa::V values = Isa::LoadPartial(begin + q, lanes);
+      counters.zero_diag += Isa::CountLanes(~Isa::AboveLanes(values, threshold) &
                                             static_cast<uint32_t>((uint64_t{1} << lanes) - 1));
+      if (masks.holds_pre_activation) Isa::StorePartial(begin + q, Isa::Activate(values, clip), lanes);
     }
     return counters;
   }

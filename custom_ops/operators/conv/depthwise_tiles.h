@@ -176,6 +176,8 @@ class DepthwiseTask {
     }
     bias_ = Isa::Load(bias);
     clip_max_ = Isa::Broadcast(&conv.activation.clip_max);
+    const float threshold = -conv.margin;
+    threshold_ = Isa::Broadcast(&threshold);
     const int64_t block_weights = static_cast<int64_t>(conv.tap_offsets.size()) * kLanes;
     weights_ = buffers_.weights.Get(block_weights);
     std::copy_n(conv.weights + task_.block * block_weights, block_weights, weights_);
@@ -195,7 +197,6 @@ class DepthwiseTask {
       const int64_t index = band - task_.band_begin;
       const Band current{conv_.PlanOf(band), input_ + index * k * g_.stride_h * g_.padded_width() * kLanes,
                          index * k * g_.out_width};
-      std::fill(masks_, masks_ + conv_.windows, 0u);
       ComputeSamples(current);
       computed += ComputeRest(current, counters);
     }
@@ -250,8 +251,9 @@ class DepthwiseTask {
       V values[kTilePixels];
       Accumulate(inputs, count, values);
       for (int p = 0; p < count; ++p) {
-        values[p] = Finish(values[p], first + p);
-        counters.zero_diag += Isa::CountLanes(valid_lanes_ & ~Isa::NonZeroLanes(values[p]));
+        const V pre = PreActivation(values[p], first + p);
+        counters.zero_diag += Isa::CountLanes(valid_lanes_ & ~Isa::AboveLanes(pre, threshold_));
+        values[p] = Isa::Activate(pre, clip_max_);
       }
       StoreToRows<Isa>(values, count, valid_, out_rows_, first);
     }
@@ -259,14 +261,18 @@ class DepthwiseTask {
     return counters;
   }
 
-  // Samples of every window of the band: finished values, and the lanes where each window is active.
+  // Samples of every window of the band: finished values, and the lanes where each window is active
+  // (a sample above -margin; every lane of a window with no sample inside the plane).
   void ComputeSamples(const Band& band) {
+    for (int64_t window = 0; window < conv_.windows; ++window) {
+      masks_[window] = band.plan.samples_in_window[static_cast<size_t>(window)] > 0 ? 0u : valid_lanes_;
+    }
     const auto& samples = band.plan.samples;
     ComputePixels(band, samples.data(), samples.data() + samples.size(), [&](const BandPixel& pixel, V sum) {
       const int64_t q = band.first_pixel + pixel.output;
-      const V v = Finish(sum, q);
-      Isa::Store(outputs_ + q * kLanes, v);
-      masks_[pixel.window] |= Isa::NonZeroLanes(v);
+      const V pre = PreActivation(sum, q);
+      masks_[pixel.window] |= Isa::AboveLanes(pre, threshold_);
+      Isa::Store(outputs_ + q * kLanes, Isa::Activate(pre, clip_max_));
     });
   }
 
@@ -275,7 +281,7 @@ class DepthwiseTask {
   int64_t ComputeRest(const Band& band, PredictionCounters& counters) {
     auto finish = [&](const BandPixel& pixel, V sum) {
       const int64_t q = band.first_pixel + pixel.output;
-      const V v = Finish(sum, q);
+      const V v = Isa::Activate(PreActivation(sum, q), clip_max_);
       const uint32_t active = masks_[pixel.window] & valid_lanes_;
       if (audit_) {
         const uint32_t predicted = valid_lanes_ & ~active, zero = Isa::ZeroLanes(v);
@@ -349,8 +355,8 @@ class DepthwiseTask {
     for (int p = 0; p < kCount; ++p) sums[p] = acc[p];
   }
 
-  // act(sum + B + Z) in FinishOutput's order; `q` is the pixel's index in the task's rows.
-  V Finish(V sum, int64_t q) const {
+  // P = sum + B + Z in PreActivation's order; `q` is the pixel's index in the task's rows.
+  V PreActivation(V sum, int64_t q) const {
     V v = Isa::Add(sum, bias_);
     if (has_residual_) {
       alignas(64) float lanes[kLanes];
@@ -358,7 +364,7 @@ class DepthwiseTask {
       for (int64_t lane = 0; lane < valid_; ++lane) lanes[lane] += residual_rows_[lane][q];
       v = Isa::Load(lanes);
     }
-    return Isa::Activate(v, clip_max_);
+    return v;
   }
 
   const DepthwiseConv& conv_;
@@ -371,12 +377,12 @@ class DepthwiseTask {
   int64_t pixels_ = 0;                  // output pixels of the task's rows
   float* out_rows_[kLanes] = {};        // Y and Z of each lane, from the task's first row
   const float* residual_rows_[kLanes] = {};
-  V bias_, clip_max_;
+  V bias_, clip_max_, threshold_;  // threshold_: -margin
   float* weights_ = nullptr;  // the block's, in an aligned copy
   TaskBuffers& buffers_ = ThreadTaskBuffers();
   float* input_ = nullptr;     // [rows][padded width][kLanes] (CopyInput)
   float* outputs_ = nullptr;   // [pixels_][kLanes] finished outputs
-  uint32_t* masks_ = nullptr;  // per window of the band: lanes with a non-zero sample
+  uint32_t* masks_ = nullptr;  // per window of the band: its active lanes (ComputeSamples)
 };
 
 template <typename Isa>

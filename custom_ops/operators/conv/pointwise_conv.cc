@@ -30,7 +30,7 @@ PointwiseConv::PointwiseConv(const ConvCall& call, const TileKernels& kernels, c
     : ConvCall(call),
       kernels_(kernels),
       input_(input),
-      masks_(pattern, geometry.out_width),
+      masks_(pattern, geometry.out_width, geometry.out_height, margin, activation),
       pixels_(geometry.out_height * geometry.out_width),
       channel_blocks_(CeilDiv(geometry.out_channels, kernels.pointwise_channels * kTilesPerChannelBlock)) {
   const int64_t band_pixels = pattern.size * geometry.out_width;
@@ -60,6 +60,7 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   out.residuals = tensors.residual ? residuals : nullptr;
   out.bias = bias;
   out.clip_max = activation.clip_max;
+  out.activate = !masks_.holds_pre_activation;
   int64_t computed = 0;
 
   for (int64_t q0 = q_begin; q0 < q_end; q0 += tile_pixels) {

@@ -19,7 +19,7 @@ inline float Dot(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
-// Computes act(conv + bias + Z) at one output position.
+// Computes conv + bias + Z, and its activation, at one output position.
 class OutputEvaluator {
  public:
   OutputEvaluator(const ConvGeometry& g, const ActivationParams& activation, const ConvTensors& t,
@@ -34,7 +34,9 @@ class OutputEvaluator {
     contiguous_rows_ = g.dilation_w == 1 && g.group == 1;
   }
 
-  float operator()(int64_t row, int64_t col) const {
+  float operator()(int64_t row, int64_t col) const { return Activate(PreActivationAt(row, col), activation_); }
+
+  float PreActivationAt(int64_t row, int64_t col) const {
     const int64_t c = g_.in_channels, cg = g_.in_channels_per_group();
     const float* origin = image_ + (row * g_.stride_h * padded_width_ + col * g_.stride_w) * c;
     float acc = 0.f;
@@ -51,7 +53,7 @@ class OutputEvaluator {
         w += cg;
       }
     }
-    return FinishOutput(acc, g_, activation_, t_, n_, m_, row, col);
+    return PreActivation(acc, g_, t_, n_, m_, row, col);
   }
 
  private:
@@ -110,10 +112,12 @@ void PadToNhwcRow(const float* input, const ConvGeometry& g, int64_t row, float*
                      g.in_width, out + g.pad_left * c_count);
 }
 
-PredictionCounters ComputePlane(const ConvGeometry& g, const ActivationParams& activation,
-                                const WindowPattern& pattern, bool audit, const ConvTensors& t,
-                                int64_t n, int64_t m) {
-  const OutputEvaluator evaluate(g, activation, t, n, m);
+PredictionCounters ComputePlane(const ConvCall& call, int64_t n, int64_t m) {
+  const ConvGeometry& g = call.geometry;
+  const WindowPattern& pattern = call.pattern;
+  const ConvTensors& t = call.tensors;
+  const OutputEvaluator evaluate(g, call.activation, t, n, m);
+  const float threshold = -call.margin;
   const int64_t k = pattern.size, height = g.out_height, width = g.out_width;
   float* plane = t.output + (n * g.out_channels + m) * height * width;
   PredictionCounters counters;
@@ -124,31 +128,32 @@ PredictionCounters ComputePlane(const ConvGeometry& g, const ActivationParams& a
     for (int64_t c0 = 0; c0 < width; c0 += k) {
       const int64_t cols = std::min(k, width - c0);
       int64_t samples = 0;
-      bool samples_all_zero = true;
+      bool triggered = true;
       for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
         const int64_t i = pattern.sample_rows[s], j = pattern.sample_cols[s];
         if (i >= rows || j >= cols) continue;
-        const float v = evaluate(r0 + i, c0 + j);
-        plane[(r0 + i) * width + c0 + j] = v;
-        samples_all_zero = samples_all_zero && v == 0.f;  // NaN counts as non-zero
+        const float p = evaluate.PreActivationAt(r0 + i, c0 + j);
+        plane[(r0 + i) * width + c0 + j] = Activate(p, call.activation);
+        triggered = triggered && p <= threshold;  // NaN never triggers
         ++samples;
       }
+      triggered = triggered && samples > 0;  // a window with no sample inside the plane is never predicted
       computed += samples;
       for (int64_t i = 0; i < rows; ++i) {
         for (int64_t j = 0; j < cols; ++j) {
           if (pattern.is_sample[static_cast<size_t>(i * k + j)]) continue;
           float& out = plane[(r0 + i) * width + c0 + j];
-          if (!samples_all_zero) {
+          if (!triggered) {
             out = evaluate(r0 + i, c0 + j);
             ++computed;
             continue;
           }
           out = 0.f;
           ++counters.predicted;
-          if (audit) ++(evaluate(r0 + i, c0 + j) == 0.f ? counters.pred_hit : counters.pred_miss);
+          if (call.audit) ++(evaluate(r0 + i, c0 + j) == 0.f ? counters.pred_hit : counters.pred_miss);
         }
       }
-      if (samples_all_zero) counters.zero_diag += samples;
+      if (triggered) counters.zero_diag += samples;
     }
   }
   counters.macs_executed = computed * g.macs_per_output();

@@ -31,6 +31,7 @@ struct ConvCall {
   const ConvGeometry& geometry;
   const ActivationParams& activation;
   const WindowPattern& pattern;
+  float margin;  // a window triggers when its pre-activation is <= -margin at every sample
   bool audit;
   const ConvTensors& tensors;
 };
@@ -43,12 +44,13 @@ inline float Activate(float v, const ActivationParams& activation) {
   return positive > activation.clip_max ? activation.clip_max : positive;
 }
 
-// act(sum + B[m] + Z[n, m, row, col]): the epilogue shared by every path, in one summation order.
-inline float FinishOutput(float sum, const ConvGeometry& g, const ActivationParams& activation,
-                          const ConvTensors& t, int64_t n, int64_t m, int64_t row, int64_t col) {
+// P = sum + B[m] + Z[n, m, row, col], the pre-activation the trigger reads: the epilogue shared
+// by every path, in one summation order.
+inline float PreActivation(float sum, const ConvGeometry& g, const ConvTensors& t, int64_t n, int64_t m, int64_t row,
+                           int64_t col) {
   float v = sum + (t.bias ? t.bias[m] : 0.f);
   if (t.residual) v += t.residual[((n * g.out_channels + m) * g.out_height + row) * g.out_width + col];
-  return Activate(v, activation);
+  return v;
 }
 
 // One output computed on its own: audit mode's check of predicted outputs.
@@ -62,11 +64,10 @@ void ChannelsToPixels(const float* rows, int64_t channel_stride, int64_t channel
 void PadToNhwcRow(const float* input, const ConvGeometry& geometry, int64_t row, float* input_nhwc,
                   ChannelsToPixelsFn channels_to_pixels);
 
-// The per-plane path, used for everything when ONNXPRED_KERNEL=scalar: the simplest correct kernel. Computes output plane (n, m): the sampled outputs of every window, then the rest of the windows
-// whose samples are not all zero; the others are set to zero without computing them (unless
+// The per-plane path, used for everything when ONNXPRED_KERNEL=scalar: the simplest correct
+// kernel. Computes output plane (n, m): the sampled outputs of every window, then the rest of the
+// windows that are not triggered; the others are set to zero without computing them (unless
 // `audit`, which computes them only to count hits and misses). Returns this plane's counters.
-PredictionCounters ComputePlane(const ConvGeometry& geometry, const ActivationParams& activation,
-                                const WindowPattern& pattern, bool audit, const ConvTensors& tensors,
-                                int64_t n, int64_t m);
+PredictionCounters ComputePlane(const ConvCall& call, int64_t n, int64_t m);
 
 }  // namespace onnxpred

@@ -6,6 +6,7 @@
 #include <memory>
 #include <sstream>
 
+#include "op_contract.h"
 #include "operators/common/op_error.h"
 #include "operators/conv/predictive_conv_kernel.h"
 #include "operators/conv/pointwise_conv.h"
@@ -16,7 +17,6 @@ namespace {
 
 constexpr size_t kInputX = 0, kInputW = 1, kInputB = 2, kInputZ = 3;
 constexpr size_t kOutputY = 0, kOutputCounters = 1;
-constexpr int64_t kCounterCount = 7;
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
   std::ostringstream s;
@@ -101,57 +101,85 @@ std::optional<std::vector<int64_t>> IntsAttribute(const OrtKernelInfo* info, con
   return std::nullopt;
 }
 
-std::vector<int64_t> SpatialInts(const OrtKernelInfo* info, const char* name, size_t count, int64_t minimum,
-                                 std::vector<int64_t> fallback) {
-  auto value = IntsAttribute(info, name);
-  if (!value) return fallback;
-  if (value->size() != count) {
-    throw InvalidArgument(std::string("attribute '") + name + "' must have " + std::to_string(count) +
-                          " values for a 2-D convolution, got " + ShapeString(*value));
+// --- The contract's attributes (op_contract.h): one reader, Read<spec>, and one range check. ---
+
+std::string Number(double value) {
+  std::ostringstream s;
+  s << value;
+  return s.str();
+}
+
+// `shown` is the value as the message prints it; `verb` "be" for a number, "hold values" for a list.
+void CheckRange(const AttributeSpec& spec, double value, const char* verb, const std::string& shown) {
+  const std::string must = std::string("attribute '") + spec.name + "' must " + verb + " ";
+  if (spec.finite && !std::isfinite(value)) throw InvalidArgument(must + "finite, got " + shown);
+  // Written so that NaN fails every bound.
+  if (spec.minimum && !(value >= *spec.minimum)) throw InvalidArgument(must + ">= " + Number(*spec.minimum) + ", got " + shown);
+  if (spec.maximum && !(value <= *spec.maximum)) throw InvalidArgument(must + "<= " + Number(*spec.maximum) + ", got " + shown);
+  if (spec.exclusive_minimum && !(value > *spec.exclusive_minimum)) {
+    throw InvalidArgument(must + "> " + Number(*spec.exclusive_minimum) + ", got " + shown);
   }
-  for (int64_t v : *value) {
-    if (v < minimum) {
-      throw InvalidArgument(std::string("attribute '") + name + "' must hold values >= " + std::to_string(minimum) +
-                            ", got " + ShapeString(*value));
+}
+
+[[noreturn]] void NotAChoice(const AttributeSpec& spec, const std::string& value) {
+  std::string allowed;  // "a", "b" or "c"
+  for (int64_t i = 0; i < spec.choice_count; ++i) {
+    allowed += std::string(i == 0 ? "" : i + 1 == spec.choice_count ? " or " : ", ") + '"' + spec.choices[i] + '"';
+  }
+  throw InvalidArgument(std::string("attribute '") + spec.name + "' must be " + allowed + ", got \"" + value + "\"");
+}
+
+// The attribute kSpec of the node, checked, or its default: int64_t, float, std::string, or
+// std::vector<int64_t> (std::optional of it when the contract gives no default).
+template <const AttributeSpec& kSpec>
+auto Read(const OrtKernelInfo* info) {
+  if constexpr (kSpec.type == AttributeType::kInt) {
+    const int64_t value = IntAttribute(info, kSpec.name).value_or(static_cast<int64_t>(kSpec.default_number));
+    CheckRange(kSpec, static_cast<double>(value), "be", std::to_string(value));
+    return value;
+  } else if constexpr (kSpec.type == AttributeType::kFloat) {
+    const float value = FloatAttribute(info, kSpec.name).value_or(static_cast<float>(kSpec.default_number));
+    CheckRange(kSpec, value, "be", Number(value));
+    return value;
+  } else if constexpr (kSpec.type == AttributeType::kString) {
+    std::string value = StringAttribute(info, kSpec.name).value_or(kSpec.default_string);
+    const char* const* end = kSpec.choices + kSpec.choice_count;
+    if (kSpec.choices != nullptr && std::find(kSpec.choices, end, value) == end) NotAChoice(kSpec, value);
+    return value;
+  } else {
+    std::optional<std::vector<int64_t>> value = IntsAttribute(info, kSpec.name);
+    if (value) {
+      if (static_cast<int64_t>(value->size()) != kSpec.count) {
+        throw InvalidArgument(std::string("attribute '") + kSpec.name + "' must have " + std::to_string(kSpec.count) +
+                              " values for a 2-D convolution, got " + ShapeString(*value));
+      }
+      for (int64_t v : *value) CheckRange(kSpec, static_cast<double>(v), "hold values", ShapeString(*value));
+    }
+    if constexpr (kSpec.has_default) {
+      return value ? *value : std::vector<int64_t>(kSpec.default_ints, kSpec.default_ints + kSpec.count);
+    } else {
+      return value;
     }
   }
-  return *value;
 }
 
 PredictiveConvAttributes ReadAttributes(const OrtKernelInfo* info) {
+  namespace c = contract;
   PredictiveConvAttributes a;
-  if (IntsAttribute(info, "kernel_shape")) a.kernel_shape = SpatialInts(info, "kernel_shape", 2, 1, {});
-  a.strides = SpatialInts(info, "strides", 2, 1, a.strides);
-  a.pads = SpatialInts(info, "pads", 4, 0, a.pads);
-  a.dilations = SpatialInts(info, "dilations", 2, 1, a.dilations);
-  if (auto auto_pad = StringAttribute(info, "auto_pad"); auto_pad && *auto_pad != "NOTSET") {
-    throw InvalidArgument("attribute 'auto_pad' must be NOTSET; give explicit 'pads' (the rewriter resolves it)");
-  }
-  a.group = IntAttribute(info, "group").value_or(1);
-  if (a.group < 1) throw InvalidArgument("attribute 'group' must be >= 1, got " + std::to_string(a.group));
-  a.window = IntAttribute(info, "window").value_or(3);
-  if (a.window < 1) throw InvalidArgument("attribute 'window' must be >= 1, got " + std::to_string(a.window));
-  // A window larger than any feature map behaves like the map size; the cap only keeps k*k small.
-  if (a.window > 4096) throw InvalidArgument("attribute 'window' must be <= 4096, got " + std::to_string(a.window));
-  const std::string activation = StringAttribute(info, "activation").value_or("Relu");
-  if (activation == "Relu") {
-    a.activation.kind = Activation::kRelu;
-  } else if (activation == "Clip") {
-    a.activation.kind = Activation::kClip;
-  } else {
-    throw InvalidArgument("attribute 'activation' must be \"Relu\" or \"Clip\", got \"" + activation + "\"");
-  }
-  a.activation.clip_max = FloatAttribute(info, "clip_max").value_or(std::numeric_limits<float>::infinity());
-  if (!(a.activation.clip_max > 0.f)) {
-    throw InvalidArgument("attribute 'clip_max' must be > 0 (Clip(0, clip_max)), got " +
-                          std::to_string(a.activation.clip_max));
-  }
+  a.kernel_shape = Read<c::kKernelShape>(info);
+  a.strides = Read<c::kStrides>(info);
+  a.pads = Read<c::kPads>(info);
+  a.dilations = Read<c::kDilations>(info);
+  a.group = Read<c::kGroup>(info);
+  a.window = Read<c::kWindow>(info);
+  a.pattern = Read<c::kPattern>(info);
+  a.margin = Read<c::kMargin>(info);
+  a.activation.kind = Read<c::kActivation>(info) == "Clip" ? Activation::kClip : Activation::kRelu;
+  a.activation.clip_max = Read<c::kClipMax>(info);
   if (a.activation.kind == Activation::kRelu && std::isfinite(a.activation.clip_max)) {
     throw InvalidArgument("attribute 'clip_max' is only valid with activation \"Clip\"");
   }
-  const int64_t audit = IntAttribute(info, "audit").value_or(0);
-  if (audit != 0 && audit != 1) throw InvalidArgument("attribute 'audit' must be 0 or 1, got " + std::to_string(audit));
-  a.audit = audit == 1;
+  a.audit = Read<c::kAudit>(info) == 1;
   return a;
 }
 
@@ -194,7 +222,7 @@ std::vector<PredictionCounters> RunTasks(const Ort::KernelContext& context, cons
 PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::string context)
     : context_(std::move(context)) {
   attributes_ = ReadAttributes(raw_info);
-  pattern_ = WindowPattern::Diagonal(attributes_.window);
+  pattern_ = WindowPattern::Named(attributes_.pattern, attributes_.window);
   const char* kernel_request = std::getenv("ONNXPRED_KERNEL");
   if (kernel_request == nullptr || std::string(kernel_request) != "scalar") {
     tile_kernels_ = &SelectTileKernels(kernel_request ? kernel_request : "auto");
@@ -342,10 +370,10 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
                   [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.get(), channels_to_pixels); });
       tensors.input_nhwc = input_nhwc.get();
     }
-    const ConvCall call{g, attributes_.activation, pattern_, attributes_.audit, tensors};
+    const ConvCall call{g, attributes_.activation, pattern_, attributes_.margin, attributes_.audit, tensors};
     switch (path) {
       case ConvPath::kPlanes:
-        task_counters = RunPlanes(context, g, tensors);
+        task_counters = RunPlanes(context, call);
         break;
       case ConvPath::kPointwise:
         task_counters = RunTasks(context, PointwiseConv(call, *tile_kernels_, x_data));
@@ -361,7 +389,7 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
   }
 
   if (context.GetOutputCount() > kOutputCounters) {
-    Ort::UnownedValue counters_value = context.GetOutput(kOutputCounters, {kCounterCount});
+    Ort::UnownedValue counters_value = context.GetOutput(kOutputCounters, {contract::kCounterCount});
     if (counters_value != nullptr) {
       PredictionCounters total;
       for (const auto& c : task_counters) total += c;
@@ -369,9 +397,9 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
       total.macs_dense = total.outputs * g.macs_per_output();
       if (!attributes_.audit) total.pred_hit = total.pred_miss = -1;
       int64_t* out = counters_value.GetTensorMutableData<int64_t>();
-      const int64_t values[kCounterCount] = {total.outputs,  total.zero_diag,  total.predicted,    total.pred_hit,
+      const int64_t values[contract::kCounterCount] = {total.outputs,  total.zero_diag,  total.predicted,    total.pred_hit,
                                              total.pred_miss, total.macs_dense, total.macs_executed};
-      std::copy(values, values + kCounterCount, out);
+      std::copy(values, values + contract::kCounterCount, out);
     }
   }
 }
@@ -405,11 +433,11 @@ PredictiveConvKernel::PackedWeights PredictiveConvKernel::PackWeightsFor(ConvPat
 }
 
 std::vector<PredictionCounters> PredictiveConvKernel::RunPlanes(const Ort::KernelContext& context,
-                                                               const ConvGeometry& g, const ConvTensors& tensors) const {
+                                                               const ConvCall& call) const {
+  const ConvGeometry& g = call.geometry;
   std::vector<PredictionCounters> counters(static_cast<size_t>(g.batch * g.out_channels));
   ParallelFor(context, g.batch * g.out_channels, [&](int64_t plane) {
-    counters[static_cast<size_t>(plane)] = ComputePlane(g, attributes_.activation, pattern_, attributes_.audit, tensors,
-                                                        plane / g.out_channels, plane % g.out_channels);
+    counters[static_cast<size_t>(plane)] = ComputePlane(call, plane / g.out_channels, plane % g.out_channels);
   });
   return counters;
 }

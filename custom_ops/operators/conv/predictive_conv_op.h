@@ -1,6 +1,6 @@
 // PredictiveConv (domain ai.onnxpred, version 1): Conv (+ residual) + Relu/Clip(0, max) that
 // computes the sampled outputs of each k x k window first and skips the rest of a window when
-// those are all zero. Semantics: shared/DESIGN.md section 1 and onnxpred/reference.py.
+// they trigger. Semantics: docs/predictive_conv.md and onnxpred/reference.py.
 #pragma once
 
 #include <optional>
@@ -21,16 +21,19 @@ namespace onnxpred {
 // it loads in every runtime from 1.21 on, whatever headers it was compiled with.
 constexpr uint32_t kOrtApiVersion = 21;
 
-// Attributes of a node, validated once when its kernel is created.
+// Attributes of a node, read and validated through the contract's table (op_contract.h) once
+// when its kernel is created; the defaults are the table's.
 struct PredictiveConvAttributes {
   std::optional<std::vector<int64_t>> kernel_shape;
-  std::vector<int64_t> strides{1, 1};
-  std::vector<int64_t> pads{0, 0, 0, 0};  // top, left, bottom, right
-  std::vector<int64_t> dilations{1, 1};
-  int64_t group = 1;
-  int64_t window = 3;
+  std::vector<int64_t> strides;
+  std::vector<int64_t> pads;  // top, left, bottom, right
+  std::vector<int64_t> dilations;
+  int64_t group;
+  int64_t window;
+  std::string pattern;
+  float margin;
   ActivationParams activation;
-  bool audit = false;
+  bool audit;
 };
 
 class PredictiveConvKernel {
@@ -64,8 +67,7 @@ class PredictiveConvKernel {
   };
   PackedWeights PackWeightsFor(ConvPath path, const float* weights, const ConvGeometry& geometry) const;
 
-  std::vector<PredictionCounters> RunPlanes(const Ort::KernelContext& context, const ConvGeometry& geometry,
-                                            const ConvTensors& tensors) const;
+  std::vector<PredictionCounters> RunPlanes(const Ort::KernelContext& context, const ConvCall& call) const;
   std::vector<PredictionCounters> RunTiled(const Ort::KernelContext& context, const ConvCall& call,
                                            const float* dense_weights) const;
 

@@ -3,7 +3,9 @@
 // the instantiations of different units never merge.
 //
 // Lane masks are bit sets (bit i: lane i). Activate matches the scalar Activate() of
-// predictive_conv_kernel.h lane by lane, NaN and the sign of zero included.
+// predictive_conv_kernel.h lane by lane, NaN and the sign of zero included. AboveLanes(v, t) are
+// the lanes where !(v <= t), NaN included: the samples that keep a window from triggering when
+// t = -margin (for activated values and margin 0: the non-zero lanes).
 #pragma once
 
 #include <cstdint>
@@ -40,7 +42,7 @@ struct Avx512 {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1), v);
   }
   static V Add(V a, V b) { return _mm512_add_ps(a, b); }
-  static uint32_t NonZeroLanes(V v) { return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ); }
+  static uint32_t AboveLanes(V v, V threshold) { return _mm512_cmp_ps_mask(v, threshold, _CMP_NLE_UQ); }
   static uint32_t ZeroLanes(V v) { return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_EQ_OQ); }
   static V KeepLanes(uint32_t lanes, V v) { return _mm512_maskz_mov_ps(static_cast<__mmask16>(lanes), v); }
   static int CountLanes(uint32_t lanes) { return __builtin_popcount(lanes); }
@@ -72,8 +74,8 @@ struct Avx2 {
   static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static void StorePartial(float* p, V v, int64_t n) { _mm256_maskstore_ps(p, FirstLanes(n), v); }
   static V Add(V a, V b) { return _mm256_add_ps(a, b); }
-  static uint32_t NonZeroLanes(V v) {
-    return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+  static uint32_t AboveLanes(V v, V threshold) {
+    return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, threshold, _CMP_NLE_UQ)));
   }
   static uint32_t ZeroLanes(V v) {
     return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_EQ_OQ)));
@@ -120,7 +122,7 @@ struct Portable {
     const Mask bits = m & Mask{1, 2, 4, 8};
     return static_cast<uint32_t>((bits[0] + bits[1]) + (bits[2] + bits[3]));
   }
-  static uint32_t NonZeroLanes(V v) { return Bits(v != Zero()); }  // NaN != 0
+  static uint32_t AboveLanes(V v, V threshold) { return Bits(~(v <= threshold)); }
   static uint32_t ZeroLanes(V v) { return Bits(v == Zero()); }
   static V KeepLanes(uint32_t lanes, V v) {
     const Mask bit{1, 2, 4, 8};

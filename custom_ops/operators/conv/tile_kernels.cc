@@ -6,8 +6,16 @@
 
 namespace onnxpred {
 
-BandRuleMasks::BandRuleMasks(const WindowPattern& pattern, int64_t width_)
-    : window(pattern.size), width(width_), words(CeilDiv(width_, 64)), reach(std::min(pattern.size, width_) - 1) {
+BandRuleMasks::BandRuleMasks(const WindowPattern& pattern, int64_t width_, int64_t height, float margin,
+                             const ActivationParams& activation)
+    : window(pattern.size),
+      width(width_),
+      words(CeilDiv(width_, 64)),
+      reach(std::min(pattern.size, width_) - 1),
+      threshold(-margin),
+      holds_pre_activation(margin > 0.f),
+      clip_max(activation.clip_max),
+      full_rows_(std::min(pattern.size, height)) {
   const int64_t k = pattern.size;
   auto set = [](std::vector<uint64_t>& bits, int64_t word0, int64_t c) { bits[static_cast<size_t>(word0 + c / 64)] |= uint64_t{1} << (c % 64); };
   sample_.assign(static_cast<size_t>(k * words), 0);
@@ -18,6 +26,19 @@ BandRuleMasks::BandRuleMasks(const WindowPattern& pattern, int64_t width_)
   for (int64_t d = -reach; d <= reach; ++d)
     for (int64_t c = 0; c < width; ++c)
       if (c + d >= 0 && c + d < width && (c + d) / k == c / k) set(same_window_, (d + reach) * words, c);
+  auto empty_windows = [&](int64_t rows) {
+    std::vector<uint64_t> bits(static_cast<size_t>(words), 0);
+    for (int64_t c0 = 0; c0 < width; c0 += k) {
+      const int64_t cols = std::min(k, width - c0);
+      bool empty = true;
+      for (int64_t i = 0; i < rows && empty; ++i)
+        for (int64_t j = 0; j < cols && empty; ++j) empty = !pattern.is_sample[static_cast<size_t>(i * k + j)];
+      for (int64_t c = c0; empty && c < c0 + cols; ++c) set(bits, 0, c);
+    }
+    return bits;
+  };
+  empty_full_ = empty_windows(full_rows_);
+  empty_last_ = empty_windows(height - (CeilDiv(height, k) - 1) * k);
 }
 
 const TileKernels& SelectTileKernels(const std::string& request) {

@@ -28,16 +28,17 @@ struct TapLayout {
 using DenseTileFn = void (*)(const TapLayout& taps, const float* weights, const float* const* pixels, float* out);
 
 // The epilogue of a dense tile, in place on its sums (values [pixel][dense_channels]): for each of
-// `count` pixels and `channels` lanes, v = act(sum + B + Z) (in FinishOutput's order), then either
-// mark the pixel's non-zero lanes (the samples) or keep only its active lanes (the other outputs,
-// where the dense fallback computed the predicted ones too).
+// `count` pixels and `channels` lanes, P = sum + B + Z (in PreActivation's order) and v = act(P),
+// then either mark the pixel's lanes where P is above the threshold (the samples) or keep only its
+// active lanes (the other outputs, where the dense fallback computed the predicted ones too).
 struct DenseTileEpilogue {
   const float* bias;       // dense_channels floats, zero past `channels`
   const float* residual;   // Z at (n, m0, 0, 0), or null
   int64_t plane;           // floats between two channels of Z
   const int64_t* offsets;  // per pixel: row * oW + col
   float clip_max;
-  uint32_t* const* marks;  // per pixel: OR the non-zero lanes into *marks[p]; or null
+  float threshold;         // -margin
+  uint32_t* const* marks;  // per pixel: OR the lanes where !(P <= threshold) into *marks[p]; or null
   const uint32_t* keeps;   // per pixel: the lanes to keep, the rest set to zero; or null
 };
 // Adds the lanes `keeps` dropped that were zero (predictions that held) to dropped_zero, the
@@ -54,11 +55,13 @@ using GatherTileFn = void (*)(const TapLayout& taps, const float* const* weights
 // Pointwise tile, for 1x1 stride-1 unpadded convolutions read straight from NCHW: for up to
 // `pointwise_channels` channels i and `pixels` consecutive pixels q, sum_i,q = sum_c weights_i[c] *
 // input[c * channel_stride + q], finished in the tile as rows[i][q] = act(sum_i,q + bias[i] +
-// residuals[i][q]) (residuals may be null): outputs come out as rows of NCHW planes.
+// residuals[i][q]) (residuals may be null; act skipped unless `activate`): outputs come out as
+// rows of NCHW planes.
 // pointwise[v - 1] covers v vectors (pixels <= v * lanes), the last one possibly partial: small
 // planes pay for no padding lanes beyond one vector.
 struct PointwiseRows {
   int64_t channels;                // valid rows, <= pointwise_channels; the others are not stored
+  bool activate;                   // false: store P itself (BandRuleMasks::holds_pre_activation)
   float* const* rows;              // per channel: Y at the tile's first pixel
   const float* const* residuals;   // per channel: Z at the tile's first pixel; or null
   const float* bias;               // per channel
@@ -71,23 +74,33 @@ using PointwiseTileFn = void (*)(int64_t in_channels, int64_t channel_stride, co
 // once per call, so that the rule runs per vector of columns, not per output (band_rule.h).
 class BandRuleMasks {
  public:
-  BandRuleMasks(const WindowPattern& pattern, int64_t width);
+  BandRuleMasks(const WindowPattern& pattern, int64_t width, int64_t height, float margin,
+                const ActivationParams& activation);
   // Column c of row i (< k) of a band holds a sample.
   const uint64_t* sample_row(int64_t i) const { return sample_.data() + i * words; }
   // Columns c and c + d (|d| <= reach) both lie in the row and in one window.
   const uint64_t* same_window(int64_t d) const { return same_window_.data() + (d + reach) * words; }
+  // Columns whose window has no sample inside a band of `rows` rows (a full band's or the last's):
+  // such a window is never predicted.
+  const uint64_t* empty_windows(int64_t rows) const { return (rows == full_rows_ ? empty_full_ : empty_last_).data(); }
   // Words of working memory a call of the rule needs.
   int64_t scratch_size() const { return 2 * words; }
 
   int64_t window, width, words, reach;
+  float threshold;  // -margin: a window triggers when P <= threshold at every sample
+  // The planes hold P rather than act(P), and the rule activates them as it writes: with a margin
+  // > 0 the trigger needs P, which act(P) has lost; with margin 0, act(P) != 0 is the same test.
+  bool holds_pre_activation;
+  float clip_max;
 
  private:
-  std::vector<uint64_t> sample_, same_window_;
+  std::vector<uint64_t> sample_, same_window_, empty_full_, empty_last_;
+  int64_t full_rows_;
 };
 
 // Applies the window rule to bands [band_begin, band_end) of a plane of `height` rows whose every
-// output is computed: zeroes the predicted ones and returns their counters (pred_hit/pred_miss
-// if `audit`).
+// output is computed: zeroes the predicted ones (activating the others if the plane holds P) and
+// returns their counters (pred_hit/pred_miss if `audit`).
 using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* plane, int64_t height,
                                           int64_t band_begin, int64_t band_end, bool audit, uint64_t* scratch);
 

@@ -160,6 +160,7 @@ void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int
   epilogue.plane = plane;
   epilogue.offsets = offsets;
   epilogue.clip_max = activation.clip_max;
+  epilogue.threshold = -margin;
   epilogue.marks = marks;
   epilogue.keeps = keeps;
   float sums[kMaxTilePixels * kMaxTileChannels];
@@ -201,8 +202,12 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
   const int64_t n = batch_range / sample_ranges_;
   const int64_t band_begin = batch_range % sample_ranges_ * bands_per_sample_task_;
   const int64_t band_end = std::min(bands_, band_begin + bands_per_sample_task_);
-  for (int64_t band = band_begin; band < band_end; ++band)  // this task alone marks these pairs
-    for (int64_t window = 0; window < windows_; ++window) ActiveLanes(n, band, window, group, block_index) = 0;
+  // This task alone marks these pairs. A window with no sample inside the plane is never predicted:
+  // all its lanes start active.
+  const uint32_t all_lanes = static_cast<uint32_t>((uint64_t{1} << BlockChannels(block_index)) - 1);
+  for (int64_t band = band_begin; band < band_end; ++band)
+    for (int64_t window = 0; window < windows_; ++window)
+      ActiveLanes(n, band, window, group, block_index) = SamplesInWindow(band, window) > 0 ? 0 : all_lanes;
 
   PredictionCounters counters;
   int64_t computed = 0;

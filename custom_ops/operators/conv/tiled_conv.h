@@ -1,6 +1,6 @@
 // The fast path of PredictiveConv: the sampled outputs of every window as dense register-blocked
-// work, then the rest of each window only for the (window, channel) pairs whose samples were not
-// all zero, gathered into channel x pixel tiles; a chunk with almost every pair active falls back
+// work, then the rest of each window only for the (window, channel) pairs that were not
+// triggered, gathered into channel x pixel tiles; a chunk with almost every pair active falls back
 // to dense tiles. Work is split into tasks for onnxruntime's intra-op threads; a task's result does
 // not depend on which thread runs it.
 #pragma once
@@ -40,7 +40,8 @@ class TiledConv : private ConvCall {
     int64_t row, col, band, window;
   };
   const float* PixelInput(int64_t n, int64_t group, const Pixel& pixel) const;
-  // Which channels of a dense block have a non-zero sample in a window (bit j: the block's j-th).
+  // Which channels of a dense block keep a window active, by a sample above -margin or by having
+  // no sample inside the plane (bit j: the block's j-th).
   uint32_t& ActiveLanes(int64_t n, int64_t band, int64_t window, int64_t group, int64_t block_index) const;
   int64_t BlockChannels(int64_t block_index) const;
   int64_t SamplesInWindow(int64_t band, int64_t window) const;

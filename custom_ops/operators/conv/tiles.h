@@ -56,7 +56,7 @@ void FinishDenseTile(float* values, int64_t count, int64_t channels, const Dense
   using V = typename Isa::V;
   constexpr int kLanes = Isa::kLanes, kBlockLanes = kVectors * kLanes;
   static_assert(kBlockLanes <= 32, "a block's lanes fit one uint32_t mask");
-  const V clip = Isa::Broadcast(&e.clip_max);
+  const V clip = Isa::Broadcast(&e.clip_max), threshold = Isa::Broadcast(&e.threshold);
   V bias[kVectors];
 #pragma GCC unroll 4
   for (int v = 0; v < kVectors; ++v) bias[v] = Isa::Load(e.bias + v * kLanes);
@@ -67,11 +67,12 @@ void FinishDenseTile(float* values, int64_t count, int64_t channels, const Dense
     if (e.residual) {
       for (int64_t j = 0; j < channels; ++j) residual[j] = e.residual[j * e.plane + e.offsets[p]];
     }
-    uint32_t nonzero = 0;
+    uint32_t above = 0;
 #pragma GCC unroll 4
     for (int v = 0; v < kVectors; ++v) {
       V x = Isa::Add(Isa::Load(sums + v * kLanes), bias[v]);
       if (e.residual) x = Isa::Add(x, Isa::Load(residual + v * kLanes));
+      if (e.marks) above |= Isa::AboveLanes(x, threshold) << (v * kLanes);  // the trigger reads P
       x = Isa::Activate(x, clip);
       if (e.keeps) {
         const uint32_t lanes = valid >> (v * kLanes) & ((uint32_t{1} << kLanes) - 1);
@@ -81,10 +82,9 @@ void FinishDenseTile(float* values, int64_t count, int64_t channels, const Dense
         dropped_nonzero += Isa::CountLanes(lanes & ~keep & ~zero);
         x = Isa::KeepLanes(keep, x);
       }
-      nonzero |= Isa::NonZeroLanes(x) << (v * kLanes);
       Isa::Store(sums + v * kLanes, x);
     }
-    if (e.marks) *e.marks[p] |= nonzero & valid;
+    if (e.marks) *e.marks[p] |= above & valid;
   }
 }
 
@@ -189,11 +189,11 @@ void PointwiseTile(int64_t in_channels, int64_t channel_stride, const float* con
 #pragma GCC unroll 8
     for (int v = 0; v < kVectors; ++v) {
       const bool last = v == kVectors - 1;
-      V y = Isa::Add(acc[i][v], bias);  // bias first, then the residual: FinishOutput's order
+      V y = Isa::Add(acc[i][v], bias);  // bias first, then the residual: PreActivation's order
       if (residual) {
         y = Isa::Add(y, last ? Isa::LoadPartial(residual + v * kLanes, last_lanes) : Isa::Load(residual + v * kLanes));
       }
-      y = Isa::Activate(y, clip);
+      if (out.activate) y = Isa::Activate(y, clip);
       if (last) {
         Isa::StorePartial(row + v * kLanes, y, last_lanes);
       } else {
