@@ -1,9 +1,9 @@
 """Per-layer benchmark: one Conv→activation run by onnxruntime's Conv and by PredictiveConv.
 
-Inputs are built to give a stated *predicted share*: the fraction of (channel, window) pairs whose
-samples are all zero. For each output channel, the bias is set to minus the share-quantile of the
-per-window maximum of the sampled pre-activations, so that exactly that share of windows has every
-sample ≤ 0. Efficiency = (dense time × macs_executed / macs_dense) / PredictiveConv time: 1.0 means
+Inputs are built to give a stated *predicted share*: the fraction of (channel, window) pairs that
+trigger (every sample ≤ −margin). For each output channel, the bias is set to minus the
+share-quantile of the per-window maximum of the sampled pre-activations (minus the margin), so that
+exactly that share of windows has every sample ≤ −margin. Efficiency = (dense time × macs_executed / macs_dense) / PredictiveConv time: 1.0 means
 the skipped MACs turned into wall-clock time at onnxruntime's own speed.
 """
 
@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .. import op
+from ..reference import sampling_pattern
 from ..runtime import quiet_options, session
 from .timing import time_in_turn
 
@@ -130,10 +131,12 @@ def conv_relu_model(layer: LayerShape, w: np.ndarray, b: np.ndarray) -> onnx.Mod
     return _model(nodes, w, b, ["Y"])
 
 
-def predictive_model(layer: LayerShape, w: np.ndarray, b: np.ndarray, window: int, audit: bool = False) -> onnx.ModelProto:
-    """The same layer as one PredictiveConv with its counters as a second output."""
+def predictive_model(layer: LayerShape, w: np.ndarray, b: np.ndarray, window: int, audit: bool = False,
+                     pattern: Optional[str] = None, margin: Optional[float] = None) -> onnx.ModelProto:
+    """The same layer as one PredictiveConv with its counters as a second output (None: the default
+    pattern and margin)."""
     node = op.make_node(["X", "W", "B"], ["Y", "counters"], name=layer.name, window=window, audit=audit,
-                        **layer.conv_attributes)
+                        pattern=pattern, margin=margin, **layer.conv_attributes)
     return _model([node], w, b, ["Y", "counters"])
 
 
@@ -148,7 +151,8 @@ def _model(nodes, w, b, outputs) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), op.opset_import()])
 
 
-def layer_inputs(layer: LayerShape, window: int, share: float, seed: int = 0):
+def layer_inputs(layer: LayerShape, window: int, share: float, seed: int = 0, pattern: str = "diagonal",
+                 margin: float = 0.0):
     """(x, w, b) whose predicted share of (channel, window) pairs is ``share``."""
     rng = np.random.default_rng(seed)
     x = np.maximum(rng.standard_normal((1, layer.in_channels, layer.size, layer.size)), 0).astype(np.float32)
@@ -157,9 +161,9 @@ def layer_inputs(layer: LayerShape, window: int, share: float, seed: int = 0):
          * np.sqrt(2 / fan_in)).astype(np.float32)
     zero_bias = np.zeros(layer.out_channels, np.float32)
     pre = _identity_session(layer, w, zero_bias).run(None, {"X": x})[0][0]  # [M, oH, oW]
-    sorted_max = np.sort(_sampled_window_max(pre, window), axis=1)  # [M, windows]
+    sorted_max = np.sort(_sampled_window_max(pre, sampling_pattern(pattern, window)), axis=1)  # [M, windows]
     # Per channel, a threshold with `share` of the windows' sample maxima at or below it; the bias
-    # moves it to zero, so exactly those windows have every sample <= 0.
+    # moves it to -margin, so exactly those windows have every sample <= -margin.
     count, windows = int(round(share * sorted_max.shape[1])), sorted_max.shape[1]
     if count == 0:
         threshold = sorted_max[:, 0] - 1.0
@@ -167,7 +171,7 @@ def layer_inputs(layer: LayerShape, window: int, share: float, seed: int = 0):
         threshold = sorted_max[:, -1] + 1.0
     else:
         threshold = (sorted_max[:, count - 1] + sorted_max[:, count]) / 2
-    b = -threshold
+    b = -threshold - margin
     return x, w, b.astype(np.float32)
 
 
@@ -175,10 +179,11 @@ def _identity_session(layer: LayerShape, w: np.ndarray, b: np.ndarray):
     return session(_model([helper.make_node("Conv", ["X", "W", "B"], ["Y"], **layer.conv_attributes)], w, b, ["Y"]))
 
 
-def _sampled_window_max(pre: np.ndarray, window: int) -> np.ndarray:
+def _sampled_window_max(pre: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+    window = pattern.shape[0]
     m, height, width = pre.shape
     rows, cols = np.arange(height), np.arange(width)
-    sample = (rows[:, None] % window) == (cols[None, :] % window)
+    sample = pattern[rows[:, None] % window, cols[None, :] % window]
     masked = np.where(sample, pre, -np.inf)
     win_h, win_w = -(-height // window), -(-width // window)
     padded = np.full((m, win_h * window, win_w * window), -np.inf, np.float32)
@@ -186,10 +191,11 @@ def _sampled_window_max(pre: np.ndarray, window: int) -> np.ndarray:
     return padded.reshape(m, win_h, window, win_w, window).max(axis=(2, 4)).reshape(m, -1)
 
 
-def time_layer(layer: LayerShape, window: int, share: float, threads: int, repeats: int = 10) -> LayerTiming:
-    x, w, b = layer_inputs(layer, window, share)
+def time_layer(layer: LayerShape, window: int, share: float, threads: int, repeats: int = 10,
+               pattern: str = "diagonal", margin: float = 0.0) -> LayerTiming:
+    x, w, b = layer_inputs(layer, window, share, pattern=pattern, margin=margin)
     dense = session(conv_relu_model(layer, w, b), **quiet_options(threads))
-    predictive = session(predictive_model(layer, w, b, window), **quiet_options(threads))
+    predictive = session(predictive_model(layer, w, b, window, pattern=pattern, margin=margin), **quiet_options(threads))
     feeds = {"X": x}
     _, counters = predictive.run(None, feeds)
     stats = dict(zip(op.COUNTER_NAMES, counters.tolist()))
@@ -200,7 +206,8 @@ def time_layer(layer: LayerShape, window: int, share: float, threads: int, repea
 
 
 def run_layer_benchmark(models: Sequence[str], windows: Sequence[int], shares: Sequence[float],
-                        threads: Sequence[int], repeats: int = 10, layer_filter: Optional[str] = None):
+                        threads: Sequence[int], repeats: int = 10, layer_filter: Optional[str] = None,
+                        pattern: str = "diagonal", margin: float = 0.0):
     """Yields one LayerTiming per (model layer, window, share, thread count)."""
     for model in models:
         for layer in MODEL_LAYERS[model]:
@@ -209,4 +216,4 @@ def run_layer_benchmark(models: Sequence[str], windows: Sequence[int], shares: S
             for window in windows:
                 for share in shares if window > 1 else [0.0]:
                     for n_threads in threads:
-                        yield model, time_layer(layer, window, share, n_threads, repeats)
+                        yield model, time_layer(layer, window, share, n_threads, repeats, pattern, margin)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import op
 from ..bench.layers import MODEL_LAYERS, run_layer_benchmark
 from ..errors import UserError
 
@@ -25,6 +26,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", default="1,2", help="intra-op thread counts (default 1,2)")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per measurement; the median is shown")
     parser.add_argument("--layer", help="only layers whose name contains this text")
+    parser.add_argument("--pattern", default=op.ATTRIBUTES["pattern"].default, choices=op.PATTERNS,
+                        help="the sampling pattern (default %(default)s)")
+    parser.add_argument("--margin", type=float, default=op.ATTRIBUTES["margin"].default,
+                        help="the confidence margin (default %(default)g)")
 
 
 def run(args) -> int:
@@ -35,12 +40,18 @@ def run(args) -> int:
     shares = _numbers(args.shares, float)
     if any(not 0 <= s < 1 for s in shares):
         raise UserError("shares must lie in [0, 1)")
+    try:
+        op.ATTRIBUTES["margin"].check(args.margin)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    print(f"pattern {args.pattern}, margin {args.margin:g}")
     header = (f"{'model':<22} {'layer':<16} {'C→M':>10} {'size':>4} {'k':>2} {'share':>5} {'thr':>3} "
               f"{'ORT ms':>8} {'PC ms':>8} {'MACs exec':>9} {'speedup':>7} {'effic.':>6}")
     print(header)
     print("-" * len(header))
     for model, t in run_layer_benchmark(models, _numbers(args.windows, int), shares,
-                                        _numbers(args.threads, int), args.repeats, args.layer):
+                                        _numbers(args.threads, int), args.repeats, args.layer, args.pattern,
+                                        args.margin):
         layer = t.layer
         print(f"{model:<22} {layer.name:<16} {f'{layer.in_channels}→{layer.out_channels}':>10} {layer.size:>4} "
               f"{t.window:>2} {t.predicted_share:>5.2f} {t.threads:>3} {t.onnxruntime_ms:>8.2f} "
