@@ -16,8 +16,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper, helper
 
-from ..errors import InputError, OutputError
-from ..runtime import ModelLike
+from .errors import InputError, OutputError
+from .runtime import ModelLike
 
 # Tensors are written to a separate data file above this payload: protobuf cannot serialize a
 # message of 2 GiB or more, and the graph itself needs room beside the weights.
@@ -121,14 +121,27 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def writable_target(output: Path) -> Path:
+    """The file a write to ``output`` must replace: a symbolic link's target (the link is kept), never
+    something that is not a regular file (a device, FIFO, socket or folder), which an atomic replace
+    would swap for a regular file."""
+    target = Path(os.path.realpath(output)) if output.is_symlink() else output
+    if target.exists() and not target.is_file():
+        kind = "a folder" if target.is_dir() else "not a regular file (a device, FIFO or socket)"
+        raise OutputError(f"cannot write {output}: it is {kind}; choose a file path")
+    return target
+
+
 @contextlib.contextmanager
 def staged_output(output: Path) -> Iterator[Path]:
     """A path to write the model (and its data file) to, in a private folder beside ``output``.
 
     When the block succeeds the files are moved into place with ``os.replace`` (the data file
-    before the model that refers to it); when it fails they are deleted.
+    before the model that refers to it); when it fails they are deleted. Every command that
+    writes files goes through here (:func:`writable_target` says what may be replaced).
     """
     _check_folder(output)
+    output = writable_target(output)
     folder = output.parent
     try:
         stage = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=folder))
@@ -136,6 +149,8 @@ def staged_output(output: Path) -> Iterator[Path]:
         raise OutputError(f"cannot write to {folder}: {error.strerror or error}") from error
     try:
         yield stage / output.name
+        for staged in stage.iterdir():
+            writable_target(folder / staged.name)  # a data file beside the model, too
         mode = _new_file_mode()
         # The model file last: it is the one readers open.
         for staged in sorted(stage.iterdir(), key=lambda p: p.name == output.name):
@@ -196,3 +211,9 @@ def save_model(
     with staged_output(path) as staged:
         write_model(model, staged, external_data=external_data)
     return path
+
+
+def write_text(path: Union[str, os.PathLike], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, through :func:`staged_output`."""
+    with staged_output(Path(path)) as staged:
+        staged.write_text(text, encoding="utf-8")

@@ -32,7 +32,7 @@ import onnx
 
 from .errors import UnsupportedModelError, UserError, ValidationError
 from .rewriter.api import set_windows
-from .rewriter.model_io import LARGE_MODEL_BYTES, load_model, payload_bytes, write_model
+from .model_io import LARGE_MODEL_BYTES, load_model, payload_bytes, write_model
 from .runtime import ModelLike, quiet_options, session
 
 # Batch size for images when the model's batch dimension is symbolic.

@@ -181,3 +181,79 @@ def test_entry_point_in_a_fresh_interpreter(model_path):
     assert result.returncode == 0, result.stderr
     assert "2 layers rewritten" in result.stdout and "requested windows" in result.stdout
     assert model_path.with_name("p.onnx").is_file()
+
+
+def predictor_attributes(path) -> dict[str, tuple]:
+    from onnxpred import op
+
+    return {n.name: (a["window"], a["pattern"], round(a["margin"], 5))
+            for n in onnx.load(path).graph.node if op.is_predictive_conv(n) for a in [op.node_attributes(n)]}
+
+
+def test_rewrite_with_a_pattern_a_margin_and_a_per_layer_map(model_path, tmp_path, capsys):
+    window_map = tmp_path / "map.json"
+    window_map.write_text(json.dumps({"conv2": {"window": 2, "pattern": "checkerboard"}}))
+    out = tmp_path / "out.onnx"
+    assert main(["rewrite", str(model_path), "-o", str(out), "--pattern", "anti_diagonal", "--margin", "0.5",
+                 "--window-map", str(window_map)]) == 0
+    assert predictor_attributes(out) == {"conv1": (3, "anti_diagonal", 0.5), "conv2": (2, "checkerboard", 0.5)}
+    assert "anti_diagonal" in capsys.readouterr().out
+
+
+def test_margins_in_standard_deviations_are_measured_on_the_data(model_path, tmp_path, capsys):
+    from onnxpred.evaluation.scales import layer_scales
+
+    data = tmp_path / "images"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    with open(data / "labels.csv", "w") as labels:
+        labels.write("file,class_index\n")
+        for index in range(3):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(data / f"{index}.png")
+            labels.write(f"{index}.png,{index}\n")
+    out = tmp_path / "out.onnx"
+    assert main(["rewrite", str(model_path), "-o", str(out), "--margin", "0.5sd", "--data", str(data)]) == 0
+    scales = layer_scales(model_path, data)
+    assert predictor_attributes(out) == {name: (3, "diagonal", round(float(np.float32(0.5 * sd)), 5))
+                                         for name, sd in scales.items()}
+    assert "0.5sd = " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--pattern", "spiral"], "pattern must be one of diagonal"),
+    (["--margin", "-0.5"], "margin must be >= 0"),
+    (["--margin", "half"], "margin must be a number >= 0 or a multiple"),
+])
+def test_bad_predictor_settings_are_one_line_errors(model_path, capsys, arguments, message):
+    assert main(["rewrite", str(model_path), *arguments]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_outputs_that_are_not_regular_files_are_refused_and_kept(model_path, tmp_path, capsys):
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    assert main(["rewrite", str(model_path), "-o", str(fifo), "--no-validate"]) == EXIT_OUTPUT
+    assert "it is not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    folder = tmp_path / "folder.onnx"
+    folder.mkdir()
+    assert main(["rewrite", str(model_path), "-o", str(folder), "--no-validate"]) == EXIT_OUTPUT
+    assert "it is a folder" in capsys.readouterr().err
+    if os.geteuid() == 0:  # a copy of the null device, as the issue reports it
+        device = tmp_path / "null.onnx"
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        assert main(["rewrite", str(model_path), "-o", str(device), "--no-validate"]) == EXIT_OUTPUT
+        assert stat.S_ISCHR(device.lstat().st_mode)
+
+
+def test_an_output_behind_a_symbolic_link_is_written_through_it(model_path, tmp_path):
+    target = tmp_path / "real.onnx"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.onnx"
+    link.symlink_to(target)
+    assert main(["rewrite", str(model_path), "-o", str(link), "--no-validate"]) == 0
+    assert link.is_symlink() and windows(target) == {"conv1": 3, "conv2": 3}

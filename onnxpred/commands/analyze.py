@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import OutputError
 from ..evaluation import analyze
 from ..evaluation.render import percent
+from ..model_io import write_text
 from .report import add_common_arguments, add_evaluation_arguments, evaluation_options
 
 NAME = "analyze"
@@ -32,8 +32,5 @@ def run(args) -> int:
         print(f"skipped {len(spatial['skipped_images'])} unreadable images: "
               + ", ".join(image["file"] for image in spatial["skipped_images"]))
     if args.json:
-        try:
-            args.json.write_text(json.dumps(spatial, indent=2) + "\n", encoding="utf-8")
-        except OSError as error:
-            raise OutputError(f"cannot write {args.json}: {error}") from None
+        write_text(args.json, json.dumps(spatial, indent=2) + "\n")
     return 0

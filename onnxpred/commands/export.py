@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import UserError
-from ..rewriter.model_io import staged_output
+from ..model_io import staged_output
 
 NAME = "export"
 HELP = "export alexnet, vgg16, resnet18 or efficientnet_lite0/1/2 to ONNX (opset 17, input 'input', output 'logits')"

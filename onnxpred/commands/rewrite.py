@@ -13,9 +13,12 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import op
 from ..errors import InputError, UserError
+from ..evaluation.scales import layer_scales
+from ..model_io import LARGE_MODEL_BYTES, check_output_path, model_files, payload_bytes, staged_output, write_model
 from ..rewriter.api import rewrite_with_summary
-from ..rewriter.model_io import LARGE_MODEL_BYTES, check_output_path, model_files, payload_bytes, staged_output, write_model
+from ..rewriter.selection import Predictor, margins_in_sd
 from ..validation import validate
 
 NAME = "rewrite"
@@ -33,6 +36,12 @@ def layer_names(text: str) -> list[str]:
 def add_arguments(parser) -> None:
     parser.add_argument("model", type=Path, help="the ONNX model to rewrite")
     parser.add_argument("-k", "--window", type=int, default=3, help="prediction window k of every layer (default 3)")
+    parser.add_argument("--pattern", default=op.ATTRIBUTES["pattern"].default, metavar="NAME",
+                        help=f"sampled outputs of each window: {', '.join(op.PATTERNS)} (default diagonal)")
+    parser.add_argument("--margin", default="0", metavar="M",
+                        help="predict a window only where its samples' pre-activation is <= -M: absolute (0.25) or "
+                             "in units of each layer's pre-activation standard deviation (0.5sd, measured on the "
+                             "--data images or the built-in samples); default 0")
     parser.add_argument("-o", "--output", type=Path,
                         help="the rewritten model (default: <model stem>.pred.onnx beside the model)")
     selection = parser.add_mutually_exclusive_group()
@@ -41,7 +50,8 @@ def add_arguments(parser) -> None:
     selection.add_argument("--exclude", type=layer_names, action="extend", metavar="NAMES",
                            help="leave these layers alone (comma-separated Conv node names; repeatable)")
     parser.add_argument("--window-map", type=Path, metavar="FILE",
-                        help='JSON file {"layer": k, ...}: windows of single layers, overriding -k')
+                        help='JSON file {"layer": k or {"window": k, "pattern": P, "margin": M}, ...}: settings of '
+                             'single layers, overriding -k, --pattern and --margin (missing keys keep them)')
     parser.add_argument("--no-validate", action="store_true", help="skip the validation against the original")
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="validate on these images (labels.csv or wnid folders; default: random inputs)")
@@ -57,7 +67,7 @@ def default_output(model: Path) -> Path:
     return model.with_name(f"{model.stem}.pred.onnx")
 
 
-def read_window_map(path: Path) -> dict[str, int]:
+def read_window_map(path: Path) -> dict:
     try:
         window_map = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
@@ -65,7 +75,7 @@ def read_window_map(path: Path) -> dict[str, int]:
     except (ValueError, UnicodeDecodeError) as error:
         raise InputError(f"the window map {path} is not JSON: {error}") from error
     if not isinstance(window_map, dict):
-        raise UserError(f'the window map {path} must be a JSON object {{"layer": k, ...}}')
+        raise UserError(f'the window map {path} must be a JSON object {{"layer": k or {{"window": k, ...}}, ...}}')
     return window_map
 
 
@@ -73,12 +83,18 @@ def run(args) -> int:
     output = args.output or default_output(args.model)
     inputs = model_files(args.model)
     check_output_path(output, inputs)  # before the work, not after it
+    window_map = read_window_map(args.window_map) if args.window_map else None
+    predictor = Predictor.create(args.window, args.pattern, args.margin)
+    scales = layer_scales(args.model, args.data) if margins_in_sd(predictor, window_map) else None
     model, summary = rewrite_with_summary(
         args.model,
         args.window,
+        pattern=args.pattern,
+        margin=args.margin,
         layers=args.layers,
         exclude=args.exclude,
-        window_map=read_window_map(args.window_map) if args.window_map else None,
+        window_map=window_map,
+        scales=scales,
         audit=args.audit,
         expose_counters=args.counters,
     )

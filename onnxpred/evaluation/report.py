@@ -17,14 +17,15 @@ import onnxruntime
 
 from .. import __version__
 from ..datasets import LabelledImage, PreprocessingSpec, load_dataset
-from ..errors import InputError, OutputError, UnsupportedModelError, UserError
+from ..errors import OutputError, UnsupportedModelError, UserError
+from ..model_io import load_model, write_text
 from ..op import COUNTER_NAMES
 from ..rewriter import RewriteSummary, rewrite_with_summary, set_windows
 from ..rewriter.selection import predictor_grid
 from .distributed import RayOptions, evaluator_for
 from .evaluate import AccuracyTally, EligibleLayer, Evaluation, eligible_layers
 from .render import to_html, to_markdown
-from .scales import preactivation_sd
+from .scales import SCALE_IMAGES, preactivation_sd
 from .spatial import DEFAULT_WINDOWS, summarize
 from .stats import wilson_interval
 
@@ -40,22 +41,8 @@ SAMPLE_DEV_NOTE = (
 )
 DEFAULT_PATTERNS = ("diagonal",)
 DEFAULT_MARGINS = (0.0,)
-# Images the layers' pre-activation standard deviations are measured on (margins in sd units).
-SCALE_IMAGES = 64
 MAC_SAVINGS_DENOMINATOR = "dense MACs of the rewritten Conv layers"
 MAC_SAVINGS_ALL_CONV_DENOMINATOR = "dense MACs of all Conv layers of the model"
-
-
-def load_model(source: ModelSource) -> onnx.ModelProto:
-    if isinstance(source, onnx.ModelProto):
-        return source
-    path = Path(source)
-    if not path.is_file():
-        raise InputError(f"model file {path} does not exist")
-    try:
-        return onnx.load(path)
-    except Exception as error:  # protobuf raises several types for a file that is not a model
-        raise InputError(f"cannot read ONNX model {path}: {error}") from None
 
 
 def check_windows(windows: Sequence[int]) -> list[int]:
@@ -313,7 +300,7 @@ def write_report(content: dict, out_dir: PathLike) -> None:
     }
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            (folder / name).write_text(text, encoding="utf-8")
     except OSError as error:
         raise OutputError(f"cannot write the report into {folder}: {error}") from None
+    for name, text in files.items():
+        write_text(folder / name, text)

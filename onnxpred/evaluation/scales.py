@@ -15,10 +15,16 @@ import numpy as np
 import onnx
 
 from .. import op
-from ..datasets import LabelledImage, PreprocessingSpec, batches
+from ..datasets import LabelledImage, PreprocessingSpec, batches, load_dataset
 from ..errors import UnsupportedModelError
-from ..runtime import quiet_options, session
+from ..model_io import load_model
+from ..rewriter import rewrite
+from ..runtime import ModelLike, quiet_options, session
 from .evaluate import batch_size_for, with_outputs
+
+# Images the standard deviations are measured on, by default: the spread of a layer's
+# pre-activation settles within a few dozen images.
+SCALE_IMAGES = 64
 
 
 def preactivation_tensors(original: onnx.ModelProto, rewritten: onnx.ModelProto) -> dict[str, str]:
@@ -69,3 +75,13 @@ def preactivation_sd(
     sd = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
     by_tensor = dict(zip(names, sd))
     return {layer: float(by_tensor[tensor]) for layer, tensor in tensors.items()}
+
+
+def layer_scales(model: ModelLike, data=None, *, limit: int = SCALE_IMAGES, threads: Optional[int] = None
+                 ) -> dict[str, float]:
+    """:func:`preactivation_sd` of every layer the rewriter can predict in ``model``, on the first ``limit``
+    images of ``data`` (a dataset folder; None: the built-in ImageNet samples)."""
+    original = load_model(model)
+    images = load_dataset(data)[:limit]
+    return preactivation_sd(original, rewrite(original, window=1), images, PreprocessingSpec.from_model(original),
+                            threads=threads)

@@ -33,10 +33,11 @@ from tqdm import tqdm
 
 from .. import op, reference
 from ..datasets import LabelledImage, PreprocessingSpec, batches, load_dataset
+from ..model_io import load_model
 from ..rewriter import rewrite
 from ..runtime import session
 from .evaluate import eligible_layers, with_outputs
-from .report import ModelSource, PathLike, load_model
+from .report import ModelSource, PathLike
 
 # Counters both sides must reproduce. macs_executed is left out: the reference executes exactly the
 # non-predicted outputs, the kernel may compute more (DESIGN §1), so only that lower bound is checked.

@@ -2,7 +2,7 @@
 
 Layout, in the style of onnx-ir passes and onnxscript rewrite rules: ``passes/`` holds in-place
 graph passes (pre-passes that expose patterns, then the fusion pass), ``rules/`` one pattern a
-module with its maths, ``api`` the pipeline, ``model_io`` reading and writing models.
+module with its maths, ``api`` the pipeline (model files are read and written by :mod:`onnxpred.model_io`).
 """
 
 from .api import rewrite, rewrite_with_summary, set_windows

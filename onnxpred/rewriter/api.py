@@ -10,7 +10,7 @@ from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
 from .. import op
 from ..runtime import ModelLike
 from .graph import GraphContext
-from .model_io import load_model
+from ..model_io import load_model
 from .passes.fold_batch_norm import FoldBatchNorm
 from .passes.fold_pad import FoldPad
 from .passes.fuse_predictive_conv import FusePredictiveConv

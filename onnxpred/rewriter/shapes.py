@@ -6,7 +6,7 @@ import onnx
 from onnx import helper
 
 from ..errors import InputError
-from .model_io import tensor_bytes
+from ..model_io import tensor_bytes
 
 # Initializers above this size are declared to shape inference, not given: it reads the values of
 # small shape operands only (Reshape's shape, Pad's pads, ...), never of weights.

@@ -11,8 +11,8 @@ from rewriter_graphs import GraphBuilder, attributes, check_rewrite, predictive_
 
 import onnxpred
 from onnxpred.errors import InputError, OutputError, UserError
-from onnxpred.rewriter import model_io
-from onnxpred.rewriter.model_io import check_output_path, load_model, model_files, save_model, staged_output
+from onnxpred import model_io
+from onnxpred.model_io import check_output_path, load_model, model_files, save_model, staged_output
 
 
 def three_layers() -> onnx.ModelProto:
