@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import onnx
 
+from . import op
 from .errors import UnsupportedModelError, UserError, ValidationError
 from .rewriter.api import set_windows
 from .model_io import LARGE_MODEL_BYTES, load_model, payload_bytes, write_model
@@ -148,6 +149,10 @@ def validate(
             onnx.checker.check_model(rewritten_source, full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
             raise ValidationError(f"onnx.checker rejects the rewritten model: {_first_line(error)}") from error
+        try:
+            op.check_model(_header(rewritten))  # the ranges onnx.checker does not know
+        except op.ContractError as error:
+            raise ValidationError(f"the rewritten model breaks the op's contract: {error}") from error
         requested = outputs_of(rewritten_source, "rewritten", ValidationError)
         with _runnable(set_windows(rewritten_source, 1)) as window_one_source:
             window_one = outputs_of(window_one_source, "rewritten", ValidationError)
@@ -239,6 +244,8 @@ def _labelled_images_fit(header: onnx.ModelProto, inputs: Sequence[onnx.ValueInf
 
 def _static_shape(value: onnx.ValueInfoProto) -> list[int]:
     """The input's shape; a symbolic batch (first) dimension becomes 1."""
+    if not value.type.tensor_type.HasField("shape"):
+        raise UnsupportedModelError(f"input {value.name!r} has no declared shape: validate it on images")
     shape = []
     for index, dim in enumerate(value.type.tensor_type.shape.dim):
         if dim.HasField("dim_value"):

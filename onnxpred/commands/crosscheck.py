@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..errors import ValidationError
 from ..evaluation import crosscheck
 from ..evaluation.simulate import END_TO_END_TOLERANCE, SAME_INPUTS_TOLERANCE
-from .report import add_common_arguments
+from ..rewriter.selection import predictor_grid
+from .report import add_common_arguments, add_predictor_arguments
 
 NAME = "crosscheck"
 HELP = ("run images through the rewritten model with the compiled op and through a NumPy simulation of it; "
@@ -14,6 +15,7 @@ HELP = ("run images through the rewritten model with the compiled op and through
 
 def add_arguments(parser) -> None:
     add_common_arguments(parser, windows_default="3")
+    add_predictor_arguments(parser)
     parser.add_argument("--tolerance", type=float, default=END_TO_END_TOLERANCE,
                         help="allowed counter difference per layer between the two whole-model runs, as a share "
                              f"of the layer's outputs (default {END_TO_END_TOLERANCE:g})")
@@ -24,13 +26,14 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     failed = []
-    for window in args.windows:
-        result = crosscheck(args.model, args.data, window, limit=args.limit,
-                            end_to_end_tolerance=args.tolerance, same_inputs_tolerance=args.same_inputs_tolerance,
-                            batch_size=args.batch_size, threads=args.threads, progress=not args.quiet)
+    for predictor in predictor_grid(args.windows, args.patterns, args.margins):
+        result = crosscheck(args.model, args.data, predictor.window, pattern=predictor.pattern,
+                            margin=predictor.margin, limit=args.limit, end_to_end_tolerance=args.tolerance,
+                            same_inputs_tolerance=args.same_inputs_tolerance, batch_size=args.batch_size,
+                            threads=args.threads, progress=not args.quiet)
         print("\n".join(result.lines()))
         if not result.passed:
-            failed.append(window)
+            failed.append(str(predictor))
     if failed:
-        raise ValidationError(f"the compiled op disagrees with the simulation at window {failed}")
+        raise ValidationError(f"the compiled op disagrees with the simulation at {', '.join(failed)}")
     return 0

@@ -44,7 +44,7 @@ def eligible_layers(rewritten: onnx.ModelProto) -> list[EligibleLayer]:
     graph_outputs = {value.name for value in rewritten.graph.output}
     layers = []
     for node in rewritten.graph.node:
-        if node.domain == op.DOMAIN and node.op_type == op.OP_TYPE:
+        if op.is_predictive_conv(node):
             counters = node.output[1] if len(node.output) > 1 and node.output[1] in graph_outputs else None
             layers.append(EligibleLayer(node.name, node.output[0], counters))
     return layers

@@ -22,7 +22,7 @@ in a special case of the kernel (edge windows, a channel block) changes far more
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import onnx
@@ -35,9 +35,11 @@ from .. import op, reference
 from ..datasets import LabelledImage, PreprocessingSpec, batches, load_dataset
 from ..model_io import load_model
 from ..rewriter import rewrite
+from ..rewriter.selection import Predictor
 from ..runtime import session
 from .evaluate import eligible_layers, with_outputs
 from .report import ModelSource, PathLike
+from .scales import preactivation_sd
 
 # Counters both sides must reproduce. macs_executed is left out: the reference executes exactly the
 # non-predicted outputs, the kernel may compute more (DESIGN §1), so only that lower bound is checked.
@@ -99,7 +101,7 @@ class LayerComparison:
 
 @dataclass
 class Crosscheck:
-    window: int
+    configuration: str  # the predictor's label, "k=3" or "k=3 checkerboard m=0.5sd"
     tolerances: dict[str, float]  # by comparison: "end to end", "same inputs"
     images: int = 0
     top1_equal: int = 0
@@ -113,7 +115,7 @@ class Crosscheck:
 
     def lines(self) -> list[str]:
         """A human-readable account: totals, then every layer that differs at all."""
-        lines = [f"window {self.window}: {self.images} images, top-1 equal on {self.top1_equal}, "
+        lines = [f"{self.configuration}: {self.images} images, top-1 equal on {self.top1_equal}, "
                  f"max |logit difference| {self.max_logit_difference:.3g}"]
         for layer in self.layers:
             differences = layer.differences()
@@ -137,6 +139,8 @@ def crosscheck(
     data: Optional[PathLike] = None,
     window: int = 3,
     *,
+    pattern: Optional[str] = None,
+    margin: Union[float, str, None] = None,
     limit: Optional[int] = None,
     end_to_end_tolerance: float = END_TO_END_TOLERANCE,
     same_inputs_tolerance: float = SAME_INPUTS_TOLERANCE,
@@ -144,20 +148,26 @@ def crosscheck(
     threads: Optional[int] = None,
     progress: bool = True,
 ) -> Crosscheck:
-    """Rewrite ``model`` at ``window`` and compare the compiled op with the simulation on the first ``limit``
-    images of ``data`` (all when None; the default data set when ``data`` is None)."""
+    """Rewrite ``model`` with ``window``, ``pattern`` and ``margin`` (absolute, or ``"0.5sd"`` measured on the
+    same images) and compare the compiled op with the simulation on the first ``limit`` images of ``data``
+    (all when None; the default data set when ``data`` is None)."""
     original = load_model(model)
     spec = PreprocessingSpec.from_model(original)
     images = load_dataset(data)[:limit]
-    rewritten = rewrite(original, window=window, audit=True, expose_counters=True)
+    predictor = Predictor.create(window, pattern, margin)
+    scales = None
+    if predictor.margin.in_sd:
+        scales = preactivation_sd(original, rewrite(original, window=1), images, spec, threads=threads)
+    rewritten = rewrite(original, window=window, pattern=pattern, margin=margin, scales=scales, audit=True,
+                        expose_counters=True)
     tolerances = {"end to end": end_to_end_tolerance, "same inputs": same_inputs_tolerance}
-    return compare_with_simulation(rewritten, window, images, spec, tolerances, batch_size=batch_size,
+    return compare_with_simulation(rewritten, str(predictor), images, spec, tolerances, batch_size=batch_size,
                                    threads=threads, progress=progress)
 
 
 def compare_with_simulation(
     rewritten: onnx.ModelProto,
-    window: int,
+    configuration: str,
     images: Sequence[LabelledImage],
     spec: PreprocessingSpec,
     tolerances: dict[str, float],
@@ -181,9 +191,9 @@ def compare_with_simulation(
     compiled = session(with_outputs(rewritten, computed_inputs), **options)
     simulated = simulator(rewritten)
     node_simulators = [simulator(node) for node in layer_nodes]
-    result = Crosscheck(window, tolerances)
+    result = Crosscheck(configuration, tolerances)
     counters = np.zeros((3, len(layers), len(op.COUNTER_NAMES)), dtype=np.int64)  # op, end to end, same inputs
-    with tqdm(total=len(images), unit="img", desc=f"cross-checking k={window}", disable=not progress) as bar:
+    with tqdm(total=len(images), unit="img", desc=f"cross-checking {configuration}", disable=not progress) as bar:
         for pixels, _ in batches(images, spec, batch_size):
             feeds = {input_name: pixels}
             op_logits, *op_values = compiled.run(outputs + computed_inputs, feeds)
