@@ -134,9 +134,8 @@ def evaluate_on_ray(
                              skip_bad_images=skip_bad_images))
         worker_class = ray.remote(num_cpus=threads, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES,
                                   runtime_env={"env_vars": WORKER_ENVIRONMENT})(_ShardWorker)
-        # Inside a list the setup stays a reference that the worker fetches itself, also when it restarts.
-        actors = [worker_class.remote([setup]) for _ in range(min(workers, len(shards)) or 1)]
-        results = _run_shards(ray, actors, shards, progress)
+        actors = [worker_class.remote() for _ in range(min(workers, len(shards)) or 1)]
+        results = _run_shards(ray, actors, setup, shards, progress)
         tallies = Tallies.empty(len(windows), layers, spatial_windows)
         for result in results:
             tallies.merge(result)
@@ -174,7 +173,7 @@ def _shard_size(requested: Optional[int], batch_size: int, image_count: int, wor
     return batch_size * math.ceil(requested / batch_size)
 
 
-def _run_shards(ray, actors: list, shards: list[list[LabelledImage]], progress: bool) -> list[Tallies]:
+def _run_shards(ray, actors: list, setup, shards: list[list[LabelledImage]], progress: bool) -> list[Tallies]:
     """Each shard's tallies, in shard order; the next shard goes to the first worker that finishes one."""
     waiting = deque(enumerate(shards))
     pending = {}  # object ref -> (shard index, actor)
@@ -183,7 +182,8 @@ def _run_shards(ray, actors: list, shards: list[list[LabelledImage]], progress: 
     def submit(actor) -> None:
         if waiting:
             index, shard = waiting.popleft()
-            pending[actor.run.remote(shard)] = (index, actor)
+            # Inside a list the setup stays a reference, fetched by a worker only when it has no sessions yet.
+            pending[actor.run.remote([setup], shard)] = (index, actor)
 
     for actor in actors:
         for _ in range(IN_FLIGHT_PER_WORKER):
@@ -220,14 +220,20 @@ def _result(ray, ref, shard: list[LabelledImage]) -> Tallies:
 
 
 class _ShardWorker:
-    """A Ray actor: the sessions of one evaluation, built once, and the tallies of each shard run through them."""
+    """A Ray actor: the sessions of one evaluation, built at its first shard, and the tallies of each shard.
 
-    def __init__(self, setup: list):
-        import ray
+    The setup comes with every shard rather than to the constructor: Ray warns about restartable actors
+    whose constructor arguments live in the object store, and a restarted worker needs it again anyway.
+    """
 
-        setup = dict(ray.get(setup[0]))
-        self.evaluator = Evaluator(setup.pop("original"), setup.pop("windows"), setup.pop("layers"),
-                                   setup.pop("spec"), **setup)
+    def __init__(self):
+        self.evaluator: Optional[Evaluator] = None
 
-    def run(self, images: list[LabelledImage]) -> Tallies:
+    def run(self, setup: list, images: list[LabelledImage]) -> Tallies:
+        if self.evaluator is None:
+            import ray
+
+            arguments = dict(ray.get(setup[0]))
+            self.evaluator = Evaluator(arguments.pop("original"), arguments.pop("windows"), arguments.pop("layers"),
+                                       arguments.pop("spec"), **arguments)
         return self.evaluator.run(images)
