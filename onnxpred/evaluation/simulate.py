@@ -42,7 +42,7 @@ from .report import ModelSource, PathLike
 from .scales import preactivation_sd
 
 # Counters both sides must reproduce. macs_executed is left out: the reference executes exactly the
-# non-predicted outputs, the kernel may compute more (DESIGN §1), so only that lower bound is checked.
+# non-predicted outputs, the kernel may compute more (docs/predictive_conv.md), so only that lower bound is checked.
 COMPARED_COUNTERS = ("outputs", "zero_diag", "predicted", "pred_hit", "pred_miss", "macs_dense")
 _COMPARED = [op.COUNTER_NAMES.index(name) for name in COMPARED_COUNTERS]
 SAME_INPUTS_TOLERANCE = 1e-5
