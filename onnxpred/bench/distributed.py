@@ -1,0 +1,85 @@
+"""What spreading a report over Ray costs and gains on this machine (a measurement, never a test).
+
+``python3 -m onnxpred.bench.distributed MODEL --data DIR [-k 1,2,3,4,5] [--limit N]`` runs the same report
+three times, each with sessions of 1 intra-op thread: in-process, on a local Ray instance with 1 worker,
+and with 2 workers. It prints each evaluation pass's time and images per second, the distribution's
+overhead (1 Ray worker against in-process), the speed-up of 2 workers over 1, and whether the three
+reports hold the same numbers. The Ray instance is started once, before the runs; its start-up is
+printed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from ..commands.report import window_list
+from ..evaluation import report
+from ..evaluation.distributed import RayOptions, import_ray
+
+# What differs between two runs of the same report: times, creation date, how the work was spread.
+RUN_KEYS = ("run_time_s", "evaluation_time_s", "created", "distribution")
+
+
+def report_numbers(content):
+    """``report.json`` without :data:`RUN_KEYS`, at any depth: what must be identical between runs."""
+    if isinstance(content, dict):
+        return {key: report_numbers(value) for key, value in content.items() if key not in RUN_KEYS}
+    if isinstance(content, list):
+        return [report_numbers(value) for value in content]
+    return content
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m onnxpred.bench.distributed", description=__doc__.split("\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--data", type=Path, help="dataset folder (default: foolbox's 20 images)")
+    parser.add_argument("-k", "--windows", type=window_list, default=window_list("1,2,3,4,5"))
+    parser.add_argument("--limit", type=int, help="only the first N images")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--json", type=Path, help="also write the measurements here")
+    args = parser.parse_args(argv)
+
+    ray = import_ray()
+    start = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray_start_s = time.perf_counter() - start
+    runs = {"in-process": None, "ray, 1 worker": RayOptions(workers=1), "ray, 2 workers": RayOptions(workers=2)}
+    contents = {}
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            for index, (name, options) in enumerate(runs.items()):
+                contents[name] = report(args.model, args.data, args.windows, out_dir=Path(scratch) / str(index),
+                                        limit=args.limit, batch_size=args.batch_size, threads=1, ray=options)
+    finally:
+        ray.shutdown()
+
+    images = contents["in-process"]["images"]
+    seconds = {name: content["evaluation_time_s"] for name, content in contents.items()}
+    numbers = [report_numbers(content) for content in contents.values()]
+    results = {
+        "model": str(args.model), "images": images, "windows": args.windows, "ray_start_s": ray_start_s,
+        "evaluation_s": seconds,
+        "images_per_s": {name: images / value for name, value in seconds.items()},
+        "overhead_1_worker": seconds["ray, 1 worker"] / seconds["in-process"] - 1,
+        "speedup_2_workers": seconds["ray, 1 worker"] / seconds["ray, 2 workers"],
+        "identical_numbers": all(other == numbers[0] for other in numbers[1:]),
+    }
+    print(f"{images} images, k = {','.join(map(str, args.windows))}, sessions of 1 intra-op thread; "
+          f"Ray instance started in {ray_start_s:.1f} s (not counted below)")
+    for name, value in seconds.items():
+        print(f"  {name:<15} {value:7.1f} s  {images / value:6.2f} images/s")
+    print(f"overhead of 1 Ray worker over in-process: {100 * results['overhead_1_worker']:+.1f}% "
+          f"(actor start and its sessions included)")
+    print(f"2 workers over 1: {results['speedup_2_workers']:.2f}x")
+    print(f"identical report numbers in all three runs: {results['identical_numbers']}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0 if results["identical_numbers"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
