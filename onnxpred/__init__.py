@@ -19,5 +19,10 @@ __all__ = [
     "session",
     "session_options",
     "set_windows",
+    "tune",
+    "TuneResult",
 ]
 __version__ = "0.1.0"
+
+# Last: the tuner uses the evaluation, which reads __version__.
+from .tuning.api import TuneResult, tune  # noqa: E402

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "rewrite",
     "validate",
     "report",
+    "tune",
     "analyze",
     "crosscheck",
     "bench",

@@ -1,0 +1,108 @@
+"""Time in onnxruntime: what one layer's prediction saves inside the model, and the tuned model against
+the original end to end.
+
+Per layer, as ``onnxpred bench`` attributes it (:mod:`onnxpred.bench.model`): onnxruntime's profiler
+gives each node's kernel time; in the original a Conv and its activation run as one fused node named
+after the activation's output, which the PredictiveConv keeps. A model with only that layer rewritten
+also runs the NCHWc reorder nodes onnxruntime inserts around a custom op: their time beyond the
+original's reorders is charged to the layer. End to end: both sessions run in turn on the same images
+(:func:`onnxpred.bench.timing.time_in_turn`), at every thread count asked.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import onnx
+
+from ..bench.model import _profile_node_times
+from ..bench.timing import time_in_turn
+from ..runtime import quiet_options, session
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    """One layer per image, µs: onnxruntime's fused Conv, the PredictiveConv and the extra reorders."""
+
+    original_us: float
+    predictive_us: float
+    reorder_us: float
+
+    @property
+    def saved_us(self) -> float:
+        return self.original_us - self.predictive_us - self.reorder_us
+
+    @property
+    def cost_ratio(self) -> float:
+        """PredictiveConv's time with its reorders over onnxruntime's time for the layer."""
+        return (self.predictive_us + self.reorder_us) / self.original_us if self.original_us else float("inf")
+
+    def to_json(self) -> dict:
+        return {"original_us": self.original_us, "predictive_us": self.predictive_us, "reorder_us": self.reorder_us,
+                "saved_us": self.saved_us}
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    threads: int
+    original_ms: float
+    tuned_ms: float
+
+    @property
+    def pays(self) -> bool:
+        return self.tuned_ms < self.original_ms
+
+    def to_json(self) -> dict:
+        return {"threads": self.threads, "original_ms": self.original_ms, "tuned_ms": self.tuned_ms,
+                "speedup": self.original_ms / self.tuned_ms if self.tuned_ms else None}
+
+
+def _reorder_us(nodes: dict) -> float:
+    return sum(t for name, t in nodes.items() if "reorder" in name.lower())
+
+
+class Timer:
+    """Measures time in onnxruntime on this machine; tests substitute their own."""
+
+    def __init__(self, feeds: Sequence[dict], repeats: int = 3):
+        self.feeds, self.repeats = list(feeds), repeats
+        self._workdir = tempfile.TemporaryDirectory(prefix="onnxpred-tune-")
+        self._original: dict = {}
+
+    def close(self) -> None:
+        self._workdir.cleanup()
+
+    def _profile(self, model: onnx.ModelProto, threads: int, tag: str) -> dict:
+        path = os.path.join(self._workdir.name, f"{tag}.onnx")
+        onnx.save(model, path)
+        nodes, _ = _profile_node_times(path, self.feeds, threads, self._workdir.name, tag)
+        return nodes
+
+    def layer(self, original: onnx.ModelProto, rewritten: onnx.ModelProto, name: str, activation: str,
+              threads: int) -> LayerTime:
+        """Layer ``name`` (output ``activation``) in ``rewritten``, where it is the only PredictiveConv."""
+        if threads not in self._original:
+            self._original[threads] = self._profile(original, threads, f"original{threads}")
+        original_nodes = self._original[threads]
+        nodes = self._profile(rewritten, threads, "layer")
+        fused = sum(t for node, t in original_nodes.items() if node.startswith(activation))
+        extra_reorders = max(0.0, _reorder_us(nodes) - _reorder_us(original_nodes))
+        return LayerTime(fused, nodes.get(name, 0.0), extra_reorders)
+
+    def end_to_end(self, original: onnx.ModelProto, tuned: onnx.ModelProto, threads: int) -> EndToEnd:
+        first = session(original, **quiet_options(threads))
+        second = session(tuned, **quiet_options(threads))
+        for sess in (first, second):  # warm up
+            sess.run(None, self.feeds[0])
+        original_ms, tuned_ms = time_in_turn(first, second, self.feeds, self.repeats)
+        return EndToEnd(threads, original_ms, tuned_ms)
+
+
+def single_image_feeds(pixels: Sequence[np.ndarray], input_name: str, count: int) -> list[dict]:
+    """Up to ``count`` one-image feeds from the batches ``pixels`` (latency is per image)."""
+    images = np.concatenate(list(pixels))[:count]
+    return [{input_name: images[i:i + 1]} for i in range(len(images))]

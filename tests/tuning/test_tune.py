@@ -1,0 +1,167 @@
+"""onnxpred tune on a small network: the split, the budget, best effort, the window map, never slower, the CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import onnx
+import pytest
+
+from onnxpred.cli import main
+from onnxpred.datasets import LabelledImage, load_dataset
+from onnxpred.errors import EXIT_INPUT, EXIT_OUTPUT, EXIT_USAGE, EXIT_VALIDATION
+from onnxpred.tuning.api import tune, write_outputs
+from onnxpred.tuning.timing import EndToEnd, LayerTime, Timer
+from onnxpred.tuning.split import split_images
+
+# A small search space keeps each run to a second or two.
+QUICK = dict(windows=(2, 3), patterns=["diagonal", "centre"], margins=["0", "0.5sd"], sensitivity_images=8,
+             candidates_per_layer=3, threads=[1], progress=False)
+QUICK_CLI = ["--windows", "2,3", "--patterns", "diagonal,centre", "--margins", "0,0.5sd", "--threads", "1", "-q"]
+
+
+def test_split_is_disjoint_deterministic_and_recorded():
+    images = [LabelledImage(Path(f"/data/class{i % 3}/img{i}.png"), i % 3) for i in range(50)]
+    split = split_images(images, 0.4, seed=3)
+    tuning, confirmation = {i.path for i in split.tuning}, {i.path for i in split.confirmation}
+    assert not tuning & confirmation
+    assert tuning | confirmation == {i.path for i in images}
+    assert len(confirmation) == 20
+    shuffled = images[:]
+    random.Random(1).shuffle(shuffled)
+    again = split_images(shuffled, 0.4, seed=3)
+    assert {i.path for i in again.confirmation} == confirmation  # the order of listing does not matter
+    assert {i.path for i in split_images(images, 0.4, seed=4).confirmation} != confirmation
+    record = split.record()
+    assert record["seed"] == 3 and sorted(record["confirmation"]) == sorted(map(str, confirmation))
+    assert sorted(record["tuning"]) == sorted(map(str, tuning))
+
+
+def test_split_needs_two_images():
+    with pytest.raises(Exception, match="at least 2 images"):
+        split_images([LabelledImage(Path("a.png"), 1)])
+
+
+def test_result_records_the_split_and_confirms_on_unseen_images(small_net, small_data):
+    result = tune(small_net, small_data, objective="macs", max_drop=5.0, **QUICK)
+    content = result.content
+    split = content["split"]
+    assert not set(split["tuning"]) & set(split["confirmation"])
+    assert len(split["tuning"]) + len(split["confirmation"]) == len(load_dataset(small_data))
+    if result.model is not None:
+        confirmation = content["confirmation"]
+        assert confirmation["tuned"]["images"] == len(split["confirmation"])
+        low, high = confirmation["tuned"]["agreement"]["ci95"]
+        assert low <= confirmation["tuned"]["agreement"]["value"] <= high
+    for configuration in content["tuning"]["configurations"]:
+        assert configuration["images"] == len(split["tuning"])  # the search ran on the tuning images only
+
+
+def test_budget_zero_chooses_nothing_that_changes_a_tuning_image(small_net, unlabelled_data):
+    result = tune(small_net, unlabelled_data, metric="agreement", objective="macs", max_drop=0.0, **QUICK)
+    chosen = [c for c in result.content["tuning"]["configurations"] if c["chosen"]]
+    if result.model is None:
+        assert result.outcome == "nothing-within-budget" and not chosen
+    else:
+        (configuration,) = chosen
+        assert configuration["agreement"] == 1.0 and configuration["drop_points"] <= 0
+    assert all(c["feasible"] == (c["agreement"] == 1.0) for c in result.content["tuning"]["configurations"])
+
+
+def test_top1_without_labels_is_refused(small_net, unlabelled_data):
+    with pytest.raises(Exception, match="needs labelled images"):
+        tune(small_net, unlabelled_data, metric="top1", objective="macs", **QUICK)
+
+
+def test_an_unreachable_goal_writes_the_best_effort_and_says_so(small_net, small_data, tmp_path, capsys):
+    result = tune(small_net, small_data, objective="macs", max_drop=100.0, min_savings=0.99, **QUICK)
+    assert result.model is not None and not result.goal_met
+    assert any("goal not met" in message for message in result.messages)
+    written = write_outputs(result, small_net, tmp_path / "best.onnx")
+    assert written.model.is_file() and written.window_map.is_file()
+    assert "GOAL NOT MET" in (written.report / "report.md").read_text()
+    assert json.loads((written.report / "report.json").read_text())["goal_met"] is False
+
+
+def test_strict_exits_non_zero_and_writes_no_model(small_net, small_data, tmp_path, capsys):
+    output = tmp_path / "strict.onnx"
+    code = main(["tune", str(small_net), "--data", str(small_data), "--objective", "macs", "--max-drop", "100",
+                 "--min-savings", "0.99", "--strict", "-o", str(output), *QUICK_CLI])
+    assert code == EXIT_VALIDATION
+    assert not output.exists()
+    assert "goal not met" in capsys.readouterr().err
+
+
+def test_window_map_rewrites_to_the_same_model(small_net, small_data, tmp_path, capsys):
+    output = tmp_path / "tuned.onnx"
+    code = main(["tune", str(small_net), "--data", str(small_data), "--objective", "macs", "--max-drop", "20",
+                 "-o", str(output), *QUICK_CLI])
+    assert code == 0
+    window_map = json.loads((tmp_path / "tuned.windows.json").read_text())
+    assert window_map, "a 20-point budget leaves room for some prediction on this network"
+    again = tmp_path / "again.onnx"
+    assert main(["rewrite", str(small_net), "--window-map", str(tmp_path / "tuned.windows.json"),
+                 "--layers", ",".join(window_map), "--no-validate", "-o", str(again)]) == 0
+    assert onnx.load(again).SerializeToString() == onnx.load(output).SerializeToString()
+    report = json.loads((tmp_path / "tuned.tune" / "report.json").read_text())
+    assert report["window_map"] == window_map
+    assert "<svg" in (tmp_path / "tuned.tune" / "report.html").read_text()
+
+
+class _Timer(Timer):
+    """Layers that pay alone (or not), and a whole model that is never faster."""
+
+    def __init__(self, layer_pays: bool):
+        super().__init__([])
+        self.layer_pays = layer_pays
+
+    def layer(self, original, rewritten, name, activation, threads):
+        return LayerTime(100.0, 40.0, 10.0) if self.layer_pays else LayerTime(100.0, 150.0, 30.0)
+
+    def end_to_end(self, original, tuned, threads):
+        return EndToEnd(threads, 1.0, 1.5)
+
+
+@pytest.mark.parametrize("layer_pays", [True, False])
+def test_nothing_that_pays_writes_nothing_or_the_original(small_net, small_data, tmp_path, layer_pays):
+    result = tune(small_net, small_data, objective="latency", max_drop=100.0, timer=_Timer(layer_pays), **QUICK)
+    assert result.model is None and result.outcome == "nothing-pays" and result.window_map == {}
+    assert result.content["advice"]  # what would have to change
+    assert any("nothing pays" in message for message in result.messages)
+    if not layer_pays:
+        assert "faster" in result.content["advice"][0]
+    nothing = write_outputs(result, small_net, tmp_path / "none.onnx")
+    assert nothing.model is None and not (tmp_path / "none.onnx").exists()
+    unchanged = write_outputs(result, small_net, tmp_path / "same.onnx", write_unchanged=True)
+    assert onnx.load(unchanged.model).SerializeToString() == onnx.load(small_net).SerializeToString()
+    assert not (tmp_path / "same.windows.json").exists()
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as error:  # argparse's own errors
+        return error.code
+
+
+@pytest.mark.parametrize("arguments, code, message", [
+    (["--metric", "top5"], EXIT_USAGE, "invalid choice"),
+    (["--max-drop", "x"], EXIT_USAGE, "number of points"),
+    (["--time-budget", "soon"], EXIT_USAGE, "duration"),
+    (["--patterns", "spiral"], EXIT_USAGE, "unknown pattern"),
+    (["--windows", "0"], EXIT_USAGE, "window sizes"),
+    (["--margins", "lots"], EXIT_USAGE, "margin"),
+    (["--data", "/nonexistent/folder"], EXIT_INPUT, "does not exist"),
+])
+def test_bad_input_is_one_line_and_an_exit_code(small_net, small_data, tmp_path, capsys, arguments, code, message):
+    argv = ["tune", str(small_net), "--data", str(small_data), "-o", str(tmp_path / "out.onnx"), *arguments]
+    assert _exit_code(argv) == code
+    err = capsys.readouterr().err.strip()
+    assert message in err.splitlines()[-1] and "Traceback" not in err
+
+
+def test_output_over_the_input_is_refused(small_net, small_data, capsys):
+    assert main(["tune", str(small_net), "--data", str(small_data), "-o", str(small_net), *QUICK_CLI]) == EXIT_OUTPUT
+    assert "refusing to overwrite" in capsys.readouterr().err
