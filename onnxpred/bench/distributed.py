@@ -1,17 +1,19 @@
 """What spreading a report over Ray costs and gains on this machine (a measurement, never a test).
 
-``python3 -m onnxpred.bench.distributed MODEL --data DIR [-k 1,2,3,4,5] [--limit N]`` runs the same report
-three times, each with sessions of 1 intra-op thread: in-process, on a local Ray instance with 1 worker,
-and with 2 workers. It prints each evaluation pass's time and images per second, the distribution's
-overhead (1 Ray worker against in-process), the speed-up of 2 workers over 1, and whether the three
-reports hold the same numbers. The Ray instance is started once, before the runs; its start-up is
-printed apart.
+``python3 -m onnxpred.bench.distributed MODEL --data DIR [-k 1,2,3,4,5] [--limit N] [--repeats R]`` runs
+the same report in three ways, each with sessions of 1 intra-op thread: in-process, on a local Ray
+instance with 1 worker, and with 2 workers; R rounds of the three, of which each way's fastest counts
+(other work on the machine only ever slows a run down). It prints each evaluation pass's time and
+images per second, the distribution's overhead (1 Ray worker against in-process), the speed-up of 2
+workers over 1, the load average around the runs, and whether all reports hold the same numbers. The
+Ray instance is started once, before the runs; its start-up is printed apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +42,7 @@ def main(argv=None) -> int:
     parser.add_argument("-k", "--windows", type=window_list, default=window_list("1,2,3,4,5"))
     parser.add_argument("--limit", type=int, help="only the first N images")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the three runs (default 1)")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     args = parser.parse_args(argv)
 
@@ -48,34 +51,42 @@ def main(argv=None) -> int:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     ray_start_s = time.perf_counter() - start
     runs = {"in-process": None, "ray, 1 worker": RayOptions(workers=1), "ray, 2 workers": RayOptions(workers=2)}
-    contents = {}
+    contents = {name: [] for name in runs}
+    load_before = os.getloadavg()
     try:
         with tempfile.TemporaryDirectory() as scratch:
-            for index, (name, options) in enumerate(runs.items()):
-                contents[name] = report(args.model, args.data, args.windows, out_dir=Path(scratch) / str(index),
-                                        limit=args.limit, batch_size=args.batch_size, threads=1, ray=options)
+            for round_index in range(args.repeats):
+                for index, (name, options) in enumerate(runs.items()):
+                    contents[name].append(report(
+                        args.model, args.data, args.windows, out_dir=Path(scratch) / f"{round_index}-{index}",
+                        limit=args.limit, batch_size=args.batch_size, threads=1, ray=options))
     finally:
         ray.shutdown()
+    load_after = os.getloadavg()
 
-    images = contents["in-process"]["images"]
-    seconds = {name: content["evaluation_time_s"] for name, content in contents.items()}
-    numbers = [report_numbers(content) for content in contents.values()]
+    images = contents["in-process"][0]["images"]
+    all_seconds = {name: [content["evaluation_time_s"] for content in runs_of] for name, runs_of in contents.items()}
+    seconds = {name: min(values) for name, values in all_seconds.items()}
+    numbers = [report_numbers(content) for runs_of in contents.values() for content in runs_of]
     results = {
         "model": str(args.model), "images": images, "windows": args.windows, "ray_start_s": ray_start_s,
-        "evaluation_s": seconds,
+        "load_average_1_5_15_min": {"before": load_before, "after": load_after},
+        "evaluation_s_each_run": all_seconds, "evaluation_s": seconds,
         "images_per_s": {name: images / value for name, value in seconds.items()},
         "overhead_1_worker": seconds["ray, 1 worker"] / seconds["in-process"] - 1,
         "speedup_2_workers": seconds["ray, 1 worker"] / seconds["ray, 2 workers"],
         "identical_numbers": all(other == numbers[0] for other in numbers[1:]),
     }
     print(f"{images} images, k = {','.join(map(str, args.windows))}, sessions of 1 intra-op thread; "
-          f"Ray instance started in {ray_start_s:.1f} s (not counted below)")
+          f"Ray instance started in {ray_start_s:.1f} s (not counted below); load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} CPUs")
     for name, value in seconds.items():
-        print(f"  {name:<15} {value:7.1f} s  {images / value:6.2f} images/s")
+        each = ", ".join(f"{run:.1f}" for run in all_seconds[name])
+        print(f"  {name:<15} {value:7.1f} s  {images / value:6.2f} images/s  (fastest of {each} s)")
     print(f"overhead of 1 Ray worker over in-process: {100 * results['overhead_1_worker']:+.1f}% "
           f"(actor start and its sessions included)")
     print(f"2 workers over 1: {results['speedup_2_workers']:.2f}x")
-    print(f"identical report numbers in all three runs: {results['identical_numbers']}")
+    print(f"identical report numbers in all {len(numbers)} runs: {results['identical_numbers']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0 if results["identical_numbers"] else 1

@@ -54,7 +54,8 @@ def add_evaluation_arguments(parser) -> None:
                         help="spread the images over Ray workers (pip install 'onnxpred[ray]'): without ADDRESS a "
                              "local Ray instance, else that cluster's (auto, HOST:6379, ray://HOST:10001); the data "
                              "folder must be at the same path on every node")
-    parser.add_argument("--workers", type=_positive, help="with --ray: workers (default: the cluster's CPUs / --threads)")
+    parser.add_argument("--workers", type=_positive,
+                        help="with --ray: workers (default: the cluster's CPUs / --threads)")
     parser.add_argument("--shard-size", type=_positive,
                         help="with --ray: images per task, rounded up to whole batches (default: up to 8 batches)")
 

@@ -190,8 +190,8 @@ def _run_shards(ray, actors: list, setup, shards: list[list[LabelledImage]], pro
             submit(actor)
     total = sum(len(shard) for shard in shards)
     try:
-        with tqdm(total=total, unit="img", desc=f"evaluating on {len(actors)} Ray workers",
-                  disable=not progress) as bar:
+        workers = f"{len(actors)} worker{'s' * (len(actors) > 1)}"
+        with tqdm(total=total, unit="img", desc=f"evaluating on Ray ({workers})", disable=not progress) as bar:
             while pending:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
                 index, actor = pending.pop(ref)
