@@ -113,6 +113,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import onnxruntime
+
+    # The profiler's sessions save their optimised graphs, and onnxruntime warns about each one.
+    onnxruntime.set_default_logger_severity(3)
     model_out, map_out, _ = output_paths(args.model, args.output)
     for path in (model_out, map_out):
         check_output_path(path, model_files(args.model))  # before the work, not after it

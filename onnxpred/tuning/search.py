@@ -125,9 +125,12 @@ class Search:
     tried: list = field(default_factory=list)
     original_tally: Optional[AccuracyTally] = None
 
+    def model_for(self, config: Configuration) -> onnx.ModelProto:
+        """``base`` with the configuration's predictors (the other layers stay at window 1, exactly Conv)."""
+        return set_windows(self.base, {layer: m.predictor for layer, m in config.items()})
+
     def run(self, labelled: Sequence[tuple[str, Configuration]]) -> list[Tried]:
-        models = [(label, set_windows(self.base, {layer: m.predictor for layer, m in config.items()}))
-                  for label, config in labelled]
+        models = [(label, self.model_for(config)) for label, config in labelled]
         evaluation = self.run_images(models)
         self.original_tally = evaluation.original
         reference = metric_points(evaluation.original, self.metric)
