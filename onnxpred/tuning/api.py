@@ -351,9 +351,13 @@ def _outcome(config, objective, measured, path, dropped, max_drop, metric, tunin
         return "tuned", []
     advice = []
     if objective == "latency" and not any((m.saved_us or 0) > 0 for ms in measured.values() for m in ms):
-        closest = sorted((min(ms, key=lambda m: max(t.cost_ratio for t in m.times.values())) for ms in measured.values()
-                          if ms and all(m.times for m in ms)),
+        timed = [[m for m in ms if m.times] for ms in measured.values()]
+        closest = sorted((min(ms, key=lambda m: max(t.cost_ratio for t in m.times.values())) for ms in timed if ms),
                          key=lambda m: max(t.cost_ratio for t in m.times.values()))[:3]
+        untimed = sum(1 for ms in timed if not ms)
+        if untimed:
+            advice.append(f"{untimed} of {len(measured)} layers: the kernels skip no MACs at any candidate measured "
+                          "(they compute the predicted outputs anyway at these shapes), so they cannot be faster")
         for m in closest:
             worst = max(m.times.items(), key=lambda item: item[1].cost_ratio)
             advice.append(f"{m.layer}: its fastest setting ({m.label}) takes {worst[1].cost_ratio:.2f}× onnxruntime's "

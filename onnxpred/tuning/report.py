@@ -28,7 +28,7 @@ def _ci(entry: Optional[dict]) -> str:
 
 
 def _macs(count: Optional[float]) -> str:
-    return "—" if not count else f"{count / 1e6:,.2f} M"
+    return "—" if count is None else f"{count / 1e6:,.2f} M"
 
 
 def _metric_name(metric: str) -> str:
@@ -46,7 +46,7 @@ def document(content: dict) -> list[Block]:
                   f"confirmation images (seed {split['seed']}; both lists in report.json). The search saw only the "
                   "tuning images; the results below are the confirmation images'."),
         Paragraph(f"Goal: the drop of {_metric_name(metric)} against the original at most "
-                  f"{content['max_drop_points']:g} points"
+                  f"{content['max_drop_points']:g} point(s)"
                   + (f", savings of at least {percent(content['min_savings'])} of all Conv MACs"
                      if content["min_savings"] is not None else "")
                   + f"; objective {objective} ("
@@ -66,7 +66,8 @@ def _outcome_section(content: dict) -> list[Block]:
     outcome = content["outcome"]
     layers = [entry for entry in content["layers"] if entry["predictor"] is not None]
     if outcome == "tuned":
-        text = f"{len(layers)} of {len(content['layers'])} layers predict; the others stay onnxruntime's Conv."
+        text = f"{len(layers)} of {len(content['layers'])} eligible layers predict" + \
+            ("." if len(layers) == len(content["layers"]) else "; the others stay onnxruntime's Conv.")
     elif outcome == "nothing-pays":
         text = "Nothing pays: no tuned model was written (the original is the answer on this machine)."
     else:
@@ -113,7 +114,8 @@ def _layer_section(content: dict) -> list[Block]:
                                                                      else ""),
                      "—" if entry["sensitivity_kl"] is None else f"{entry['sensitivity_kl']:.2e}",
                      "—" if entry["most_gain_kl"] is None else f"{entry['most_gain_kl']:.2e}",
-                     _macs(entry["predicted_macs"]), _macs(entry["skipped_macs"]),
+                     _macs(entry["predicted_macs"] if entry["predictor"] else None),
+                     _macs(entry["skipped_macs"] if entry["predictor"] else None),
                      "—" if saved is None else f"{saved:.0f}"])
     return [
         Heading("Per layer"),

@@ -79,7 +79,7 @@ def measure_layers(
     """``{layer: [Measured]}`` for ``candidates`` = ``{layer: [(label, predictor with an absolute margin)]}``.
 
     ``pixels``: the sensitivity batches; ``reference_logits``: the original's outputs on them, stacked.
-    With ``timer`` each candidate is also profiled at every ``timing_threads``. Candidates are taken in
+    With ``timer`` each candidate is also timed at every ``timing_threads`` (:meth:`.Timer.layer`). Candidates are taken in
     rounds, each layer's first candidate (its mildest) in the first round, so that when
     ``time.monotonic()`` passes ``deadline`` every layer has as many measured candidates as the time allowed.
     """
@@ -110,15 +110,17 @@ def measure_layers(
             logits = np.concatenate(logits)
             images = len(logits)
             per_output = counters[_DENSE] / counters[_OUTPUTS] if counters[_OUTPUTS] else 0.0
+            skipped = (counters[_DENSE] - counters[_EXECUTED]) / images
             times = {}
             if timer is not None:
                 timed = set_windows(plain, {layer: predictor})
-                times = {t: timer.layer(original, timed, layer, eligible.activation, t) for t in timing_threads}
+                layer_times = {t: timer.layer(original, timed, layer, eligible.activation, t, skipped_macs=skipped)
+                               for t in timing_threads}
+                times = {t: value for t, value in layer_times.items() if value is not None}
             results[layer].append(Measured(
                 layer, predictor, kl_divergence(reference_logits, logits),
                 float(np.mean(logits.argmax(axis=1) == reference_logits.argmax(axis=1))),
-                counters[_PREDICTED] * per_output / images, (counters[_DENSE] - counters[_EXECUTED]) / images,
-                times, label))
+                counters[_PREDICTED] * per_output / images, skipped, times, label))
             if on_candidate is not None:
                 on_candidate()
     return results

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import onnx
@@ -83,8 +83,12 @@ class Timer:
         return nodes
 
     def layer(self, original: onnx.ModelProto, rewritten: onnx.ModelProto, name: str, activation: str,
-              threads: int) -> LayerTime:
-        """Layer ``name`` (output ``activation``) in ``rewritten``, where it is the only PredictiveConv."""
+              threads: int, skipped_macs: float) -> Optional[LayerTime]:
+        """Layer ``name`` (output ``activation``) in ``rewritten``, where it is the only PredictiveConv; None
+        without a measurement when its kernels skip no MACs (``skipped_macs``): then it cannot be faster
+        than onnxruntime's Conv, and profiling it would only take time."""
+        if skipped_macs <= 0:
+            return None
         if threads not in self._original:
             self._original[threads] = self._profile(original, threads, f"original{threads}")
         original_nodes = self._original[threads]
