@@ -19,11 +19,13 @@ import onnx
 
 from .. import op
 from ..evaluation.evaluate import eligible_layers
+from ..model_io import payload_bytes
 from ..rewriter.api import rewrite, set_windows
 from ..rewriter.selection import Predictor
 from ..runtime import quiet_options, session
 from .timing import LayerTime, Timer
 
+CACHE_BYTES = 2 * 2**30
 _PREDICTED, _OUTPUTS, _DENSE, _EXECUTED = (op.COUNTER_NAMES.index(name) for name in
                                           ("predicted", "outputs", "macs_dense", "macs_executed"))
 
@@ -79,48 +81,57 @@ def measure_layers(
     """``{layer: [Measured]}`` for ``candidates`` = ``{layer: [(label, predictor with an absolute margin)]}``.
 
     ``pixels``: the sensitivity batches; ``reference_logits``: the original's outputs on them, stacked.
-    With ``timer`` each candidate is also timed at every ``timing_threads`` (:meth:`.Timer.layer`). Candidates are taken in
-    rounds, each layer's first candidate (its mildest) in the first round, so that when
-    ``time.monotonic()`` passes ``deadline`` every layer has as many measured candidates as the time allowed.
+    With ``timer`` each candidate is also timed at every ``timing_threads`` (:meth:`.Timer.layer`). Measuring
+    stops when ``time.monotonic()`` passes ``deadline``; for models whose rewrites fit in memory the
+    candidates are taken in rounds (each layer's mildest first), so that every layer then has as many
+    measured candidates as the time allowed.
     """
     results: dict[str, list[Measured]] = {layer: [] for layer in candidates}
     singles: dict[str, tuple] = {}
     options = quiet_options(threads or 0)
     output_name = original.graph.output[0].name
     rounds = max((len(choices) for choices in candidates.values()), default=0)
-    for rank in range(rounds):
-        for layer, choices in candidates.items():
-            if rank >= len(choices):
-                continue
-            if deadline is not None and time.monotonic() > deadline:
-                return results
-            if layer not in singles:
-                single = rewrite(original, window=1, layers=[layer], expose_counters=True)
-                plain = rewrite(original, window=1, layers=[layer]) if timer is not None else None
-                singles[layer] = (single, plain, *eligible_layers(single))
-            single, plain, eligible = singles[layer]
-            label, predictor = choices[rank]
-            sess = session(set_windows(single, {layer: predictor}), **options)
-            feed = sess.get_inputs()[0].name
-            logits, counters = [], np.zeros(len(op.COUNTER_NAMES), np.int64)
-            for batch in pixels:
-                out, layer_counters = sess.run([output_name, eligible.counters], {feed: batch})
-                logits.append(out)
-                counters += layer_counters
-            logits = np.concatenate(logits)
-            images = len(logits)
-            per_output = counters[_DENSE] / counters[_OUTPUTS] if counters[_OUTPUTS] else 0.0
-            skipped = (counters[_DENSE] - counters[_EXECUTED]) / images
-            times = {}
-            if timer is not None:
-                timed = set_windows(plain, {layer: predictor})
-                layer_times = {t: timer.layer(original, timed, layer, eligible.activation, t, skipped_macs=skipped)
-                               for t in timing_threads}
-                times = {t: value for t, value in layer_times.items() if value is not None}
-            results[layer].append(Measured(
-                layer, predictor, kl_divergence(reference_logits, logits),
-                float(np.mean(logits.argmax(axis=1) == reference_logits.argmax(axis=1))),
-                counters[_PREDICTED] * per_output / images, skipped, times, label))
-            if on_candidate is not None:
-                on_candidate()
+    # Each layer's rewrites are kept for the later rounds unless that would hold over ~2 GB of weights.
+    keep_all = payload_bytes(original) * len(candidates) * (2 if timer is not None else 1) < CACHE_BYTES
+    # In rounds (every layer's first candidate, then every second one...) when the rewrites stay in memory;
+    # layer by layer otherwise, so that each layer is rewritten once.
+    order = [(rank, layer) for rank in range(rounds) for layer in candidates] if keep_all else \
+        [(rank, layer) for layer in candidates for rank in range(rounds)]
+    for rank, layer in order:
+        choices = candidates[layer]
+        if rank >= len(choices):
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            return results
+        if layer not in singles:
+            if not keep_all:
+                singles.clear()  # a large model: one layer's rewrites in memory at a time
+            single = rewrite(original, window=1, layers=[layer], expose_counters=True)
+            plain = rewrite(original, window=1, layers=[layer]) if timer is not None else None
+            singles[layer] = (single, plain, *eligible_layers(single))
+        single, plain, eligible = singles[layer]
+        label, predictor = choices[rank]
+        sess = session(set_windows(single, {layer: predictor}), **options)
+        feed = sess.get_inputs()[0].name
+        logits, counters = [], np.zeros(len(op.COUNTER_NAMES), np.int64)
+        for batch in pixels:
+            out, layer_counters = sess.run([output_name, eligible.counters], {feed: batch})
+            logits.append(out)
+            counters += layer_counters
+        logits = np.concatenate(logits)
+        images = len(logits)
+        per_output = counters[_DENSE] / counters[_OUTPUTS] if counters[_OUTPUTS] else 0.0
+        skipped = (counters[_DENSE] - counters[_EXECUTED]) / images
+        times = {}
+        if timer is not None:
+            timed = set_windows(plain, {layer: predictor})
+            layer_times = {t: timer.layer(original, timed, layer, eligible.activation, t, skipped_macs=skipped)
+                           for t in timing_threads}
+            times = {t: value for t, value in layer_times.items() if value is not None}
+        results[layer].append(Measured(
+            layer, predictor, kl_divergence(reference_logits, logits),
+            float(np.mean(logits.argmax(axis=1) == reference_logits.argmax(axis=1))),
+            counters[_PREDICTED] * per_output / images, skipped, times, label))
+        if on_candidate is not None:
+            on_candidate()
     return results
