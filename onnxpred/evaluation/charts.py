@@ -35,14 +35,15 @@ class _Frame:
     height: int
     y_min: float
     y_max: float
+    top: int = _TOP  # the legend's rows sit above the plot
 
     @property
     def plot_width(self) -> float:
         return self.width - _LEFT - _RIGHT
 
     def y(self, value: float) -> float:
-        span = self.height - _TOP - _BOTTOM
-        return _TOP + span * (1 - (value - self.y_min) / (self.y_max - self.y_min))
+        span = self.height - self.top - _BOTTOM
+        return self.top + span * (1 - (value - self.y_min) / (self.y_max - self.y_min))
 
 
 def _percent(value: float, digits: int = 1) -> str:
@@ -62,7 +63,8 @@ def _axes(frame: _Frame, categories: Sequence[str], x_label: str, y_label: str) 
     bottom = frame.y(frame.y_min)
     parts.append(f'<line x1="{_LEFT}" x2="{frame.width - _RIGHT}" y1="{bottom:.1f}" y2="{bottom:.1f}" stroke="#333"/>')
     slot = frame.plot_width / len(categories)
-    label_every = max(1, math.ceil(len(categories) * 28 / frame.plot_width))  # keep labels from overlapping
+    label_width = 7 * max((len(category) for category in categories), default=1) + 8  # 7 px a character
+    label_every = max(1, math.ceil(len(categories) * max(28, label_width) / frame.plot_width))  # no overlaps
     for index, category in enumerate(categories):
         if index % label_every == 0:
             x = _LEFT + slot * (index + 0.5)
@@ -79,16 +81,28 @@ def _nice_step(raw: float) -> float:
     return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw - 1e-12)
 
 
-def _legend(series: Sequence[Series], width: int) -> list[str]:
-    """One row above the plot, wrapping to a second one (the top margin holds two)."""
-    parts, x, y = [], _LEFT, 4
+def _legend_rows(series: Sequence[Series], width: int) -> list[list[tuple[int, int, Series]]]:
+    """``(index, x, series)`` per row: one row above the plot, wrapping as the width requires."""
+    rows: list[list[tuple[int, int, Series]]] = [[]]
+    x = _LEFT
     for index, item in enumerate(series):
         item_width = 28 + 7 * len(item.name)  # 7 px: a 12 px font's average character
         if x + item_width > width and x > _LEFT:
-            x, y = _LEFT, y + 16
-        parts.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{_color(item, index)}"/>')
-        parts.append(f'<text x="{x + 16}" y="{y + 10}">{escape(item.name)}</text>')
+            rows.append([])
+            x = _LEFT
+        rows[-1].append((index, x, item))
         x += item_width
+    return rows
+
+
+def _legend(series: Sequence[Series], width: int) -> list[str]:
+    """The legend rows above the plot (the default top margin holds two)."""
+    parts = []
+    for number, row in enumerate(_legend_rows(series, width)):
+        y = 4 + 16 * number
+        for index, x, item in row:
+            parts.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{_color(item, index)}"/>')
+            parts.append(f'<text x="{x + 16}" y="{y + 10}">{escape(item.name)}</text>')
     return parts
 
 
@@ -235,7 +249,8 @@ def tradeoff_chart(
     pad = max(0.02, (high - low) * 0.08)
     step = _nice_step((high - low + 2 * pad) / 5)
     y_min, y_max = max(0.0, math.floor((low - pad) / step) * step), min(1.0, math.ceil((high + pad) / step) * step)
-    frame = _Frame(width, height, y_min, max(y_max, y_min + step))
+    top = max(_TOP, 16 * len(_legend_rows(series, width)) + 12)
+    frame = _Frame(width, height + top - _TOP, y_min, max(y_max, y_min + step), top)
     x_top = _nice_ceiling(max([p.x for p in points] + [p.x_alt or 0 for p in points] + [0.01]))
 
     def x_of(value: float) -> float:
