@@ -10,17 +10,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
 from onnxpred.cli import main
-from onnxpred.errors import InputError
+from onnxpred.datasets import PreprocessingSpec, load_dataset
+from onnxpred.errors import InputError, UnsupportedModelError
 from onnxpred.evaluation import analyze, report
 from onnxpred.evaluation.distributed import RayOptions, RayUnavailableError, evaluate_on_ray
+from onnxpred.evaluation.evaluate import Evaluator, eligible_layers
+from onnxpred.rewriter import rewrite_with_summary, set_windows
 
-ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '.[ray]'")
-
-from ray_faults import CRASH_SUFFIX  # noqa: E402  (tests/ is on sys.path, see tests/conftest.py)
+from ray_faults import CRASH_SUFFIX  # tests/ is on sys.path, see tests/conftest.py
 
 WINDOWS = (1, 2, 3)
 IMAGES = 11  # with batches of 2 and shards of 2 or 6: an odd last batch, a short last shard
@@ -31,6 +33,7 @@ TIMING_KEYS = {"run_time_s", "evaluation_time_s", "created", "distribution"}
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray instance of 2 CPUs for this module; its workers can be told to die (see ray_faults.py)."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install '.[ray]'")
     if ray.is_initialized():
         pytest.skip("a Ray instance is already running in this process")
     tests = str(Path(__file__).resolve().parents[1])
@@ -105,7 +108,9 @@ def _with_a_corrupt_image(images: Path, folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("ray_options", [None, RayOptions(shard_size=4)], ids=["in-process", "ray"])
-def test_a_corrupt_image_stops_the_run_with_its_name(local_ray, tiny_net, images, tmp_path, ray_options):
+def test_a_corrupt_image_stops_the_run_with_its_name(request, tiny_net, images, tmp_path, ray_options):
+    if ray_options:
+        request.getfixturevalue("local_ray")
     data = _with_a_corrupt_image(images, tmp_path / "data")
     with pytest.raises(InputError, match=f"cannot read image {data / 'image03.png'}"):
         _report(tiny_net, data, tmp_path / "out", ray=ray_options)
@@ -113,7 +118,9 @@ def test_a_corrupt_image_stops_the_run_with_its_name(local_ray, tiny_net, images
 
 
 @pytest.mark.parametrize("ray_options", [None, RayOptions(shard_size=4)], ids=["in-process", "ray"])
-def test_skipped_images_are_listed_and_left_out(local_ray, tiny_net, images, tmp_path, ray_options):
+def test_skipped_images_are_listed_and_left_out(request, tiny_net, images, tmp_path, ray_options):
+    if ray_options:
+        request.getfixturevalue("local_ray")
     data = _with_a_corrupt_image(images, tmp_path / "data")
     skipping = _report(tiny_net, data, tmp_path / "out", ray=ray_options, skip_bad_images=True)
     assert [entry["file"] for entry in skipping["skipped_images"]] == [str(data / "image03.png")]
@@ -125,6 +132,21 @@ def test_skipped_images_are_listed_and_left_out(local_ray, tiny_net, images, tmp
     without = _report(tiny_net, data, tmp_path / "without")
     assert skipping["images"] == IMAGES - 1 == without["images"]
     assert numbers(skipping) | {"skipped_images": []} == numbers(without)
+
+
+def test_progress_counts_skipped_images_and_a_fixed_batch_refuses_a_short_one(tiny_net, images, tmp_path):
+    data = _with_a_corrupt_image(images, tmp_path / "data")
+    model = onnx.load(tiny_net.path)
+    rewritten, _ = rewrite_with_summary(model, window=1, audit=True, expose_counters=True)
+    layers = eligible_layers(rewritten)
+    arguments = (model, [(2, set_windows(rewritten, 2))], layers, PreprocessingSpec.from_model(model))
+    done = []
+    tallies = Evaluator(*arguments, batch_size=BATCH, spatial_windows=(2,), skip_bad_images=True).run(
+        load_dataset(data), done.append)
+    assert sum(done) == IMAGES and tallies.original.images == IMAGES - 1 and len(tallies.skipped) == 1
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = BATCH  # a model fixed to batches of 2
+    with pytest.raises(UnsupportedModelError, match="fixed to 2, and skipping unreadable images left a batch of 1"):
+        Evaluator(*arguments, batch_size=BATCH, skip_bad_images=True).run(load_dataset(data))
 
 
 def test_cli_report_and_analyze_on_ray(local_ray, tiny_net, images, in_process, tmp_path, capsys):
