@@ -44,6 +44,7 @@ LAYERS = {
     # 160 pixels fill the vectors of every instruction set: the pointwise GEMM + band rule.
     "pointwise": lambda: _layer(6, (1, 6, 10, 16), (7, 6, 1, 1)),
     "pointwise-residual": lambda: _layer(7, (1, 6, 10, 16), (5, 6, 1, 1), with_z=True),
+    "pointwise-clip": lambda: _layer(11, (1, 6, 10, 16), (5, 6, 1, 1), activation="Clip", clip_max=2.0),
     # 35 pixels leave lanes empty: the tiled path (the pointwise one for 4-lane vectors).
     "pointwise-small-plane": lambda: _layer(8, (1, 6, 5, 7), (5, 6, 1, 1)),
     "depthwise": lambda: _layer(9, (1, 6, 11, 10), (6, 1, 3, 3), group=6, pads=(1, 1, 1, 1)),
