@@ -105,7 +105,7 @@ def tune(
     batch_size: int = 8,
     sensitivity_images: int = 48,
     candidates_per_layer: int = 5,
-    timing_images: int = 8,
+    timing_images: int = 16,
     progress: bool = True,
     timer: Optional[Timer] = None,
     evaluator: Callable = evaluate,
