@@ -195,7 +195,8 @@ def time_layer(layer: LayerShape, window: int, share: float, threads: int, repea
                pattern: str = "diagonal", margin: float = 0.0) -> LayerTiming:
     x, w, b = layer_inputs(layer, window, share, pattern=pattern, margin=margin)
     dense = session(conv_relu_model(layer, w, b), **quiet_options(threads))
-    predictive = session(predictive_model(layer, w, b, window, pattern=pattern, margin=margin), **quiet_options(threads))
+    predictive = session(predictive_model(layer, w, b, window, pattern=pattern, margin=margin),
+                         **quiet_options(threads))
     feeds = {"X": x}
     _, counters = predictive.run(None, feeds)
     stats = dict(zip(op.COUNTER_NAMES, counters.tolist()))

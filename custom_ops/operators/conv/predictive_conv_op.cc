@@ -114,8 +114,12 @@ void CheckRange(const AttributeSpec& spec, double value, const char* verb, const
   const std::string must = std::string("attribute '") + spec.name + "' must " + verb + " ";
   if (spec.finite && !std::isfinite(value)) throw InvalidArgument(must + "finite, got " + shown);
   // Written so that NaN fails every bound.
-  if (spec.minimum && !(value >= *spec.minimum)) throw InvalidArgument(must + ">= " + Number(*spec.minimum) + ", got " + shown);
-  if (spec.maximum && !(value <= *spec.maximum)) throw InvalidArgument(must + "<= " + Number(*spec.maximum) + ", got " + shown);
+  if (spec.minimum && !(value >= *spec.minimum)) {
+    throw InvalidArgument(must + ">= " + Number(*spec.minimum) + ", got " + shown);
+  }
+  if (spec.maximum && !(value <= *spec.maximum)) {
+    throw InvalidArgument(must + "<= " + Number(*spec.maximum) + ", got " + shown);
+  }
   if (spec.exclusive_minimum && !(value > *spec.exclusive_minimum)) {
     throw InvalidArgument(must + "> " + Number(*spec.exclusive_minimum) + ", got " + shown);
   }
@@ -397,8 +401,9 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
       total.macs_dense = total.outputs * g.macs_per_output();
       if (!attributes_.audit) total.pred_hit = total.pred_miss = -1;
       int64_t* out = counters_value.GetTensorMutableData<int64_t>();
-      const int64_t values[contract::kCounterCount] = {total.outputs,  total.zero_diag,  total.predicted,    total.pred_hit,
-                                             total.pred_miss, total.macs_dense, total.macs_executed};
+      const int64_t values[contract::kCounterCount] = {total.outputs,   total.zero_diag,  total.predicted,
+                                                       total.pred_hit,  total.pred_miss,  total.macs_dense,
+                                                       total.macs_executed};
       std::copy(values, values + contract::kCounterCount, out);
     }
   }
