@@ -129,6 +129,9 @@ def run(args) -> int:
     written = write_outputs(result, args.model, args.output, data=args.data, write_model=not strict_failure,
                             write_unchanged=args.write_unchanged, report_dir=args.report)
     content = result.content
+    if args.quiet:  # without progress output the messages were not shown as they came
+        for message in result.messages:
+            print(message)
     confirmation = content["confirmation"]
     if confirmation is not None:
         tuned = confirmation["tuned"]
@@ -144,7 +147,8 @@ def run(args) -> int:
               f"{timing['original_ms']:.2f} ms per image")
     if written.model is not None:
         print(f"wrote {written.model}" + (f" and its window map {written.window_map}" if written.window_map else
-                                          " (the original, unchanged)"))
+                                          " (the original, unchanged)")
+              + ("" if result.goal_met or result.model is None else ": the best effort, the goal was not met"))
         if written.rewrite_command:
             print(f"  the same model again: {written.rewrite_command}")
     elif not strict_failure:

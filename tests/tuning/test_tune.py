@@ -85,6 +85,15 @@ def test_an_unreachable_goal_writes_the_best_effort_and_says_so(small_net, small
     assert json.loads((written.report / "report.json").read_text())["goal_met"] is False
 
 
+def test_without_strict_the_best_effort_is_written_and_marked(small_net, small_data, tmp_path, capsys):
+    output = tmp_path / "effort.onnx"
+    code = main(["tune", str(small_net), "--data", str(small_data), "--objective", "macs", "--max-drop", "100",
+                 "--min-savings", "0.99", "-o", str(output), *QUICK_CLI])
+    assert code == 0 and output.is_file()
+    out = capsys.readouterr().out
+    assert "goal not met" in out and "the best effort" in out
+
+
 def test_strict_exits_non_zero_and_writes_no_model(small_net, small_data, tmp_path, capsys):
     output = tmp_path / "strict.onnx"
     code = main(["tune", str(small_net), "--data", str(small_data), "--objective", "macs", "--max-drop", "100",
