@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from onnx import helper
 
 import onnxpred
-from onnxpred import reference
+from onnxpred import op, reference
 from op_models import assert_counters_match, single_node_model
 
 
@@ -122,6 +122,8 @@ def hostile_cases(draw):
             attributes[name] = draw(st.lists(small_ints, min_size=count - 1, max_size=count + 1))
     attributes["group"] = draw(st.integers(-1, 4))
     attributes["window"] = draw(st.integers(-1, 9))
+    attributes["pattern"] = draw(st.sampled_from(op.PATTERNS + ("spiral",)))
+    attributes["margin"] = draw(st.sampled_from([0.0, 1.0, 2.0, -1.0, math.inf]))
     attributes["activation"] = draw(st.sampled_from(["Relu", "Clip", "Tanh"]))
     attributes["clip_max"] = draw(st.sampled_from([math.inf, 6.0, 0.0, -1.0]))
     attributes["audit"] = draw(st.integers(0, 2))
@@ -154,6 +156,8 @@ def valid_call(x_shape, w_shape, attributes, with_bias, bias_length):
     if min(strides) < 1 or min(dilations) < 1 or min(pads) < 0 or list(kernel) != w_shape[2:]:
         return False
     if group < 1 or window < 1 or attributes["audit"] not in (0, 1):
+        return False
+    if attributes["pattern"] not in op.PATTERNS or not 0 <= attributes["margin"] < math.inf:
         return False
     activation, clip_max = attributes["activation"], attributes["clip_max"]
     if activation == "Tanh" or clip_max <= 0 or (activation == "Relu" and math.isfinite(clip_max)):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxpred
-from onnxpred import reference
+from onnxpred import op, reference
 from op_models import assert_counters_match, assert_same_at_one_and_two_threads, run_op, single_node_model
 
 
@@ -47,6 +47,8 @@ def conv_cases(draw):
         dilations=dilations,
         group=group,
         window=draw(st.integers(1, 8)),
+        pattern=draw(st.sampled_from(op.PATTERNS)),
+        margin=float(draw(st.integers(0, 2))),
         activation=activation,
         clip_max=float(draw(st.integers(1, 6))) if activation == "Clip" else math.inf,
         audit=draw(st.booleans()),
