@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from onnxpred.evaluation.evaluate import AccuracyTally
 from onnxpred.rewriter.selection import Predictor
@@ -49,7 +50,8 @@ def test_narrowing_finds_the_last_configuration_within_budget():
         evaluation.windows = []
         for label, _ in models:
             index = int(label.split("#")[1]) - 1
-            tally = AccuracyTally(images=100, labelled=100, top1=80 - (2 if index > 26 else 0))
+            tally = AccuracyTally(images=100, labelled=100, top1=80 - (2 if index > 26 else 0),
+                                  agreement=100 - (2 if index > 26 else 0))
             run = type("R", (), {})()
             run.tally, run.counters = tally, np.zeros((1, 7), dtype=np.int64)
             evaluation.windows.append(run)
@@ -65,3 +67,24 @@ def test_narrowing_finds_the_last_configuration_within_budget():
 class _NoModels(Search):
     def model_for(self, config):
         return None
+
+
+def test_the_budget_is_judged_with_a_margin_for_noise():
+    """A drop of 0.5 points from 1 changed image keeps a 1-point budget; the same drop with 16 changed
+    images (standard error 4/200 = 2 points) does not."""
+    def tried(changed):
+        search = _NoModels(None, None, [], lambda models: _evaluation(changed), "top1", 1.0)
+        return search.run([("x", {})])[0]
+
+    assert tried(1).feasible and not tried(16).feasible
+    assert tried(16).to_json(None)["judged_drop_points"] == pytest.approx(0.5 + 0.5 * 2.0)
+
+
+def _evaluation(changed):
+    evaluation = type("E", (), {})()
+    evaluation.original = AccuracyTally(images=200, labelled=200, top1=150)
+    run = type("R", (), {})()
+    run.tally = AccuracyTally(images=200, labelled=200, top1=149, agreement=200 - changed)
+    run.counters = np.zeros((1, 7), dtype=np.int64)
+    evaluation.windows = [run]
+    return evaluation
