@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from tqdm import tqdm
 
-from ..datasets import LabelledImage, PreprocessingSpec, batches, load_dataset
+from ..datasets import PreprocessingSpec, batches, load_dataset
 from ..errors import UnsupportedModelError, UserError
 from ..evaluation.evaluate import AccuracyTally, batch_size_for, eligible_layers, evaluate, fixed_batch_size
 from ..evaluation.report import MODEL_NAME_KEY, describe_data
@@ -30,8 +30,9 @@ from ..rewriter.api import rewrite_with_summary
 from ..model_io import load_model
 from ..rewriter.selection import Margin, Predictor
 from ..runtime import quiet_options, session
-from .search import METRICS, OBJECTIVES, Configuration, Search, Tried, counted_macs, gain_of, lagrangian_path, metric_points
-from .sensitivity import Measured, measure_layers
+from .search import (METRICS, OBJECTIVES, Configuration, Search, counted_macs, gain_of, lagrangian_path,
+                     metric_points)
+from .sensitivity import measure_layers
 from .space import DEFAULT_MARGINS, DEFAULT_WINDOWS, SearchSpace, screen
 from .split import DEFAULT_CONFIRMATION_FRACTION, DEFAULT_SEED, split_images
 from .timing import EndToEnd, Timer, single_image_feeds
