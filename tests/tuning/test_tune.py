@@ -44,8 +44,9 @@ def test_split_needs_two_images():
         split_images([LabelledImage(Path("a.png"), 1)])
 
 
-def test_result_records_the_split_and_confirms_on_unseen_images(small_net, small_data):
-    result = tune(small_net, small_data, objective="macs", max_drop=5.0, **QUICK)
+@pytest.mark.parametrize("objective", ["macs", "executed"])
+def test_result_records_the_split_and_confirms_on_unseen_images(small_net, small_data, objective):
+    result = tune(small_net, small_data, objective=objective, max_drop=5.0, **QUICK)
     content = result.content
     split = content["split"]
     assert not set(split["tuning"]) & set(split["confirmation"])
