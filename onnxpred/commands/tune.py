@@ -90,7 +90,8 @@ def add_arguments(parser) -> None:
                              "time in onnxruntime here, never slower than the original")
     parser.add_argument("--windows", type=window_list, default=window_list("1,2,3,4,5"),
                         help="candidate windows (default 1,2,3,4,5; 1 = the layer left as onnxruntime's Conv)")
-    parser.add_argument("--patterns", type=_patterns, help=f"candidate patterns (default all: {', '.join(op.PATTERNS)})")
+    parser.add_argument("--patterns", type=_patterns,
+                        help=f"candidate patterns (default all: {', '.join(op.PATTERNS)})")
     parser.add_argument("--margins", type=_list, default=list(DEFAULT_MARGINS),
                         help=f"candidate margins, absolute or in sd units (default {','.join(DEFAULT_MARGINS)})")
     parser.add_argument("--threads", type=_threads, help="onnxruntime thread counts to time and run at "

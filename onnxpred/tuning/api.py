@@ -331,7 +331,8 @@ def _never_slower(original, config: Configuration, objective: str, thread_counts
         if objective != "latency" or all(t.pays for t in timings):
             return config, timings, dropped
         slowest = min(config.values(), key=lambda m: m.saved_us if m.saved_us is not None else 0.0)
-        say(f"tuned model slower than the original ({_timing_text(timings)}): {slowest.layer} left as onnxruntime's Conv")
+        say(f"tuned model slower than the original ({_timing_text(timings)}): {slowest.layer} left as "
+            "onnxruntime's Conv")
         del config[slowest.layer]
         dropped.append(slowest.layer)
         if not config:
@@ -361,10 +362,11 @@ def _outcome(config, objective, measured, path, dropped, max_drop, metric, tunin
                           "(they compute the predicted outputs anyway at these shapes), so they cannot be faster")
         for m in closest:
             worst = max(m.times.items(), key=lambda item: item[1].cost_ratio)
-            advice.append(f"{m.layer}: its fastest setting ({m.label}) takes {worst[1].cost_ratio:.2f}× onnxruntime's "
-                          f"time for the layer at {worst[0]} thread(s) ({worst[1].predictive_us:.0f} µs + "
-                          f"{worst[1].reorder_us:.0f} µs of reorders vs {worst[1].original_us:.0f} µs): the kernel would "
-                          f"have to run {worst[1].cost_ratio:.2f}× faster, or skip that much more work, to pay")
+            threads, t = worst
+            advice.append(f"{m.layer}: its fastest setting ({m.label}) takes {t.cost_ratio:.2f}× onnxruntime's time for "
+                          f"the layer at {threads} thread(s) ({t.predictive_us:.0f} µs + {t.reorder_us:.0f} µs of "
+                          f"reorders vs {t.original_us:.0f} µs): the kernel would have to run {t.cost_ratio:.2f}× "
+                          "faster, or skip that much more work, to pay")
         say("nothing pays: no layer's PredictiveConv is faster than onnxruntime's Conv on this machine")
         for line in advice:
             say("  " + line)

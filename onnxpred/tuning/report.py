@@ -183,11 +183,11 @@ def _method_section(content: dict) -> list[Block]:
                   f"{', '.join(space['patterns'])}; margins {', '.join(space['margins'])}; or onnxruntime's Conv. "
                   f"Screening: {content['screening']}. Sensitivity: each kept candidate measured in the whole model "
                   f"with only its layer predicted, on {content['sensitivity_images']} tuning images. Search: for a "
-                  "price λ each layer takes the candidate of largest gain − λ · KL; the configurations along λ ran on "
-                  "all tuning images, narrowing on the last whose drop plus half its standard error (from the "
+                  "price λ each layer takes the candidate of largest gain − λ · KL; the configurations along λ ran "
+                  "on all tuning images, narrowing on the last whose drop plus half its standard error (from the "
                   "images whose top-1 class changed) keeps the budget: the search favours configurations whose "
-                  "measured drop happened to be low, and the margin offsets part of that. The window map beside the model "
-                  "holds the chosen settings with absolute margins (onnxpred rewrite --window-map)."),
+                  "measured drop happened to be low, and the margin offsets part of that. The window map beside "
+                  "the model holds the chosen settings with absolute margins (onnxpred rewrite --window-map)."),
     ]
 
 

@@ -51,7 +51,8 @@ def gain_of(objective: str) -> Callable[[Measured], float]:
 Configuration = dict  # {layer: Measured}
 
 
-def lagrangian_path(options: Mapping[str, Sequence[Measured]], gain: Callable[[Measured], float]) -> list[Configuration]:
+def lagrangian_path(options: Mapping[str, Sequence[Measured]],
+                    gain: Callable[[Measured], float]) -> list[Configuration]:
     """Distinct configurations by increasing total gain, from the first layer alone to every layer at its
     largest gain; only candidates with a positive gain take part."""
     usable = {layer: [m for m in ms if gain(m) > 0] for layer, ms in options.items()}
