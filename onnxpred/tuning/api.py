@@ -363,8 +363,8 @@ def _outcome(config, objective, measured, path, dropped, max_drop, metric, tunin
         for m in closest:
             worst = max(m.times.items(), key=lambda item: item[1].cost_ratio)
             threads, t = worst
-            advice.append(f"{m.layer}: its fastest setting ({m.label}) takes {t.cost_ratio:.2f}× onnxruntime's time for "
-                          f"the layer at {threads} thread(s) ({t.predictive_us:.0f} µs + {t.reorder_us:.0f} µs of "
+            advice.append(f"{m.layer}: its fastest setting ({m.label}) takes {t.cost_ratio:.2f}× onnxruntime's time "
+                          f"for the layer at {threads} thread(s) ({t.predictive_us:.0f} µs + {t.reorder_us:.0f} µs of "
                           f"reorders vs {t.original_us:.0f} µs): the kernel would have to run {t.cost_ratio:.2f}× "
                           "faster, or skip that much more work, to pay")
         say("nothing pays: no layer's PredictiveConv is faster than onnxruntime's Conv on this machine")
