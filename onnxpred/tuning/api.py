@@ -201,7 +201,8 @@ def tune(
                 timer=timer if objective == "latency" else None, timing_threads=thread_counts,
                 on_candidate=lambda: bar.update(1),
                 deadline=started + _SENSITIVITY_SHARE * time_budget_s)
-        if sum(len(m) for m in measured.values()) < total:
+        out_of_time = sum(len(m) for m in measured.values()) < total
+        if out_of_time:
             say("the time budget cut the sensitivity measurements short: some candidates were not measured")
         now = stage_done("sensitivity", now)
 
@@ -213,6 +214,9 @@ def tune(
         rounds = max(1, int(np.ceil(np.log(len(path) + 1) / np.log(4))))
         with tqdm(total=rounds * 3, unit="config", desc="search", disable=not progress) as bar:
             best = search.best_on_path(path, started + _SEARCH_SHARE * time_budget_s, bar.update) if path else None
+        if search.cut_short:
+            say("the time budget cut the search short: the configuration is the best found so far")
+        out_of_time = out_of_time or search.cut_short
         if search.original_tally is None:  # nothing to search: the original's figures on the tuning part
             search.original_tally = evaluator(original, [], layers, split.tuning, spec, batch_size=batch,
                                               threads=eval_threads, progress=False).original
@@ -242,8 +246,8 @@ def tune(
             predicted_share, skipped_share = predicted / conv_macs, skipped / conv_macs
     now = stage_done("confirmation", now)
 
-    outcome, advice = _outcome(config, objective, measured, path, dropped, max_drop, metric,
-                               len(split.tuning), say)
+    outcome, advice = _outcome(config, objective, measured, dropped, max_drop, metric, len(split.tuning),
+                               out_of_time, say)
     confirmation_drop = None
     goal_reasons = []
     if confirmation is not None:
@@ -275,6 +279,7 @@ def tune(
         "search_space": space.to_json(),
         "threads": thread_counts,
         "time_budget_s": time_budget_s,
+        "cut_short_by_time_budget": out_of_time,
         "outcome": outcome,
         "goal_met": goal_met,
         "goal_not_met_because": goal_reasons,
@@ -344,14 +349,19 @@ def _timing_text(timings: Sequence[EndToEnd]) -> str:
                      for t in timings)
 
 
-def _outcome(config, objective, measured, path, dropped, max_drop, metric, tuning_images, say) -> tuple[str, list[str]]:
-    """``tuned`` / ``nothing-pays`` / ``nothing-within-budget`` and what would have to change."""
+def _outcome(config, objective, measured, dropped, max_drop, metric, tuning_images, out_of_time,
+             say) -> tuple[str, list[str]]:
+    """``tuned`` / ``out-of-time`` / ``nothing-pays`` / ``nothing-within-budget`` and what would have to change."""
     if config:
         if objective == "latency":
             paid = sorted(config.values(), key=lambda m: -(m.saved_us or 0.0))
             say("layers that pay: " + ", ".join(f"{m.layer} ({m.label}: {m.saved_us:.0f} µs/image)" for m in paid))
         return "tuned", []
     advice = []
+    if out_of_time and not any(measured.values()):
+        advice.append("the time budget ended before any candidate was measured: a larger --time-budget")
+        say("nothing chosen: " + advice[-1])
+        return "out-of-time", advice
     if objective == "latency" and not any((m.saved_us or 0) > 0 for ms in measured.values() for m in ms):
         timed = [[m for m in ms if m.times] for ms in measured.values()]
         closest = sorted((min(ms, key=lambda m: max(t.cost_ratio for t in m.times.values())) for ms in timed if ms),

@@ -68,6 +68,8 @@ def _outcome_section(content: dict) -> list[Block]:
     if outcome == "tuned":
         text = f"{len(layers)} of {len(content['layers'])} eligible layers predict" + \
             ("." if len(layers) == len(content["layers"]) else "; the others stay onnxruntime's Conv.")
+    elif outcome == "out-of-time":
+        text = "The time budget ended before anything could be chosen: no tuned model was written."
     elif outcome == "nothing-pays":
         text = "Nothing pays: no tuned model was written (the original is the answer on this machine)."
     else:
@@ -75,6 +77,8 @@ def _outcome_section(content: dict) -> list[Block]:
     if not content["goal_met"]:
         text += " GOAL NOT MET — the configuration written is the best effort found: " + \
                 "; ".join(content["goal_not_met_because"]) + "."
+    if content["cut_short_by_time_budget"]:
+        text += " The time budget cut the measurements or the search short; a larger one may find more."
     blocks: list[Block] = [Heading("Outcome"), Paragraph(text)]
     for line in content["advice"]:
         blocks.append(Paragraph(f"What would have to change: {line}."))

@@ -140,6 +140,7 @@ class Search:
     max_drop: float
     tried: list = field(default_factory=list)
     original_tally: Optional[AccuracyTally] = None
+    cut_short: bool = False  # the deadline stopped the narrowing
 
     def model_for(self, config: Configuration) -> onnx.ModelProto:
         """``base`` with the configuration's predictors (the other layers stay at window 1, exactly Conv)."""
@@ -178,4 +179,5 @@ class Search:
                 else:
                     high = index
                     break
+        self.cut_short = high - low > 1
         return best

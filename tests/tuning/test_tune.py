@@ -71,6 +71,12 @@ def test_budget_zero_chooses_nothing_that_changes_a_tuning_image(small_net, unla
     assert all(c["feasible"] == (c["agreement"] == 1.0) for c in result.content["tuning"]["configurations"])
 
 
+def test_a_time_budget_too_short_says_so(small_net, small_data):
+    result = tune(small_net, small_data, objective="macs", time_budget_s=1e-6, **QUICK)
+    assert result.model is None and result.outcome == "out-of-time"
+    assert any("time budget" in message for message in result.messages)
+
+
 def test_top1_without_labels_is_refused(small_net, unlabelled_data):
     with pytest.raises(Exception, match="needs labelled images"):
         tune(small_net, unlabelled_data, metric="top1", objective="macs", **QUICK)
