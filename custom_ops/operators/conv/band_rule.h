@@ -1,7 +1,8 @@
 // The window rule on a band of k computed output rows. Which columns are samples, and which lie in
-// one window, are bit arrays built once per call (BandRuleMasks); per band the rule reads each row
-// once to find its samples above -margin, ORs them across windows with word shifts, and writes each row
-// once, keeping lanes by mask. No loop runs per output, so rows shorter than a vector cost no
+// one window, are bit arrays built once per call (BandRuleMasks); where P was above -margin is a
+// bit array the pointwise tile recorded while P was in registers. Per band the rule masks those bits
+// with the samples', ORs them across windows with word shifts, and writes each row once, keeping
+// lanes by mask. No loop runs per output, so rows shorter than a vector cost no
 // scalar tail. Written against an instruction set (simd.h) and instantiated by each tiles_<isa>.cc.
 #pragma once
 
@@ -22,25 +23,28 @@ inline uint64_t WordAt(const uint64_t* bits, int64_t words, int64_t first) {
   return shift == 0 ? at(word) : at(word) >> shift | at(word + 1) << (64 - shift);
 }
 
+// The 64 bits from bit `first` >= 0 on of a bit array with a word of padding past `first`'s word.
+inline uint64_t BitsAt(const uint64_t* bits, int64_t first) {
+  const int64_t word = first / 64, shift = first % 64;
+  return bits[word] >> shift | (bits[word + 1] << 1) << (63 - shift);  // no shift by 64
+}
+
 // band[i * width + c] for i < rows (rows <= k): zeroes the predicted outputs, adds their counters.
-// A window is active when any of its samples in this band is above the threshold (NaN is), or when
-// it has no sample in the band; every output of an inactive window that is not a sample is predicted.
+// `above` + `first_bit` are the band's !(P <= -margin) bits. A window is active when any of its
+// samples in this band has that bit (NaN does), or when it has no sample in the band; every output
+// of an inactive window that is not a sample is predicted.
 template <typename Isa>
-void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, int64_t rows, bool audit, uint64_t* scratch,
-                         PredictionCounters& counters) {
+void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, const uint64_t* above, int64_t first_bit,
+                         int64_t rows, bool audit, uint64_t* scratch, PredictionCounters& counters) {
   constexpr int64_t kLanes = Isa::kLanes;  // divides 64: a vector's lanes never straddle two words
   const int64_t width = masks.width, words = masks.words;
-  const typename Isa::V threshold = Isa::Broadcast(&masks.threshold), clip = Isa::Broadcast(&masks.clip_max);
   uint64_t* sample_above = scratch;
   uint64_t* active = scratch + words;
   std::fill(scratch, scratch + 2 * words, 0);
-  for (int64_t i = 0; i < rows; ++i) {
+  for (int64_t i = 0; i < rows; ++i) {  // bits past the row's end are not samples
     const uint64_t* sample = masks.sample_row(i);
-    for (int64_t c = 0; c < width; c += kLanes) {
-      const uint64_t above =
-          Isa::AboveLanes(Isa::LoadPartial(band + i * width + c, std::min(kLanes, width - c)), threshold);
-      sample_above[c / 64] |= (above << (c % 64)) & sample[c / 64];
-    }
+    for (int64_t w = 0; w < words; ++w)
+      sample_above[w] |= BitsAt(above, first_bit + i * width + w * 64) & sample[w];
   }
   for (int64_t d = -masks.reach; d <= masks.reach; ++d) {  // OR over the columns of each window
     const uint64_t* same = masks.same_window(d);
@@ -58,12 +62,11 @@ void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, int64_t rows, 
       const uint32_t samples = static_cast<uint32_t>(sample[c / 64] >> (c % 64)) & valid;
       const uint32_t window_active = static_cast<uint32_t>(active[c / 64] >> (c % 64)) & valid;
       const uint32_t keep = samples | window_active;
-      typename Isa::V values = Isa::LoadPartial(row + c, count);
-      if (masks.holds_pre_activation) values = Isa::Activate(values, clip);
+      const typename Isa::V values = Isa::LoadPartial(row + c, count);
       kept += Isa::CountLanes(keep);
       counters.zero_diag += Isa::CountLanes(samples & ~window_active);
       if (audit) predicted_zero += Isa::CountLanes(Isa::ZeroLanes(values) & ~keep & valid);
-      if (keep != valid || masks.holds_pre_activation) Isa::StorePartial(row + c, Isa::KeepLanes(keep, values), count);
+      if (keep != valid) Isa::StorePartial(row + c, Isa::KeepLanes(keep, values), count);
     }
   }
   const int64_t predicted = rows * width - kept;
@@ -75,26 +78,24 @@ void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, int64_t rows, 
 }
 
 template <typename Isa>
-PredictionCounters ApplyBandRule(const BandRuleMasks& masks, float* plane, int64_t height, int64_t band_begin,
-                                 int64_t band_end, bool audit, uint64_t* scratch) {
+PredictionCounters ApplyBandRule(const BandRuleMasks& masks, float* plane, const uint64_t* above, int64_t height,
+                                 int64_t band_begin, int64_t band_end, bool audit, uint64_t* scratch) {
   PredictionCounters counters;
   const int64_t k = masks.window;
   if (k == 1) {  // every output is its window's only sample: nothing to predict, only triggers to count
-    constexpr int64_t kLanes = Isa::kLanes;
-    const typename Isa::V threshold = Isa::Broadcast(&masks.threshold), clip = Isa::Broadcast(&masks.clip_max);
-    float* begin = plane + band_begin * masks.width;
     const int64_t count = (std::min(height, band_end) - band_begin) * masks.width;
-    for (int64_t q = 0; q < count; q += kLanes) {
-      const int64_t lanes = std::min(kLanes, count - q);
-      const typename Isa::V values = Isa::LoadPartial(begin + q, lanes);
-      counters.zero_diag += Isa::CountLanes(~Isa::AboveLanes(values, threshold) &
-                                            static_cast<uint32_t>((uint64_t{1} << lanes) - 1));
-      if (masks.holds_pre_activation) Isa::StorePartial(begin + q, Isa::Activate(values, clip), lanes);
+    int64_t above_count = 0;
+    for (int64_t bit = 0; bit < count; bit += 64) {
+      const uint64_t word = BitsAt(above, bit);
+      above_count += __builtin_popcountll(count - bit >= 64 ? word : word & ((uint64_t{1} << (count - bit)) - 1));
     }
+    counters.zero_diag = count - above_count;
     return counters;
   }
-  for (int64_t r0 = band_begin * k; r0 < std::min(height, band_end * k); r0 += k)
-    ApplyBandRuleToBand<Isa>(masks, plane + r0 * masks.width, std::min(k, height - r0), audit, scratch, counters);
+  for (int64_t r0 = band_begin * k; r0 < std::min(height, band_end * k); r0 += k) {
+    ApplyBandRuleToBand<Isa>(masks, plane + r0 * masks.width, above, (r0 - band_begin * k) * masks.width,
+                             std::min(k, height - r0), audit, scratch, counters);
+  }
   return counters;
 }
 

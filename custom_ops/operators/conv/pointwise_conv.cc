@@ -30,7 +30,7 @@ PointwiseConv::PointwiseConv(const ConvCall& call, const TileKernels& kernels, c
     : ConvCall(call),
       kernels_(kernels),
       input_(input),
-      masks_(pattern, geometry.out_width, geometry.out_height, margin, activation),
+      masks_(pattern, geometry.out_width, geometry.out_height),
       pixels_(geometry.out_height * geometry.out_width),
       channel_blocks_(CeilDiv(geometry.out_channels, kernels.pointwise_channels * kTilesPerChannelBlock)) {
   const int64_t band_pixels = pattern.size * geometry.out_width;
@@ -60,7 +60,15 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   out.residuals = tensors.residual ? residuals : nullptr;
   out.bias = bias;
   out.clip_max = activation.clip_max;
-  out.activate = !masks_.holds_pre_activation;
+  out.threshold = -margin;
+  // The band rule's scratch, then the trigger bits of the task's pixels: a bit row per channel
+  // (bit 0: pixel q_begin) and a word of padding.
+  const int64_t above_words = CeilDiv(q_end - q_begin, 64) + 1;
+  std::vector<uint64_t> work(static_cast<size_t>(masks_.scratch_size() + (m_end - m_begin) * above_words), 0);
+  uint64_t* const scratch = work.data();
+  uint64_t* const above_bits = scratch + masks_.scratch_size();
+  uint64_t* above[kMaxPointwiseChannels];
+  out.above = above;
   int64_t computed = 0;
 
   for (int64_t q0 = q_begin; q0 < q_end; q0 += tile_pixels) {
@@ -75,7 +83,9 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
         rows[i] = tensors.output + offset;
         residuals[i] = tensors.residual ? tensors.residual + offset : nullptr;
         bias[i] = tensors.bias ? tensors.bias[m0 + i] : 0.f;
+        above[i] = above_bits + (m0 + i - m_begin) * above_words;
       }
+      out.first_bit = q0 - q_begin;
       out.channels = channels;
       kernels_.pointwise[CeilDiv(width, kernels_.lanes) - 1](c_count, pixels_, weights, image + q0, width, out);
       computed += channels * width;
@@ -84,10 +94,10 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   // The block's outputs are still in cache: apply the window rule to its bands now.
   PredictionCounters counters;
   counters.macs_executed = computed * geometry.macs_per_output();
-  std::vector<uint64_t> scratch(static_cast<size_t>(masks_.scratch_size()));
   for (int64_t m = m_begin; m < m_end; ++m) {
     float* plane = tensors.output + (n * geometry.out_channels + m) * pixels_;
-    counters += kernels_.band_rule(masks_, plane, geometry.out_height, band_begin, band_end, audit, scratch.data());
+    counters += kernels_.band_rule(masks_, plane, above_bits + (m - m_begin) * above_words, geometry.out_height,
+                                   band_begin, band_end, audit, scratch);
   }
   return counters;
 }

@@ -6,15 +6,11 @@
 
 namespace onnxpred {
 
-BandRuleMasks::BandRuleMasks(const WindowPattern& pattern, int64_t width_, int64_t height, float margin,
-                             const ActivationParams& activation)
+BandRuleMasks::BandRuleMasks(const WindowPattern& pattern, int64_t width_, int64_t height)
     : window(pattern.size),
       width(width_),
       words(CeilDiv(width_, 64)),
       reach(std::min(pattern.size, width_) - 1),
-      threshold(-margin),
-      holds_pre_activation(margin > 0.f),
-      clip_max(activation.clip_max),
       full_rows_(std::min(pattern.size, height)) {
   const int64_t k = pattern.size;
   auto set = [](std::vector<uint64_t>& bits, int64_t word0, int64_t c) { bits[static_cast<size_t>(word0 + c / 64)] |= uint64_t{1} << (c % 64); };

@@ -54,18 +54,21 @@ using GatherTileFn = void (*)(const TapLayout& taps, const float* const* weights
 
 // Pointwise tile, for 1x1 stride-1 unpadded convolutions read straight from NCHW: for up to
 // `pointwise_channels` channels i and `pixels` consecutive pixels q, sum_i,q = sum_c weights_i[c] *
-// input[c * channel_stride + q], finished in the tile as rows[i][q] = act(sum_i,q + bias[i] +
-// residuals[i][q]) (residuals may be null; act skipped unless `activate`): outputs come out as
-// rows of NCHW planes.
+// input[c * channel_stride + q], finished in the tile as P = sum_i,q + bias[i] + residuals[i][q]
+// (residuals may be null) and rows[i][q] = act(P): outputs come out as rows of NCHW planes. The
+// tile also records where !(P <= threshold) as bits, so that the window rule, which runs later on
+// act(P), decides the trigger from P.
 // pointwise[v - 1] covers v vectors (pixels <= v * lanes), the last one possibly partial: small
 // planes pay for no padding lanes beyond one vector.
 struct PointwiseRows {
   int64_t channels;                // valid rows, <= pointwise_channels; the others are not stored
-  bool activate;                   // false: store P itself (BandRuleMasks::holds_pre_activation)
   float* const* rows;              // per channel: Y at the tile's first pixel
   const float* const* residuals;   // per channel: Z at the tile's first pixel; or null
   const float* bias;               // per channel
   float clip_max;
+  float threshold;                 // -margin
+  uint64_t* const* above;          // per channel: OR bit first_bit + q where !(P <= threshold)
+  int64_t first_bit;               // a multiple of the lanes: a vector's bits share one word
 };
 using PointwiseTileFn = void (*)(int64_t in_channels, int64_t channel_stride, const float* const* weights,
                                  const float* input, int64_t pixels, const PointwiseRows& out);
@@ -74,8 +77,7 @@ using PointwiseTileFn = void (*)(int64_t in_channels, int64_t channel_stride, co
 // once per call, so that the rule runs per vector of columns, not per output (band_rule.h).
 class BandRuleMasks {
  public:
-  BandRuleMasks(const WindowPattern& pattern, int64_t width, int64_t height, float margin,
-                const ActivationParams& activation);
+  BandRuleMasks(const WindowPattern& pattern, int64_t width, int64_t height);
   // Column c of row i (< k) of a band holds a sample.
   const uint64_t* sample_row(int64_t i) const { return sample_.data() + i * words; }
   // Columns c and c + d (|d| <= reach) both lie in the row and in one window.
@@ -87,11 +89,6 @@ class BandRuleMasks {
   int64_t scratch_size() const { return 2 * words; }
 
   int64_t window, width, words, reach;
-  float threshold;  // -margin: a window triggers when P <= threshold at every sample
-  // The planes hold P rather than act(P), and the rule activates them as it writes: with a margin
-  // > 0 the trigger needs P, which act(P) has lost; with margin 0, act(P) != 0 is the same test.
-  bool holds_pre_activation;
-  float clip_max;
 
  private:
   std::vector<uint64_t> sample_, same_window_, empty_full_, empty_last_;
@@ -99,10 +96,12 @@ class BandRuleMasks {
 };
 
 // Applies the window rule to bands [band_begin, band_end) of a plane of `height` rows whose every
-// output is computed: zeroes the predicted ones (activating the others if the plane holds P) and
-// returns their counters (pred_hit/pred_miss if `audit`).
-using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* plane, int64_t height,
-                                          int64_t band_begin, int64_t band_end, bool audit, uint64_t* scratch);
+// output is computed: zeroes the predicted ones and returns their counters (pred_hit/pred_miss if
+// `audit`). `above` holds the plane's !(P <= -margin) bits (PointwiseRows::above) from bit 0 at the
+// first output of band_begin, and a word of padding past the bands' last bit.
+using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* plane, const uint64_t* above,
+                                          int64_t height, int64_t band_begin, int64_t band_end, bool audit,
+                                          uint64_t* scratch);
 
 // One image row of NCHW into NHWC: `channels` rows of `width` floats, `channel_stride` apart,
 // become `width` pixels of `channels` consecutive floats.

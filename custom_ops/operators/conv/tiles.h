@@ -179,12 +179,14 @@ void PointwiseTile(int64_t in_channels, int64_t channel_stride, const float* con
       step(x, c, Isa::LoadPartial(x + kLastOffset, last_lanes));
     }
   }
-  const V clip = Isa::Broadcast(&out.clip_max);
+  const V clip = Isa::Broadcast(&out.clip_max), threshold = Isa::Broadcast(&out.threshold);
+  const uint32_t last_valid = static_cast<uint32_t>((uint64_t{1} << last_lanes) - 1);
 #pragma GCC unroll 8
   for (int i = 0; i < kChannels; ++i) {
     if (i >= out.channels) break;
     const V bias = Isa::Broadcast(out.bias + i);
     float* row = out.rows[i];
+    uint64_t* above = out.above[i];
     const float* residual = out.residuals ? out.residuals[i] : nullptr;
 #pragma GCC unroll 8
     for (int v = 0; v < kVectors; ++v) {
@@ -193,7 +195,9 @@ void PointwiseTile(int64_t in_channels, int64_t channel_stride, const float* con
       if (residual) {
         y = Isa::Add(y, last ? Isa::LoadPartial(residual + v * kLanes, last_lanes) : Isa::Load(residual + v * kLanes));
       }
-      if (out.activate) y = Isa::Activate(y, clip);
+      const int64_t bit = out.first_bit + v * kLanes;  // the trigger reads P
+      above[bit / 64] |= uint64_t{Isa::AboveLanes(y, threshold) & (last ? last_valid : ~0u)} << (bit % 64);
+      y = Isa::Activate(y, clip);
       if (last) {
         Isa::StorePartial(row + v * kLanes, y, last_lanes);
       } else {
