@@ -363,20 +363,7 @@ def _outcome(config, objective, measured, dropped, max_drop, metric, tuning_imag
         say("nothing chosen: " + advice[-1])
         return "out-of-time", advice
     if objective == "latency" and not any((m.saved_us or 0) > 0 for ms in measured.values() for m in ms):
-        timed = [[m for m in ms if m.times] for ms in measured.values()]
-        closest = sorted((min(ms, key=lambda m: max(t.cost_ratio for t in m.times.values())) for ms in timed if ms),
-                         key=lambda m: max(t.cost_ratio for t in m.times.values()))[:3]
-        untimed = sum(1 for ms in timed if not ms)
-        if untimed:
-            advice.append(f"{untimed} of {len(measured)} layers: the kernels skip no MACs at any candidate measured "
-                          "(they compute the predicted outputs anyway at these shapes), so they cannot be faster")
-        for m in closest:
-            worst = max(m.times.items(), key=lambda item: item[1].cost_ratio)
-            threads, t = worst
-            advice.append(f"{m.layer}: its fastest setting ({m.label}) takes {t.cost_ratio:.2f}× onnxruntime's time "
-                          f"for the layer at {threads} thread(s) ({t.predictive_us:.0f} µs + {t.reorder_us:.0f} µs of "
-                          f"reorders vs {t.original_us:.0f} µs): the kernel would have to run {t.cost_ratio:.2f}× "
-                          "faster, or skip that much more work, to pay")
+        advice = _latency_advice(measured)
         say("nothing pays: no layer's PredictiveConv is faster than onnxruntime's Conv on this machine")
         for line in advice:
             say("  " + line)
@@ -390,8 +377,36 @@ def _outcome(config, objective, measured, dropped, max_drop, metric, tuning_imag
     advice.append(f"no configuration kept the {metric} drop within {max_drop:g} points on the tuning images (one "
                   f"image is {step:.2f} points): a larger budget, more tuning images, or milder candidates (larger "
                   "margins, smaller windows) would be needed")
-    say("nothing within the budget: " + advice[-1])
+    if objective == "latency":
+        advice += _latency_advice(measured)
+    say("nothing within the budget: " + advice[0])
+    for line in advice[1:]:
+        say("  " + line)
     return "nothing-within-budget", advice
+
+
+def _latency_advice(measured) -> list[str]:
+    """Which candidates pay and what they cost in accuracy; how far the others are from paying."""
+    advice = []
+    paying = sorted((m for ms in measured.values() for m in ms if (m.saved_us or 0) > 0), key=lambda m: m.kl)
+    for m in paying[:3]:
+        advice.append(f"{m.layer} pays at {m.label} ({m.saved_us:.0f} µs/image at the slower thread count) but alone "
+                      f"it moves the softmax by a KL divergence of {m.kl:.2g} and keeps the top-1 class of "
+                      f"{m.agreement:.0%} of the sensitivity images")
+    timed = [[m for m in ms if m.times and (m.saved_us or 0) <= 0] for ms in measured.values()]
+    closest = sorted((min(ms, key=lambda m: max(t.cost_ratio for t in m.times.values())) for ms in timed if ms),
+                     key=lambda m: max(t.cost_ratio for t in m.times.values()))[:3]
+    untimed = sum(1 for ms in measured.values() if not any(m.times for m in ms))
+    if untimed:
+        advice.append(f"{untimed} of {len(measured)} layers: the kernels skip no MACs at any candidate measured "
+                      "(they compute the predicted outputs anyway at these shapes), so they cannot be faster")
+    for m in closest:
+        threads, t = max(m.times.items(), key=lambda item: item[1].cost_ratio)
+        advice.append(f"{m.layer}: its fastest setting that does not pay ({m.label}) takes {t.cost_ratio:.2f}× "
+                      f"onnxruntime's time for the layer at {threads} thread(s) ({t.predictive_us:.0f} µs + "
+                      f"{t.reorder_us:.0f} µs of reorders vs {t.original_us:.0f} µs): the kernel would have to run "
+                      f"{t.cost_ratio:.2f}× faster, or skip that much more work, to pay")
+    return advice
 
 
 def _layer_entries(layers, screened, measured, config, dropped, gain, conv_macs) -> list[dict]:

@@ -150,7 +150,7 @@ def test_nothing_that_pays_writes_nothing_or_the_original(small_net, small_data,
         assert "did not make the whole model faster" in result.content["advice"][0]
         assert result.content["tuning"]["configurations"]  # a configuration was chosen, then timed, then dropped
     else:
-        assert "kernel would have to run 1.80× faster" in result.content["advice"][0]
+        assert any("kernel would have to run 1.80× faster" in line for line in result.content["advice"])
     nothing = write_outputs(result, small_net, tmp_path / "none.onnx")
     assert nothing.model is None and not (tmp_path / "none.onnx").exists()
     unchanged = write_outputs(result, small_net, tmp_path / "same.onnx", write_unchanged=True)
