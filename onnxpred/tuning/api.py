@@ -104,7 +104,7 @@ def tune(
     seed: int = DEFAULT_SEED,
     limit: Optional[int] = None,
     batch_size: int = 8,
-    sensitivity_images: int = 64,
+    sensitivity_images: int = 128,
     candidates_per_layer: int = 6,
     timing_images: int = 16,
     progress: bool = True,
