@@ -1,10 +1,11 @@
 """End-to-end benchmark: an original model and its rewrite, in onnxruntime at the same optimization
 level, per layer and whole, on real images.
 
-Per-layer times come from onnxruntime's profiler. In the original model at level ALL a Conv and its
-activation run as one fused (NCHWc) node named after the activation's output; PredictiveConv keeps
-that output name, which pairs the two. onnxruntime inserts layout reorder nodes around custom ops;
-their count and time are reported, not hidden.
+Per-layer times come from onnxruntime's profiler. In the original model at level ALL a layer's Conv,
+its residual Add and its activation run as one fused (NCHWc) node named after one of them or their
+outputs (the activation's output for Conv+Relu, the Conv's for Conv+Add+Relu); PredictiveConv keeps
+the Conv's node name. onnxruntime inserts layout reorder nodes around custom ops; their count and time
+are reported, not hidden.
 """
 
 from __future__ import annotations
@@ -141,9 +142,9 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
             original_nodes, original_ops = _profile_node_times(model_path, feeds_list, n_threads, workdir, "original")
             predictive_nodes, predictive_ops = _profile_node_times(predictive_path, feeds_list, n_threads, workdir, "rewritten")
             timing = ModelTiming(n_threads, original_ms, predictive_ms)
-            for layer, (dense, executed) in zip(layers, layer_macs):
-                fused = [t for name, t in original_nodes.items() if name.startswith(layer.activation)]
-                timing.layers.append(LayerTime(layer.name, sum(fused), predictive_nodes.get(layer.name, 0.0), dense, executed))
+            original_us = original_layer_times(model, layers, original_nodes)
+            for layer, (dense, executed), us in zip(layers, layer_macs, original_us):
+                timing.layers.append(LayerTime(layer.name, us, predictive_nodes.get(layer.name, 0.0), dense, executed))
             timing.reorder_nodes = {"original": sum(original_ops[o] for o in REORDER_OPS),
                                     "rewritten": sum(predictive_ops[o] for o in REORDER_OPS)}
             timing.reorder_us = sum(t for name, t in predictive_nodes.items() if "reorder" in name.lower())
@@ -162,3 +163,35 @@ def _layer_macs(model_path: str, layers: Sequence[EligibleLayer], feeds_list) ->
         totals += np.stack(sess.run(names, feeds))
     dense, executed = op.COUNTER_NAMES.index("macs_dense"), op.COUNTER_NAMES.index("macs_executed")
     return [(int(row[dense]), int(row[executed])) for row in totals]
+
+
+def original_layer_times(model: onnx.ModelProto, layers: Sequence[EligibleLayer], node_times: dict) -> list[float]:
+    """The original's profiled node times (``node_times``, by node name) summed per rewritten layer.
+
+    The optimized graph names a fused node after one of the nodes it fuses or their outputs, with a
+    suffix ("<conv output>_nchwc"): the keys are the names and outputs of the chain from the layer's
+    Conv (named as its PredictiveConv) to its activation's output, and a node belongs to the layer of the
+    longest key that is its name or its prefix before an underscore (a longer key names a later node).
+    """
+    consumers: dict = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    by_name = {node.name: node for node in model.graph.node}
+    keys: dict[str, int] = {}
+    for index, layer in enumerate(layers):
+        chain, node = [], by_name.get(layer.name)
+        while node is not None and len(chain) < 3:  # Conv[->Add]->activation
+            chain.append(node)
+            following = consumers.get(node.output[0], [])
+            node = following[0] if node.output[0] != layer.activation and len(following) == 1 else None
+        if not chain or chain[-1].output[0] != layer.activation:
+            chain = []  # not the original's chain: the layer's own names only
+        for name in [layer.name, layer.activation] + [n for node in chain for n in (node.name, node.output[0])]:
+            keys[name] = index
+    times = [0.0] * len(layers)
+    for name, us in node_times.items():
+        matches = [key for key in keys if name == key or name.startswith(key + "_")]
+        if matches:
+            times[keys[max(matches, key=len)]] += us
+    return times

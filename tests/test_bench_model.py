@@ -1,0 +1,51 @@
+"""The per-layer table of `onnxpred bench` attributes the original's fused nodes to their layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxpred.bench.model import _profile_node_times, original_layer_times
+from onnxpred.evaluation.evaluate import eligible_layers
+from onnxpred.rewriter.api import rewrite_with_summary
+
+
+def residual_model(channels: int = 32, size: int = 28) -> onnx.ModelProto:
+    """X -> conv1 -> Relu -> conv2 -> Add(X) -> Relu: a ResNet basic block."""
+    rng = np.random.default_rng(0)
+    initializers = [
+        numpy_helper.from_array(rng.normal(0, 0.1, (channels, channels, 3, 3)).astype(np.float32), name)
+        for name in ("W1", "W2")
+    ] + [numpy_helper.from_array(np.zeros(channels, np.float32), "B")]
+    conv = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    nodes = [
+        helper.make_node("Conv", ["X", "W1", "B"], ["c1"], name="conv1", **conv),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "W2", "B"], ["c2"], name="conv2", **conv),
+        helper.make_node("Add", ["c2", "X"], ["a2"], name="add2"),
+        helper.make_node("Relu", ["a2"], ["Y"], name="relu2"),
+    ]
+    shape = [1, channels, size, size]
+    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("X", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, shape)], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_every_layer_of_a_residual_block_gets_its_original_and_predictive_time(tmp_path):
+    model = residual_model()
+    rewritten, _ = rewrite_with_summary(model, window=3, expose_counters=True)
+    original_path, rewritten_path = str(tmp_path / "original.onnx"), str(tmp_path / "rewritten.onnx")
+    onnx.save(model, original_path)
+    onnx.save(rewritten, rewritten_path)
+    x = np.random.default_rng(1).normal(size=(1, 32, 28, 28)).astype(np.float32)
+    feeds = [{"X": x}] * 2
+    original_nodes, _ = _profile_node_times(original_path, feeds, 1, str(tmp_path), "original")
+    predictive_nodes, _ = _profile_node_times(rewritten_path, feeds, 1, str(tmp_path), "rewritten")
+    layers = eligible_layers(rewritten)
+    assert [layer.name for layer in layers] == ["conv1", "conv2"]
+    original_us = original_layer_times(model, layers, original_nodes)
+    assert all(us > 0 for us in original_us), (original_us, sorted(original_nodes))
+    assert all(predictive_nodes.get(layer.name, 0) > 0 for layer in layers), sorted(predictive_nodes)
+    # Each original node is counted once: the two layers together take no more than the whole graph.
+    assert sum(original_us) <= sum(original_nodes.values())
