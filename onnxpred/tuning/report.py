@@ -66,8 +66,9 @@ def _outcome_section(content: dict) -> list[Block]:
     outcome = content["outcome"]
     layers = [entry for entry in content["layers"] if entry["predictor"] is not None]
     if outcome == "tuned":
+        left = len(content["layers"]) - len(layers)
         text = f"{len(layers)} of {len(content['layers'])} eligible layers predict" + \
-            ("." if len(layers) == len(content["layers"]) else "; the others stay onnxruntime's Conv.")
+            ("." if not left else f"; {'the other stays' if left == 1 else 'the others stay'} onnxruntime's Conv.")
     elif outcome == "out-of-time":
         text = "The time budget ended before anything could be chosen: no tuned model was written."
     elif outcome == "nothing-pays":
