@@ -85,6 +85,28 @@ def test_counters_on_a_layer_with_many_zero_windows(kernel_path, window, audit):
         assert stats["pred_hit"] == stats["pred_miss"] == -1
 
 
+@pytest.mark.parametrize("window, pattern", [(2, "diagonal"), (2, "anti_diagonal"), (2, "checkerboard"),
+                                             (3, "diagonal"), (3, "centre"), (4, "corners")])
+def test_gathered_rest_outputs_match_reference_exactly(kernel_path, window, pattern):
+    """16 input channels make every instruction set gather the rest outputs of the active pairs; at k = 2 a
+    run of windows shares its tiles, with the windows clipped at the right and bottom edges."""
+    rng = np.random.default_rng(window)
+    x = np.maximum(rng.integers(-2, 3, (2, 16, 13, 11)), 0).astype(np.float32)
+    w = rng.integers(-1, 2, (20, 16, 3, 3)).astype(np.float32)
+    b = rng.integers(-12, -5, 20).astype(np.float32)
+    z = rng.integers(-2, 2, (2, 20, 13, 11)).astype(np.float32)
+    attributes = dict(pads=(1, 1, 1, 1), window=window, pattern=pattern, audit=True)
+    y, counters = run_op(x, w, b, z, **attributes)
+    expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
+    np.testing.assert_array_equal(y, expected_y)
+    assert_counters_match(counters, expected_counters)
+    # Some pairs are predicted, others active past their samples.
+    stats = dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))
+    mask = reference.sampling_pattern(pattern, window)
+    samples = np.tile(mask, (13 // window + 1, 11 // window + 1))[:13, :11].sum() * 2 * 20
+    assert stats["predicted"] > 0 and stats["macs_executed"] > samples * 16 * 9
+
+
 def test_random_floats_match_reference_away_from_zero(kernel_path):
     """Float data: compare with a tolerance, on a case where no sampled value is near 0."""
     rng = np.random.default_rng(7)

@@ -11,6 +11,8 @@ namespace {
 constexpr int64_t kChunkChannels = 64;
 constexpr int64_t kMaxTilePixels = 16;
 constexpr int64_t kMaxTileChannels = 32;
+// Phase 2 gathers the rest outputs of up to this many windows into shared tiles (3 at k = 2).
+constexpr int64_t kMaxRunWindows = 3;
 // A gathered output costs its K / lanes vector FMAs plus about this many more (its horizontal sum,
 // finish and scattered store); a dense one only the FMAs. So a chunk gathers only while its share
 // of active (window, channel) pairs is below (K / lanes) / (K / lanes + this), and never above
@@ -292,71 +294,100 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
   const int64_t k = geometry.macs_per_output(), plane = geometry.out_height * geometry.out_width;
   float* y = tensors.output + n * geometry.out_channels * plane;
   const float* z = tensors.residual ? tensors.residual + n * geometry.out_channels * plane : nullptr;
-  int64_t chunk_channels[kChunkChannels];  // the active channels from the front, the others from the back
+  // A window with fewer rest outputs than a tile's pixels (2 at k = 2) would load each weight for
+  // them alone, and the weights stream from L2: a run of windows shares its tiles instead. Each
+  // channel of the chunk goes with the subset of the run's windows it keeps active, and the
+  // channels of one subset gather that subset's rest outputs together.
+  const int64_t full_window_rest = k_ * k_ - static_cast<int64_t>(pattern.sample_rows.size());
+  const int64_t run_windows =
+      std::clamp<int64_t>(tile_pixels / std::max<int64_t>(1, full_window_rest), 1, kMaxRunWindows);
+  int64_t subset_channels[1 << kMaxRunWindows][kChunkChannels];
   const float* weights[kMaxTileChannels];
   // Zeroed once: the flat finish loops also pass over the slots a short tile leaves unwritten.
   float sums[kMaxTilePixels * kMaxTileChannels] = {}, bias[kMaxTilePixels * kMaxTileChannels];
-  const size_t window_outputs =
-      static_cast<size_t>(std::min(k_, geometry.out_height) * std::min(k_, geometry.out_width));
-  std::vector<Pixel> rest(window_outputs);
-  std::vector<int64_t> rest_offsets(window_outputs);  // row * oW + col of each rest pixel
-  for (int64_t window = 0; window < windows_; ++window) {
+  const size_t run_outputs =
+      static_cast<size_t>(run_windows * std::min(k_, geometry.out_height) * std::min(k_, geometry.out_width));
+  std::vector<Pixel> rest(run_outputs);
+  std::vector<int64_t> rest_offsets(run_outputs);  // row * oW + col of each rest pixel
+  std::vector<int64_t> subset_rest(run_outputs);   // the rest pixels of a subset's windows
+  for (int64_t first_window = 0; first_window < windows_; first_window += run_windows) {
+    const int64_t run = std::min(run_windows, windows_ - first_window);
+    int64_t window_rest[kMaxRunWindows + 1];  // window w's rest pixels: [window_rest[w], window_rest[w + 1])
     int64_t rest_count = 0;
-    ForEachRestPixel(band, window, [&](const Pixel& px) {
-      rest_offsets[static_cast<size_t>(rest_count)] = px.row * geometry.out_width + px.col;
-      rest[static_cast<size_t>(rest_count++)] = px;
-    });
-    int64_t active_count = 0, inactive_count = 0;
+    for (int64_t w = 0; w < run; ++w) {
+      window_rest[w] = rest_count;
+      ForEachRestPixel(band, first_window + w, [&](const Pixel& px) {
+        rest_offsets[static_cast<size_t>(rest_count)] = px.row * geometry.out_width + px.col;
+        rest[static_cast<size_t>(rest_count++)] = px;
+      });
+    }
+    window_rest[run] = rest_count;
+    int64_t subset_count[1 << kMaxRunWindows] = {};
     for (int64_t b = block_begin; b < block_end; ++b) {
       const int64_t m0 = group * geometry.out_channels_per_group() + b * kernels_.dense_channels;
-      const uint32_t lanes = ActiveLanes(n, band, window, group, b);
+      uint32_t lanes[kMaxRunWindows];
+      for (int64_t w = 0; w < run; ++w) lanes[w] = ActiveLanes(n, band, first_window + w, group, b);
       for (int64_t j = 0; j < BlockChannels(b); ++j) {
-        if (lanes >> j & 1) {
-          chunk_channels[active_count++] = m0 + j;
-        } else {
-          chunk_channels[kChunkChannels - ++inactive_count] = m0 + j;
-        }
+        int64_t subset = 0;
+        for (int64_t w = 0; w < run; ++w) subset |= int64_t{lanes[w] >> j & 1} << w;
+        subset_channels[subset][subset_count[subset]++] = m0 + j;
       }
     }
-    for (int64_t i = kChunkChannels - inactive_count; i < kChunkChannels; ++i) {
-      const int64_t m = chunk_channels[i];
-      float* y_m = y + m * plane;
-      for (int64_t r = 0; r < rest_count; ++r) y_m[rest_offsets[static_cast<size_t>(r)]] = 0.f;
-      if (audit) {
-        for (int64_t r = 0; r < rest_count; ++r) {
-          const Pixel& px = rest[static_cast<size_t>(r)];
-          const float v = EvaluateOutput(geometry, activation, tensors, n, m, px.row, px.col);
-          ++(v == 0.f ? counters.pred_hit : counters.pred_miss);
+    for (int64_t subset = 0; subset < int64_t{1} << run; ++subset) {
+      const int64_t* channel_list = subset_channels[subset];
+      const int64_t active_count = subset_count[subset];
+      int64_t count_in_subset = 0;
+      for (int64_t w = 0; w < run; ++w) {
+        if (subset >> w & 1) {
+          for (int64_t r = window_rest[w]; r < window_rest[w + 1]; ++r)
+            subset_rest[static_cast<size_t>(count_in_subset++)] = r;
+          continue;
+        }
+        for (int64_t i = 0; i < active_count; ++i) {  // predicted zero in this window
+          const int64_t m = channel_list[i];
+          float* y_m = y + m * plane;
+          for (int64_t r = window_rest[w]; r < window_rest[w + 1]; ++r) y_m[rest_offsets[static_cast<size_t>(r)]] = 0.f;
+          if (audit) {
+            for (int64_t r = window_rest[w]; r < window_rest[w + 1]; ++r) {
+              const Pixel& px = rest[static_cast<size_t>(r)];
+              const float v = EvaluateOutput(geometry, activation, tensors, n, m, px.row, px.col);
+              ++(v == 0.f ? counters.pred_hit : counters.pred_miss);
+            }
+          }
         }
       }
-    }
-    for (int64_t first_pixel = 0; first_pixel < rest_count && active_count > 0; first_pixel += tile_pixels) {
-      const int64_t count = std::min(tile_pixels, rest_count - first_pixel);
-      const float* inputs[kMaxTilePixels];
-      for (int64_t p = 0; p < count; ++p) inputs[p] = PixelInput(n, group, rest[static_cast<size_t>(first_pixel + p)]);
-      const int64_t* offsets = rest_offsets.data() + first_pixel;
-      for (int64_t first = 0; first < active_count; first += tile_channels) {
-        const int64_t channels = std::min(tile_channels, active_count - first);
-        for (int64_t i = 0; i < channels; ++i) weights[i] = tensors.packed_weights + chunk_channels[first + i] * k;
-        kernels_.gather[channels - 1][count - 1](taps_, weights, inputs, sums);
-        // act(sum + B + Z) over the whole tile in one flat loop the compiler vectorises; the stores
-        // then scatter to the channels' planes.
-        const int64_t values = channels * tile_pixels;
-        for (int64_t i = 0; i < channels; ++i) {
-          const float b = tensors.bias ? tensors.bias[chunk_channels[first + i]] : 0.f;
-          for (int64_t p = 0; p < tile_pixels; ++p) bias[i * tile_pixels + p] = b;
+      for (int64_t first_pixel = 0; first_pixel < count_in_subset && active_count > 0; first_pixel += tile_pixels) {
+        const int64_t count = std::min(tile_pixels, count_in_subset - first_pixel);
+        const float* inputs[kMaxTilePixels];
+        int64_t offsets[kMaxTilePixels];
+        for (int64_t p = 0; p < count; ++p) {
+          const size_t r = static_cast<size_t>(subset_rest[static_cast<size_t>(first_pixel + p)]);
+          inputs[p] = PixelInput(n, group, rest[r]);
+          offsets[p] = rest_offsets[r];
         }
-        for (int64_t v = 0; v < values; ++v) sums[v] += bias[v];
-        if (z) {
-          for (int64_t i = 0; i < channels; ++i)
-            for (int64_t p = 0; p < count; ++p) sums[i * tile_pixels + p] += z[chunk_channels[first + i] * plane + offsets[p]];
+        for (int64_t first = 0; first < active_count; first += tile_channels) {
+          const int64_t channels = std::min(tile_channels, active_count - first);
+          for (int64_t i = 0; i < channels; ++i) weights[i] = tensors.packed_weights + channel_list[first + i] * k;
+          kernels_.gather[channels - 1][count - 1](taps_, weights, inputs, sums);
+          // act(sum + B + Z) over the whole tile in one flat loop the compiler vectorises; the stores
+          // then scatter to the channels' planes.
+          const int64_t values = channels * tile_pixels;
+          for (int64_t i = 0; i < channels; ++i) {
+            const float b = tensors.bias ? tensors.bias[channel_list[first + i]] : 0.f;
+            for (int64_t p = 0; p < tile_pixels; ++p) bias[i * tile_pixels + p] = b;
+          }
+          for (int64_t v = 0; v < values; ++v) sums[v] += bias[v];
+          if (z) {
+            for (int64_t i = 0; i < channels; ++i)
+              for (int64_t p = 0; p < count; ++p) sums[i * tile_pixels + p] += z[channel_list[first + i] * plane + offsets[p]];
+          }
+          for (int64_t v = 0; v < values; ++v) sums[v] = Activate(sums[v], activation);
+          for (int64_t i = 0; i < channels; ++i) {
+            float* y_m = y + channel_list[first + i] * plane;
+            for (int64_t p = 0; p < count; ++p) y_m[offsets[p]] = sums[i * tile_pixels + p];
+          }
+          computed += channels * count;
         }
-        for (int64_t v = 0; v < values; ++v) sums[v] = Activate(sums[v], activation);
-        for (int64_t i = 0; i < channels; ++i) {
-          float* y_m = y + chunk_channels[first + i] * plane;
-          for (int64_t p = 0; p < count; ++p) y_m[offsets[p]] = sums[i * tile_pixels + p];
-        }
-        computed += channels * count;
       }
     }
   }
