@@ -323,10 +323,14 @@ def _markdown(blocks: Sequence[Block], depth: int = 0) -> list[str]:
     return lines
 
 
-def to_markdown(report: dict) -> str:
-    blocks = document(report)
+def markdown_page(blocks: Sequence[Block]) -> str:
+    """A document (its first block the title) as Markdown, pointing at its HTML and JSON twins."""
     note = Paragraph("Charts: report.html in this folder. All numbers: report.json.")
     return "\n".join(_markdown([blocks[0], note, *blocks[1:]])).rstrip() + "\n"
+
+
+def to_markdown(report: dict) -> str:
+    return markdown_page(document(report))
 
 
 # --- HTML -------------------------------------------------------------------------------------------------
@@ -365,9 +369,13 @@ def _html(blocks: Sequence[Block]) -> list[str]:
     return parts
 
 
-def to_html(report: dict) -> str:
-    blocks = document(report)
+def html_page(blocks: Sequence[Block]) -> str:
+    """A document (its first block the title) as one self-contained HTML page."""
     title = blocks[0].text if isinstance(blocks[0], Heading) else "onnxpred report"
     return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>\n"
             + "\n".join(_html(blocks)) + "\n</body></html>\n")
+
+
+def to_html(report: dict) -> str:
+    return html_page(document(report))

@@ -8,14 +8,13 @@ the search shows the tuning part's figures of every configuration tried, labelle
 from __future__ import annotations
 
 import json
-from html import escape
 from pathlib import Path
 from typing import Optional
 
 from ..errors import OutputError
-from ..evaluation import render
 from ..evaluation.charts import TradeoffPoint, tradeoff_chart
-from ..evaluation.render import Block, Details, Figure, Heading, Paragraph, Table, percent
+from ..evaluation.render import (Block, Details, Figure, Heading, Paragraph, Table, html_page, markdown_page,
+                                 percent)
 from ..evaluation.stats import wilson_interval
 from ..model_io import write_text
 
@@ -197,16 +196,11 @@ def _method_section(content: dict) -> list[Block]:
 
 
 def to_markdown(content: dict) -> str:
-    blocks = document(content)
-    note = Paragraph("Charts: report.html in this folder. All numbers: report.json.")
-    return "\n".join(render._markdown([blocks[0], note, *blocks[1:]])).rstrip() + "\n"
+    return markdown_page(document(content))
 
 
 def to_html(content: dict) -> str:
-    blocks = document(content)
-    return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-            f"<title>{escape(blocks[0].text)}</title><style>{render._STYLE}</style></head><body>\n"
-            + "\n".join(render._html(blocks)) + "\n</body></html>\n")
+    return html_page(document(content))
 
 
 def write_report(content: dict, out_dir: Path) -> None:
