@@ -258,6 +258,8 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
     counters.zero_diag += inactive * samples;
     counters.predicted += inactive * (area - samples);
   }
+  // Every output is a sample (window 1, or a pattern that fills the window): nothing is left.
+  if (pattern.sample_rows.size() == static_cast<size_t>(k_ * k_)) return counters;
   int64_t computed = 0;
   const int64_t steps = geometry.macs_per_output() / kernels_.lanes;
   const int64_t gather_percent = std::min(kMaxGatherPercent, 100 * steps / (steps + kHorizontalSumCost));
@@ -299,8 +301,7 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
   // channel of the chunk goes with the subset of the run's windows it keeps active, and the
   // channels of one subset gather that subset's rest outputs together.
   const int64_t full_window_rest = k_ * k_ - static_cast<int64_t>(pattern.sample_rows.size());
-  const int64_t run_windows =
-      std::clamp<int64_t>(tile_pixels / std::max<int64_t>(1, full_window_rest), 1, kMaxRunWindows);
+  const int64_t run_windows = std::clamp<int64_t>(tile_pixels / full_window_rest, 1, kMaxRunWindows);
   int64_t subset_channels[1 << kMaxRunWindows][kChunkChannels];
   const float* weights[kMaxTileChannels];
   // Zeroed once: the flat finish loops also pass over the slots a short tile leaves unwritten.
