@@ -101,6 +101,11 @@ def _setup_section(report: dict) -> list[Block]:
     ]
     if report["data_note"]:
         blocks.append(Paragraph(f"Note: {report['data_note']}"))
+    if report.get("skipped_images"):
+        skipped = report["skipped_images"]
+        listed = ", ".join(entry["file"] for entry in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        blocks.append(Paragraph(f"Skipped: {len(skipped)} unreadable images, left out of every number "
+                                f"({listed}; all with their errors in report.json)."))
     blocks.append(Paragraph(
         f"Run: {report['run_time_s']:.0f} s in total on {report['threads'] or 'default'} onnxruntime threads "
         f"(onnxruntime {report['onnxruntime_version']}, onnxpred {report['onnxpred_version']}), "

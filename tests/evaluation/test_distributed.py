@@ -125,6 +125,7 @@ def test_skipped_images_are_listed_and_left_out(request, tiny_net, images, tmp_p
     skipping = _report(tiny_net, data, tmp_path / "out", ray=ray_options, skip_bad_images=True)
     assert [entry["file"] for entry in skipping["skipped_images"]] == [str(data / "image03.png")]
     assert "cannot read image" in skipping["skipped_images"][0]["error"]
+    assert "Skipped: 1 unreadable images, left out of every number" in (tmp_path / "out" / "report.md").read_text()
     # Every number is that of the data set without the image.
     (data / "image03.png").unlink()
     lines = (data / "labels.csv").read_text().splitlines()
