@@ -37,11 +37,11 @@ def add_common_arguments(parser, *, windows_default: str = "1,2,3,4,5") -> None:
                         "(default: the 20 ImageNet sample images of the foolbox package)")
     parser.add_argument("-k", "--windows", type=window_list, default=window_list(windows_default),
                         help=f"comma-separated window sizes (default {windows_default})")
-    parser.add_argument("--limit", type=_positive, help="only the first N images of the data set")
-    parser.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE,
+    parser.add_argument("--limit", type=positive_int, help="only the first N images of the data set")
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
                         help=f"images per inference (default {DEFAULT_BATCH_SIZE}; a model with a fixed batch "
                              "size uses its own)")
-    parser.add_argument("--threads", type=_positive, help="onnxruntime intra-op threads (default: all cores; "
+    parser.add_argument("--threads", type=positive_int, help="onnxruntime intra-op threads (default: all cores; "
                         "with --ray, per worker, default 1)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -54,9 +54,9 @@ def add_evaluation_arguments(parser) -> None:
                         help="spread the images over Ray workers (pip install 'onnxpred[ray]'): without ADDRESS a "
                              "local Ray instance, else that cluster's (auto, HOST:6379, ray://HOST:10001); the data "
                              "folder must be at the same path on every node")
-    parser.add_argument("--workers", type=_positive,
+    parser.add_argument("--workers", type=positive_int,
                         help="with --ray: workers (default: the cluster's CPUs / --threads)")
-    parser.add_argument("--shard-size", type=_positive,
+    parser.add_argument("--shard-size", type=positive_int,
                         help="with --ray: images per task, rounded up to whole batches (default: up to 8 batches)")
 
 
@@ -68,7 +68,7 @@ def evaluation_options(args) -> dict:
     return dict(skip_bad_images=args.skip_bad_images, ray=ray)
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")

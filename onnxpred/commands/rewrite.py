@@ -9,7 +9,6 @@ their tensors in ``<output>.data``. Exit codes (:mod:`onnxpred.errors`): 0 done,
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -20,17 +19,10 @@ from ..model_io import LARGE_MODEL_BYTES, check_output_path, model_files, payloa
 from ..rewriter.api import rewrite_with_summary
 from ..rewriter.selection import Predictor, margins_in_sd
 from ..validation import validate
+from .report import comma_list
 
 NAME = "rewrite"
 HELP = "replace Conv->Relu/Clip layers by PredictiveConv, list them and validate the rewritten model"
-
-
-def layer_names(text: str) -> list[str]:
-    """``a,b`` → ["a", "b"]."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer names, got {text!r}")
-    return names
 
 
 def add_arguments(parser) -> None:
@@ -45,9 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", type=Path,
                         help="the rewritten model (default: <model stem>.pred.onnx beside the model)")
     selection = parser.add_mutually_exclusive_group()
-    selection.add_argument("--layers", type=layer_names, action="extend", metavar="NAMES",
+    selection.add_argument("--layers", type=comma_list, action="extend", metavar="NAMES",
                            help="rewrite only these layers (comma-separated Conv node names; repeatable)")
-    selection.add_argument("--exclude", type=layer_names, action="extend", metavar="NAMES",
+    selection.add_argument("--exclude", type=comma_list, action="extend", metavar="NAMES",
                            help="leave these layers alone (comma-separated Conv node names; repeatable)")
     parser.add_argument("--window-map", type=Path, metavar="FILE",
                         help='JSON file {"layer": k or {"window": k, "pattern": P, "margin": M}, ...}: settings of '

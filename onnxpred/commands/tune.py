@@ -22,7 +22,7 @@ from ..tuning.api import DEFAULT_TIME_BUDGET_S, output_paths, tune, write_output
 from ..tuning.search import METRICS, OBJECTIVES
 from ..tuning.space import DEFAULT_MARGINS
 from ..tuning.split import DEFAULT_CONFIRMATION_FRACTION
-from .report import _positive, window_list
+from .report import comma_list, positive_int, window_list
 
 NAME = "tune"
 HELP = "choose each layer's prediction (or none) for the most savings within an accuracy budget"
@@ -38,15 +38,8 @@ def duration(text: str) -> float:
     return float(match.group(1)) * {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600}[match.group(2)]
 
 
-def _list(text: str) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
 def _patterns(text: str) -> list[str]:
-    items = _list(text)
+    items = comma_list(text)
     unknown = [item for item in items if item not in op.PATTERNS]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown pattern {unknown[0]!r} (known: {', '.join(op.PATTERNS)})")
@@ -54,7 +47,7 @@ def _patterns(text: str) -> list[str]:
 
 
 def _threads(text: str) -> list[int]:
-    return [_positive(item) for item in _list(text)]
+    return [positive_int(item) for item in comma_list(text)]
 
 
 def _fraction(text: str) -> float:
@@ -92,7 +85,7 @@ def add_arguments(parser) -> None:
                         help="candidate windows (default 1,2,3,4,5; 1 = the layer left as onnxruntime's Conv)")
     parser.add_argument("--patterns", type=_patterns,
                         help=f"candidate patterns (default all: {', '.join(op.PATTERNS)})")
-    parser.add_argument("--margins", type=_list, default=list(DEFAULT_MARGINS),
+    parser.add_argument("--margins", type=comma_list, default=list(DEFAULT_MARGINS),
                         help=f"candidate margins, absolute or in sd units (default {','.join(DEFAULT_MARGINS)})")
     parser.add_argument("--threads", type=_threads, help="onnxruntime thread counts to time and run at "
                         "(comma-separated; default 1 and all cores)")
@@ -106,7 +99,7 @@ def add_arguments(parser) -> None:
                         help="write the original as the output when nothing is chosen")
     parser.add_argument("-o", "--output", type=Path, help="the tuned model (default: <model stem>.tuned.onnx)")
     parser.add_argument("--report", type=Path, metavar="DIR", help="report folder (default: <output stem>.tune)")
-    parser.add_argument("--limit", type=_positive, help="only the first N images of the data set")
+    parser.add_argument("--limit", type=positive_int, help="only the first N images of the data set")
     parser.add_argument("--confirm-fraction", type=_fraction, default=DEFAULT_CONFIRMATION_FRACTION,
                         help=f"share of the images kept for confirmation (default {DEFAULT_CONFIRMATION_FRACTION})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
