@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxpred.bench.model import _profile_node_times, original_layer_times
+from onnxpred.bench.model import profile_node_times, original_layer_times
 from onnxpred.evaluation.evaluate import eligible_layers
 from onnxpred.rewriter.api import rewrite_with_summary
 
@@ -40,8 +40,8 @@ def test_every_layer_of_a_residual_block_gets_its_original_and_predictive_time(t
     onnx.save(rewritten, rewritten_path)
     x = np.random.default_rng(1).normal(size=(1, 32, 28, 28)).astype(np.float32)
     feeds = [{"X": x}] * 2
-    original_nodes, _ = _profile_node_times(original_path, feeds, 1, str(tmp_path), "original")
-    predictive_nodes, _ = _profile_node_times(rewritten_path, feeds, 1, str(tmp_path), "rewritten")
+    original_nodes, _ = profile_node_times(original_path, feeds, 1, str(tmp_path), "original")
+    predictive_nodes, _ = profile_node_times(rewritten_path, feeds, 1, str(tmp_path), "rewritten")
     layers = eligible_layers(rewritten)
     assert [layer.name for layer in layers] == ["conv1", "conv2"]
     original_us = original_layer_times(model, layers, original_nodes)

@@ -81,7 +81,7 @@ def _session(model_path: str, opts):
     return ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def _profile_node_times(model_path: str, feeds_list, threads: int, workdir: str, tag: str) -> tuple[dict, Counter]:
+def profile_node_times(model_path: str, feeds_list, threads: int, workdir: str, tag: str) -> tuple[dict, Counter]:
     """Mean kernel time per node (µs per image) and the op-type counts of the optimized graph."""
     optimized = os.path.join(workdir, f"{tag}.optimized.onnx")
     sess = _session(model_path, _options(threads, optimized, os.path.join(workdir, tag)))
@@ -139,8 +139,8 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
             original_ms, predictive_ms = time_in_turn(
                 _session(model_path, _options(n_threads)), _session(predictive_path, _options(n_threads)),
                 feeds_list, repeats)
-            original_nodes, original_ops = _profile_node_times(model_path, feeds_list, n_threads, workdir, "original")
-            predictive_nodes, predictive_ops = _profile_node_times(predictive_path, feeds_list, n_threads, workdir, "rewritten")
+            original_nodes, original_ops = profile_node_times(model_path, feeds_list, n_threads, workdir, "original")
+            predictive_nodes, predictive_ops = profile_node_times(predictive_path, feeds_list, n_threads, workdir, "rewritten")
             timing = ModelTiming(n_threads, original_ms, predictive_ms)
             original_us = original_layer_times(model, layers, original_nodes)
             for layer, (dense, executed), us in zip(layers, layer_macs, original_us):

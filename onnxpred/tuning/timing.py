@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 import onnx
 
-from ..bench.model import _profile_node_times
+from ..bench.model import profile_node_times
 from ..bench.timing import time_in_turn
 from ..runtime import quiet_options, session
 
@@ -81,7 +81,7 @@ class Timer:
     def _profile(self, model: onnx.ModelProto, threads: int, tag: str) -> dict:
         path = os.path.join(self._workdir.name, f"{tag}.onnx")
         onnx.save(model, path)
-        nodes, _ = _profile_node_times(path, self.feeds * self.repeats, threads, self._workdir.name, tag)
+        nodes, _ = profile_node_times(path, self.feeds * self.repeats, threads, self._workdir.name, tag)
         return nodes
 
     def layer(self, original: onnx.ModelProto, rewritten: onnx.ModelProto, name: str, activation: str,
