@@ -205,14 +205,17 @@ def _counter_entry(counters: np.ndarray) -> dict:
     }
     savings = _fraction(named["macs_dense"] - named["macs_executed"], named["macs_dense"])
     return {"counters": named, "outcomes": outcomes, "mac_savings": savings,
-            # Layers differ in MACs per output: the predicted MACs are summed layer by layer.
-            "mac_savings_ideal": _fraction(sum(_predicted_macs(row) for row in rows), named["macs_dense"])}
+            "mac_savings_ideal": _fraction(predicted_macs(rows), named["macs_dense"])}
 
 
-def _predicted_macs(counters: np.ndarray) -> int:
-    """MACs of the predicted outputs of one layer's counters: what a kernel skipping exactly them saves."""
-    named = dict(zip(COUNTER_NAMES, (int(value) for value in counters)))
-    return named["predicted"] * named["macs_dense"] // named["outputs"] if named["outputs"] else 0
+def predicted_macs(counters: np.ndarray) -> int:
+    """MACs of the predicted outputs in one layer's counters ``[7]`` or several layers' ``[layers, 7]``: what a
+    kernel skipping exactly them saves. Layers differ in MACs per output, so they are summed layer by layer."""
+    total = 0
+    for row in np.atleast_2d(counters):
+        named = dict(zip(COUNTER_NAMES, (int(value) for value in row)))
+        total += named["predicted"] * named["macs_dense"] // named["outputs"] if named["outputs"] else 0
+    return total
 
 
 def build_report(
@@ -240,7 +243,7 @@ def build_report(
     for run in evaluation.windows:
         total = _counter_entry(run.counters)
         executed_saved = total["counters"]["macs_dense"] - total["counters"]["macs_executed"]
-        predicted_macs = sum(_predicted_macs(row) for row in run.counters)
+        predicted = predicted_macs(run.counters)
         predictor = run.window
         results.append({
             "label": str(predictor),
@@ -254,7 +257,7 @@ def build_report(
             if macs_all_conv else None,
             "mac_savings_all_conv_denominator": MAC_SAVINGS_ALL_CONV_DENOMINATOR,
             "mac_savings_ideal": total["mac_savings_ideal"],
-            "mac_savings_ideal_all_conv": _fraction(predicted_macs, macs_all_conv * run.tally.images)
+            "mac_savings_ideal_all_conv": _fraction(predicted, macs_all_conv * run.tally.images)
             if macs_all_conv else None,
             "outcomes": total["outcomes"],
             "counters": total["counters"],

@@ -23,6 +23,7 @@ import onnx
 
 from .. import op
 from ..evaluation.evaluate import AccuracyTally, EligibleLayer, Evaluation
+from ..evaluation.report import predicted_macs
 from ..rewriter.api import set_windows
 from .sensitivity import Measured
 
@@ -33,8 +34,7 @@ OBJECTIVES = ("macs", "executed", "latency")
 NOISE_WEIGHT = 0.5
 METRICS = ("top1", "agreement")
 _KL_FLOOR = 1e-9
-_PREDICTED, _OUTPUTS, _DENSE, _EXECUTED = (op.COUNTER_NAMES.index(name) for name in
-                                          ("predicted", "outputs", "macs_dense", "macs_executed"))
+_DENSE, _EXECUTED = (op.COUNTER_NAMES.index(name) for name in ("macs_dense", "macs_executed"))
 
 
 def gain_of(objective: str) -> Callable[[Measured], float]:
@@ -120,9 +120,7 @@ def drop_noise(tally: AccuracyTally, metric: str) -> float:
 
 def counted_macs(counters: np.ndarray, images: int) -> tuple[float, float]:
     """(predicted, skipped) MACs per image from the counters [layers, 7] summed over ``images``."""
-    per_output = np.divide(counters[:, _DENSE], counters[:, _OUTPUTS], out=np.zeros(len(counters)),
-                           where=counters[:, _OUTPUTS] > 0)
-    predicted = float((counters[:, _PREDICTED] * per_output).sum())
+    predicted = float(predicted_macs(counters))
     skipped = float((counters[:, _DENSE] - counters[:, _EXECUTED]).sum())
     return predicted / max(images, 1), skipped / max(images, 1)
 
