@@ -188,17 +188,16 @@ def make_node(
     outputs: Sequence[str],
     *,
     name: str,
-    kernel_shape: Sequence[int],
     **attributes: Any,
 ) -> onnx.NodeProto:
     """A PredictiveConv node. ``inputs``: X, W[, B[, Z]] ("" for an omitted B); ``outputs``: Y[, counters].
 
-    ``attributes`` are the contract's (``window=3``, ``pattern="checkerboard"``, ``margin=0.5``, ...);
+    ``attributes`` are the contract's (``kernel_shape=[3, 3]``, ``window=3``, ``pattern="checkerboard"``, ...);
     each is checked against it. ``pattern``, ``margin`` and ``clip_max`` are written only where they
     differ from their defaults, so that a node with the defaults is the same as before they existed;
     None stands for the default.
     """
-    values = {"kernel_shape": kernel_shape}
+    values = {}
     for key, value in attributes.items():
         if key not in ATTRIBUTES:
             raise ValueError(f"PredictiveConv has no attribute {key!r} (known: {', '.join(ATTRIBUTES)})")

@@ -117,7 +117,7 @@ def _predictor_of(node: onnx.NodeProto) -> Predictor:
 
 def _set_attributes(node: onnx.NodeProto, values: Mapping[str, object]) -> None:
     """Replace ``node``'s predictor attributes by ``values`` the way :func:`onnxpred.op.make_node` writes them."""
-    written = op.make_node(node.input, node.output, name=node.name, kernel_shape=[1, 1], **values)
+    written = op.make_node(node.input, node.output, name=node.name, **values)
     kept = [a for a in node.attribute if a.name not in values]
     del node.attribute[:]
     node.attribute.extend(kept + [a for a in written.attribute if a.name in values])
