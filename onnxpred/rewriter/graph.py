@@ -16,7 +16,9 @@ from ..errors import UnsupportedModelError
 DEFAULT_DOMAINS = ("", "ai.onnx")
 MICROSOFT_DOMAIN = "com.microsoft"
 # (domain, op_type) of the nodes the rewriter calls layers.
-CONV_OPS = (("", "Conv"), (MICROSOFT_DOMAIN, "FusedConv"))
+CONV_OPS = (("", "Conv"), (MICROSOFT_DOMAIN, "FusedConv"), ("", "QLinearConv"))
+# QLinearConv's inputs: x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point[, B].
+QLINEAR_WEIGHT_INPUT = 3
 
 
 def is_op(node: gs.Node, op_type: str, domain: str = "") -> bool:
@@ -158,9 +160,14 @@ def conv_attributes(conv: gs.Node, spatial_rank: int) -> dict:
     )
 
 
+def weight_tensor(conv: gs.Node) -> gs.Tensor:
+    """A layer's W: input 1 of Conv and FusedConv, input 3 of QLinearConv."""
+    return conv.inputs[QLINEAR_WEIGHT_INPUT if is_op(conv, "QLinearConv") else 1]
+
+
 def weight_shape(ctx: GraphContext, conv: gs.Node) -> Optional[tuple]:
     """W's shape without loading an initializer's values."""
-    weights = conv.inputs[1]
+    weights = weight_tensor(conv)
     if weights.shape is not None:
         return tuple(weights.shape)
     value = ctx.constant_value(weights)

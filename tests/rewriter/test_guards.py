@@ -98,7 +98,7 @@ def test_3d_and_1d_convs():
     b.output(b.node("Relu", [b.conv(b.input("X3", [1, 2, 4, 4, 4]), (4, 2, 3, 3, 3), name="conv3d")], ["Y3"]))
     b.output(b.node("Relu", [b.conv(b.input("X1", [1, 2, 8]), (4, 2, 3), name="conv1d")], ["Y1"]))
     _, summary = check_rewrite(b.model(), rewritten=0, left=2)
-    assert reasons(summary) == {"conv3d": "3-D conv (PredictiveConv is 2-D)", "conv1d": "1-D conv (PredictiveConv is 2-D)"}
+    assert reasons(summary) == {"conv3d": "3-D conv (the ops are 2-D)", "conv1d": "1-D conv (the ops are 2-D)"}
 
 
 def test_two_convs_into_one_residual_add_fuse_the_larger():

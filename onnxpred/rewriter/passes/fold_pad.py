@@ -7,7 +7,8 @@ spatial axes by non-negative amounts:
       = Conv(x; pads = [t + t', l + l', b + b', r + r'])
 
 (ONNX orders Pad's pads as all begins then all ends; Conv's the same, spatial axes only). Applies
-when the Pad's output feeds only this Conv's data input and the Conv's pads are explicit.
+when the Pad's output feeds only this Conv's data input and the Conv's pads are explicit. Not into a
+QLinearConv: it pads with x's zero point, not with 0.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class FoldPad(GraphPass):
         result = PassResult()
         for conv in ctx.convs():
             pad = conv.inputs[0].inputs[0] if conv.inputs[0].inputs else None
-            if pad is None or not is_op(pad, "Pad") or not self.in_scope(conv):
+            if pad is None or not is_op(pad, "Pad") or is_op(conv, "QLinearConv") or not self.in_scope(conv):
                 continue
             if conv.attrs.get("auto_pad", "NOTSET") != "NOTSET":
                 continue  # unresolved (unknown input size): nothing to add the pads to

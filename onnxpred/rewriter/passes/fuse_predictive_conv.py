@@ -1,7 +1,8 @@
-"""Replace every Conv pattern the rules match by one ``ai.onnxpred::PredictiveConv`` node.
+"""Replace every Conv pattern the rules match by one ``ai.onnxpred::PredictiveConv`` node, or for a
+quantized layer (QDQ Conv, QLinearConv) one ``ai.onnxpred::PredictiveQLinearConv``.
 
-The new node takes the Conv's name (the layer name) and writes the activation's output tensor, so
-consumers and graph outputs keep reading the same name. Where two Convs meet at one residual Add
+The new node takes the Conv's name (the layer name) and writes the activation's (or for a quantized
+layer the QuantizeLinear's) output tensor, so consumers and graph outputs keep reading the same name. Where two Convs meet at one residual Add
 (ResNet's block output and its downsample shortcut), the one with more MACs is fused: prediction
 saves MACs only in the fused Conv, and either choice computes the same outputs.
 """
@@ -16,9 +17,10 @@ import onnx_graphsurgeon as gs
 from onnx import helper
 
 from ... import op
-from ..graph import GraphContext, conv_attributes, dense_macs_per_image, is_op
-from ..rules import RULES, Match, Miss
-from ..rules.guards import BIAS_INPUT, unsupported_layer
+from ..graph import GraphContext, conv_attributes, dense_macs_per_image, is_op, weight_shape
+from ..rules import QUANTIZED_RULES, RULES, Match, Miss
+from ..rules.guards import BIAS_INPUT, unsupported_geometry, unsupported_layer
+from ..rules.quantized import is_quantized_layer
 from ..selection import LayerSelection
 from ..summary import LayerRewrite, LeftAlone
 from .base import GraphPass, PassResult
@@ -32,10 +34,17 @@ class FusionResult(PassResult):
     left_alone: list[LeftAlone] = field(default_factory=list)
 
 
-def best_match(node: gs.Node, ctx: GraphContext) -> Match | str:
-    """The first rule that matches ``node``, or the reason of the rule that got furthest."""
+def layer_outcome(node: gs.Node, ctx: GraphContext) -> Match | str:
+    """What becomes of layer ``node``: a rule's match, or why it is left alone."""
+    if is_quantized_layer(node):
+        return unsupported_geometry(node, ctx) or best_match(node, ctx, QUANTIZED_RULES)
+    return unsupported_layer(node, ctx) or best_match(node, ctx, RULES)
+
+
+def best_match(node: gs.Node, ctx: GraphContext, rules=RULES) -> Match | str:
+    """The first of ``rules`` that matches ``node``, or the reason of the rule that got furthest."""
     misses = []
-    for rule in RULES:
+    for rule in rules:
         domain, op_type = rule.anchor
         if not is_op(node, op_type, domain):
             continue
@@ -74,7 +83,7 @@ class FusePredictiveConv(GraphPass):
         reasons: dict[int, str] = {}
         matches: list[Match] = []
         for node in layers:
-            outcome = self.selection.skip_reason(node.name) or unsupported_layer(node, ctx) or best_match(node, ctx)
+            outcome = self.selection.skip_reason(node.name) or layer_outcome(node, ctx)
             if isinstance(outcome, Match):
                 matches.append(outcome)
             else:
@@ -114,14 +123,12 @@ class FusePredictiveConv(GraphPass):
 
     def _predictive_conv(self, ctx: GraphContext, match: Match, predictor_attributes: dict) -> gs.Node:
         conv = match.conv
-        weights = ctx.as_initializer(conv.inputs[1])
-        has_bias = len(conv.inputs) > BIAS_INPUT and conv.inputs[BIAS_INPUT].name
-        bias = ctx.as_initializer(conv.inputs[BIAS_INPUT]) if has_bias else gs.Variable.empty()
-        inputs = [conv.inputs[0], weights, bias]
-        if match.residual is not None:
-            inputs.append(match.residual)
-        elif not has_bias:
-            inputs.pop()
+        if match.quantized_inputs is not None:
+            op_type, inputs = op.QLINEAR_OP_TYPE, list(match.quantized_inputs)
+            activation = {}
+        else:
+            op_type, inputs = op.OP_TYPE, self._float_inputs(ctx, match)
+            activation = dict(activation=match.activation.kind, clip_max=match.activation.clip_max)
         outputs = [match.output]
         if self.expose_counters:
             counters = gs.Variable(ctx.claim_tensor_name(f"{conv.name}.counters"), np.int64, COUNTERS_SHAPE)
@@ -131,15 +138,28 @@ class FusePredictiveConv(GraphPass):
             [t.name for t in inputs],
             [t.name for t in outputs],
             name=conv.name,
-            kernel_shape=weights.shape[2:],
+            op_type=op_type,
+            kernel_shape=weight_shape(ctx, conv)[2:],
             **conv_attributes(conv, spatial_rank=2),
             **predictor_attributes,
-            activation=match.activation.kind,
-            clip_max=match.activation.clip_max,
+            **activation,
             audit=self.audit,
         )
         attrs = {a.name: _decoded(helper.get_attribute_value(a)) for a in proto.attribute}
-        return gs.Node(op=op.OP_TYPE, name=conv.name, attrs=attrs, inputs=inputs, outputs=outputs, domain=op.DOMAIN)
+        return gs.Node(op=op_type, name=conv.name, attrs=attrs, inputs=inputs, outputs=outputs, domain=op.DOMAIN)
+
+    @staticmethod
+    def _float_inputs(ctx: GraphContext, match: Match) -> list[gs.Tensor]:
+        """PredictiveConv's X, W[, B][, Z] ("" for B when only Z is given)."""
+        conv = match.conv
+        has_bias = len(conv.inputs) > BIAS_INPUT and conv.inputs[BIAS_INPUT].name
+        bias = ctx.as_initializer(conv.inputs[BIAS_INPUT]) if has_bias else gs.Variable.empty()
+        inputs = [conv.inputs[0], ctx.as_initializer(conv.inputs[1]), bias]
+        if match.residual is not None:
+            inputs.append(match.residual)
+        elif not has_bias:
+            inputs.pop()
+        return inputs
 
 
 def _decoded(value):

@@ -14,9 +14,11 @@ from ..graph import GraphContext, shape_text
 @dataclass(frozen=True)
 class Match:
     pattern: str                  # "Conv->Add->Relu"
-    nodes: tuple[gs.Node, ...]    # replaced by one PredictiveConv: the conv first, the activation last
-    activation: Activation
+    nodes: tuple[gs.Node, ...]    # replaced by one op: the conv first, the node writing its output last
+    activation: Optional[Activation] = None  # PredictiveConv's; None for a quantized match
     residual: Optional[gs.Tensor] = None  # Z, added before the activation
+    # A quantized match: PredictiveQLinearConv's inputs, in its order (x, x_scale, ..., y_zero_point[, B]).
+    quantized_inputs: Optional[tuple[gs.Tensor, ...]] = None
 
     @property
     def conv(self) -> gs.Node:
@@ -24,7 +26,7 @@ class Match:
 
     @property
     def output(self) -> gs.Tensor:
-        """The activation's output, which the PredictiveConv produces under the same name."""
+        """The activation's (or QuantizeLinear's) output, which the new node produces under the same name."""
         return self.nodes[-1].outputs[0]
 
 
