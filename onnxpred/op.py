@@ -1,10 +1,14 @@
-"""The ``ai.onnxpred::PredictiveConv`` v1 contract: names, attributes, counters, a node builder and the
-op's onnx schema, all read from the one table ``op_contract.json`` (the C++ library generates its
-attribute table from the same file).
+"""The contract of the ``ai.onnxpred`` ops, ``PredictiveConv`` v1 (float32) and ``PredictiveQLinearConv`` v1
+(int8): names, inputs, attributes, counters, one node builder and the ops' onnx schemas, all read from the
+one table ``op_contract.json`` (the C++ library generates its attribute table from the same file). Every
+attribute is defined once there; each op lists the ones it takes.
 
-Semantics: ``docs/predictive_conv.md``; the executable definition is :mod:`onnxpred.reference`.
-Importing this module registers the op's schema with onnx, so that ``onnx.checker`` refuses unknown or
-ill-typed attributes and shape inference types ``Y`` and ``counters``.
+Semantics: ``docs/predictive_conv.md``; the executable definitions are :mod:`onnxpred.reference` and
+:mod:`onnxpred.reference_quantized`. Importing this module registers both schemas with onnx, so that
+``onnx.checker`` refuses unknown or ill-typed attributes and shape inference types ``Y`` and ``counters``.
+
+The module-level ``OP_TYPE``, ``OPSET_VERSION``, ``INPUT_NAMES`` name the float32 op; ``OPS`` holds both
+(:class:`OpSpec`), and the functions take an ``op_type`` where the op matters.
 """
 
 from __future__ import annotations
@@ -23,10 +27,7 @@ from .errors import UnsupportedModelError
 _CONTRACT = json.loads(resources.files(__package__).joinpath("op_contract.json").read_text())
 
 DOMAIN: str = _CONTRACT["domain"]
-OP_TYPE: str = _CONTRACT["op_type"]
-OPSET_VERSION: int = _CONTRACT["version"]
 COUNTER_NAMES: tuple[str, ...] = tuple(_CONTRACT["counters"])
-INPUT_NAMES: tuple[str, ...] = tuple(i["name"] for i in _CONTRACT["inputs"])
 
 _ONNX_TYPES = {
     "int": AttributeProto.INT,
@@ -125,9 +126,49 @@ class AttributeSpec:
             raise ValueError(f"{what} must be > {self.exclusive_minimum:g}, got {value!r}")
 
 
+# Every attribute of the contract, each defined once; an op takes some of them (OpSpec.attributes).
 ATTRIBUTES: dict[str, AttributeSpec] = {
     entry["name"]: AttributeSpec.from_json(entry) for entry in _CONTRACT["attributes"]
 }
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op of the contract: its name, version, inputs, outputs and the attributes it takes."""
+
+    op_type: str
+    version: int
+    summary: str
+    inputs: tuple[Mapping[str, Any], ...]
+    outputs: tuple[Mapping[str, Any], ...]
+    type_constraints: Mapping[str, tuple[str, ...]]
+    attributes: Mapping[str, AttributeSpec]
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> "OpSpec":
+        return cls(entry["op_type"], entry["version"], entry["summary"], tuple(entry["inputs"]),
+                   tuple(entry["outputs"]),
+                   {name: tuple(types) for name, types in entry["type_constraints"].items()},
+                   {name: ATTRIBUTES[name] for name in entry["attributes"]})
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(entry["name"] for entry in self.inputs)
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: spec.default for name, spec in self.attributes.items() if spec.default is not None}
+
+
+OPS: dict[str, OpSpec] = {entry["op_type"]: OpSpec.from_json(entry) for entry in _CONTRACT["ops"]}
+PREDICTIVE_CONV, PREDICTIVE_QLINEAR_CONV = OPS["PredictiveConv"], OPS["PredictiveQLinearConv"]
+OP_TYPE: str = PREDICTIVE_CONV.op_type
+OPSET_VERSION: int = PREDICTIVE_CONV.version
+INPUT_NAMES: tuple[str, ...] = PREDICTIVE_CONV.input_names
+QLINEAR_OP_TYPE: str = PREDICTIVE_QLINEAR_CONV.op_type
+QLINEAR_INPUT_NAMES: tuple[str, ...] = PREDICTIVE_QLINEAR_CONV.input_names
+if len({spec.version for spec in OPS.values()}) != 1:
+    raise RuntimeError("op_contract.json: the ops of one domain share its opset version")  # opset_import()
+
 PATTERNS: tuple[str, ...] = ATTRIBUTES["pattern"].choices
 ACTIVATIONS: tuple[str, ...] = ATTRIBUTES["activation"].choices
 MAX_WINDOW: int = int(ATTRIBUTES["window"].maximum)
@@ -135,9 +176,15 @@ MAX_WINDOW: int = int(ATTRIBUTES["window"].maximum)
 PREDICTOR_ATTRIBUTES = ("window", "pattern", "margin")
 
 
-def defaults() -> dict[str, Any]:
-    """Every attribute that has a default, with it: what an attribute-less node means."""
-    return {name: spec.default for name, spec in ATTRIBUTES.items() if spec.default is not None}
+def defaults(op_type: str = OP_TYPE) -> dict[str, Any]:
+    """Every attribute of ``op_type`` that has a default, with it: what an attribute-less node means."""
+    return _op(op_type).defaults()
+
+
+def _op(op_type: str) -> OpSpec:
+    if op_type not in OPS:
+        raise ValueError(f"unknown op {op_type!r} (the contract's: {', '.join(OPS)})")
+    return OPS[op_type]
 
 
 def opset_import() -> onnx.OperatorSetIdProto:
@@ -145,42 +192,60 @@ def opset_import() -> onnx.OperatorSetIdProto:
 
 
 class ContractError(UnsupportedModelError, ValueError):
-    """A PredictiveConv node that breaks the contract: an unknown attribute or a value out of range."""
+    """A node of the contract's ops that breaks it: an unknown attribute or a value out of range."""
+
+
+def _node_op_type(node: Any) -> Optional[str]:
+    """The op type of an ``onnx.NodeProto`` or an onnx-graphsurgeon ``Node`` when it is one of the
+    contract's ops, else None."""
+    op_type = getattr(node, "op_type", None) or getattr(node, "op", None)
+    return op_type if op_type in OPS and node.domain == DOMAIN else None
 
 
 def is_predictive_conv(node: Any) -> bool:
-    """Whether ``node`` (an ``onnx.NodeProto`` or an onnx-graphsurgeon ``Node``) is a PredictiveConv."""
-    op_type = getattr(node, "op_type", None) or getattr(node, "op", None)
-    return op_type == OP_TYPE and node.domain == DOMAIN
+    """Whether ``node`` (an ``onnx.NodeProto`` or an onnx-graphsurgeon ``Node``) is a (float32) PredictiveConv."""
+    return _node_op_type(node) == OP_TYPE
+
+
+def is_predictive_qlinear_conv(node: Any) -> bool:
+    """Whether ``node`` (an ``onnx.NodeProto`` or an onnx-graphsurgeon ``Node``) is a PredictiveQLinearConv."""
+    return _node_op_type(node) == QLINEAR_OP_TYPE
+
+
+def is_contract_op(node: Any) -> bool:
+    """Whether ``node`` is either op of the contract (both have the predictor attributes and counters)."""
+    return _node_op_type(node) is not None
 
 
 def node_attributes(node: onnx.NodeProto) -> dict[str, Any]:
-    """The attributes of a PredictiveConv node, checked against the contract, defaults filled in.
+    """The attributes of a node of either op, checked against the contract, defaults filled in.
 
-    Raises :class:`ContractError` naming the node for an attribute the contract does not know (which
+    Raises :class:`ContractError` naming the node for an attribute its op does not take (which
     onnxruntime would ignore, silently running with the default) or a value it does not allow.
     """
+    spec = _op(node.op_type)
     _check_attribute_names(node)
-    values = defaults()
+    values = spec.defaults()
     for attribute in node.attribute:
-        spec = ATTRIBUTES[attribute.name]
+        attribute_spec = spec.attributes[attribute.name]
         try:
-            if attribute.type != spec.onnx_type:
-                raise ValueError(f"attribute {attribute.name!r} must be {_TYPE_WORDS[spec.type]}")
-            values[attribute.name] = spec.check(helper.get_attribute_value(attribute))
+            if attribute.type != attribute_spec.onnx_type:
+                raise ValueError(f"attribute {attribute.name!r} must be {_TYPE_WORDS[attribute_spec.type]}")
+            values[attribute.name] = attribute_spec.check(helper.get_attribute_value(attribute))
         except ValueError as error:
-            raise ContractError(f"PredictiveConv node {node.name!r}: {error}") from None
-    if values["activation"] != "Clip" and math.isfinite(values["clip_max"]):
-        raise ContractError(f"PredictiveConv node {node.name!r}: attribute 'clip_max' is only valid with "
+            raise ContractError(f"{node.op_type} node {node.name!r}: {error}") from None
+    if "activation" in values and values["activation"] != "Clip" and math.isfinite(values["clip_max"]):
+        raise ContractError(f"{node.op_type} node {node.name!r}: attribute 'clip_max' is only valid with "
                             "activation \"Clip\"")
     return values
 
 
 def _check_attribute_names(node: onnx.NodeProto) -> None:
-    unknown = [a.name for a in node.attribute if a.name not in ATTRIBUTES]
+    known = _op(node.op_type).attributes
+    unknown = [a.name for a in node.attribute if a.name not in known]
     if unknown:
-        raise ContractError(f"PredictiveConv node {node.name!r} has an attribute the op does not know: "
-                            f"{unknown[0]!r} (its attributes: {', '.join(ATTRIBUTES)})")
+        raise ContractError(f"{node.op_type} node {node.name!r} has an attribute the op does not know: "
+                            f"{unknown[0]!r} (its attributes: {', '.join(known)})")
 
 
 def make_node(
@@ -188,69 +253,87 @@ def make_node(
     outputs: Sequence[str],
     *,
     name: str,
+    op_type: str = OP_TYPE,
     **attributes: Any,
 ) -> onnx.NodeProto:
-    """A PredictiveConv node. ``inputs``: X, W[, B[, Z]] ("" for an omitted B); ``outputs``: Y[, counters].
+    """A node of ``op_type`` (default PredictiveConv; or ``QLINEAR_OP_TYPE``). ``inputs``: PredictiveConv's
+    X, W[, B[, Z]], PredictiveQLinearConv's x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
+    y_zero_point[, B] ("" for an omitted optional input); ``outputs``: Y[, counters].
 
-    ``attributes`` are the contract's (``kernel_shape=[3, 3]``, ``window=3``, ``pattern="checkerboard"``, ...);
-    each is checked against it. ``pattern``, ``margin`` and ``clip_max`` are written only where they
-    differ from their defaults, so that a node with the defaults is the same as before they existed;
+    ``attributes`` are the op's (``kernel_shape=[3, 3]``, ``window=3``, ``pattern="checkerboard"``, ...);
+    each is checked against the contract. ``pattern``, ``margin`` and ``clip_max`` are written only where
+    they differ from their defaults, so that a node with the defaults is the same as before they existed;
     None stands for the default.
     """
+    known = _op(op_type).attributes
     values = {}
     for key, value in attributes.items():
-        if key not in ATTRIBUTES:
-            raise ValueError(f"PredictiveConv has no attribute {key!r} (known: {', '.join(ATTRIBUTES)})")
+        if key not in known:
+            raise ValueError(f"{op_type} has no attribute {key!r} (known: {', '.join(known)})")
         if value is not None:
             values[key] = int(value) if key == "audit" else value
-    checked = {key: ATTRIBUTES[key].check(value) for key, value in values.items()}
+    checked = {key: known[key].check(value) for key, value in values.items()}
     for key in ("pattern", "margin", "clip_max"):
-        if key in checked and checked[key] == ATTRIBUTES[key].default:
+        if key in checked and checked[key] == known[key].default:
             del checked[key]
     checked = {key: list(value) if isinstance(value, tuple) else value for key, value in checked.items()}
-    node = helper.make_node(OP_TYPE, list(inputs), list(outputs), name=name, domain=DOMAIN, **checked)
+    node = helper.make_node(op_type, list(inputs), list(outputs), name=name, domain=DOMAIN, **checked)
     node_attributes(node)  # the cross-attribute rules (clip_max only with Clip)
     return node
 
 
 def check_model(model: onnx.ModelProto, *, names_only: bool = False) -> None:
-    """Raise :class:`ContractError` if a PredictiveConv node of ``model`` breaks the contract (see
-    :func:`node_attributes`); with ``names_only``, only for attributes the contract does not know."""
+    """Raise :class:`ContractError` if a node of either op in ``model`` breaks the contract (see
+    :func:`node_attributes`); with ``names_only``, only for attributes its op does not take."""
     for node in model.graph.node:
-        if is_predictive_conv(node):
+        if is_contract_op(node):
             _check_attribute_names(node) if names_only else node_attributes(node)
 
 
 # --- The onnx schema, registered on import -------------------------------------------------------
 
 
-def _infer_types(ctx) -> None:
-    """Y: float32 [N, M, oH, oW] from X, W and the Conv attributes; counters: int64 [7]."""
-    x_type, w_type = ctx.get_input_type(0), ctx.get_input_type(1)
-    dims: list[Optional[int]] = [None] * 4
-    x_dims = _dims(x_type)
-    w_dims = _dims(w_type)
-    if x_dims is not None:
-        dims[0] = x_dims[0]
-    if w_dims is not None:
-        dims[1] = w_dims[0]
-    if x_dims is not None and w_dims is not None:
-        values = {}
-        for name in ("strides", "pads", "dilations"):
-            attribute = ctx.get_attribute(name)
-            values[name] = list(attribute.ints) if attribute is not None else list(ATTRIBUTES[name].default)
-        for axis in range(2):
-            size, kernel = x_dims[2 + axis], w_dims[2 + axis]
-            if size is None or kernel is None:
-                continue
-            padded = size + values["pads"][axis] + values["pads"][axis + 2]
-            extent = values["dilations"][axis] * (kernel - 1) + 1
-            if padded >= extent:
-                dims[2 + axis] = (padded - extent) // values["strides"][axis] + 1
-    y = helper.make_tensor_type_proto(TensorProto.FLOAT, dims if x_dims is not None else None)
-    ctx.set_output_type(0, y)
-    if ctx.get_num_outputs() > 1:
-        ctx.set_output_type(1, helper.make_tensor_type_proto(TensorProto.INT64, [len(COUNTER_NAMES)]))
+def _type_inference(spec: OpSpec):
+    """The shape and type inference of ``spec``'s op: Y [N, M, oH, oW] from its X, W and Conv attributes,
+    of the type of its ``Y`` type variable's first input (float32 for PredictiveConv, y_zero_point's for
+    PredictiveQLinearConv); counters int64 [7]."""
+    names = spec.input_names
+    x_index, w_index = 0, names.index("W" if "W" in names else "w")
+    y_variable = spec.outputs[0]["type"]
+    y_source = min(i for i, entry in enumerate(spec.inputs) if entry["type"] == y_variable)
+    y_types = spec.type_constraints[y_variable]
+
+    def infer(ctx) -> None:
+        x_dims = _dims(ctx.get_input_type(x_index))
+        w_dims = _dims(ctx.get_input_type(w_index))
+        dims: list[Optional[int]] = [None] * 4
+        if x_dims is not None:
+            dims[0] = x_dims[0]
+        if w_dims is not None:
+            dims[1] = w_dims[0]
+        if x_dims is not None and w_dims is not None:
+            values = {}
+            for name in ("strides", "pads", "dilations"):
+                attribute = ctx.get_attribute(name)
+                values[name] = list(attribute.ints) if attribute is not None else list(ATTRIBUTES[name].default)
+            for axis in range(2):
+                size, kernel = x_dims[2 + axis], w_dims[2 + axis]
+                if size is None or kernel is None:
+                    continue
+                padded = size + values["pads"][axis] + values["pads"][axis + 2]
+                extent = values["dilations"][axis] * (kernel - 1) + 1
+                if padded >= extent:
+                    dims[2 + axis] = (padded - extent) // values["strides"][axis] + 1
+        source = ctx.get_input_type(y_source)
+        elem_type = source.tensor_type.elem_type if source is not None and source.HasField("tensor_type") else 0
+        if not elem_type and len(y_types) == 1:
+            elem_type = TensorProto.DataType.Value(y_types[0].upper())
+        if elem_type:
+            ctx.set_output_type(0, helper.make_tensor_type_proto(elem_type, dims if x_dims is not None else None))
+        if ctx.get_num_outputs() > 1:
+            ctx.set_output_type(1, helper.make_tensor_type_proto(TensorProto.INT64, [len(COUNTER_NAMES)]))
+
+    return infer
 
 
 def _dims(type_proto) -> Optional[list[Optional[int]]]:
@@ -260,47 +343,49 @@ def _dims(type_proto) -> Optional[list[Optional[int]]]:
     return dims if len(dims) == 4 else None
 
 
-def _schema() -> onnx.defs.OpSchema:
+def _schema(spec: OpSpec) -> onnx.defs.OpSchema:
     schema_type = onnx.defs.OpSchema
     option = schema_type.FormalParameterOption
 
-    def parameters(entries, type_str):
+    def parameters(entries):
         return [
             schema_type.FormalParameter(
-                entry["name"], type_str, entry["doc"],
+                entry["name"],
+                entry["type"] if entry["type"] in spec.type_constraints else f"tensor({entry['type']})",
+                entry["doc"],
                 param_option=option.Optional if entry.get("optional") else option.Single,
             )
             for entry in entries
         ]
 
     attributes = []
-    for spec in ATTRIBUTES.values():
-        if spec.default is None:
-            attributes.append(schema_type.Attribute(spec.name, schema_type.AttrType(spec.onnx_type), spec.doc,
-                                                    required=False))
+    for attribute in spec.attributes.values():
+        if attribute.default is None:
+            attributes.append(schema_type.Attribute(attribute.name, schema_type.AttrType(attribute.onnx_type),
+                                                    attribute.doc, required=False))
         else:
-            default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-            attributes.append(schema_type.Attribute(spec.name, helper.make_attribute(spec.name, default), spec.doc))
-    (y, counters) = _CONTRACT["outputs"]
+            default = list(attribute.default) if isinstance(attribute.default, tuple) else attribute.default
+            attributes.append(schema_type.Attribute(attribute.name, helper.make_attribute(attribute.name, default),
+                                                    attribute.doc))
     schema = schema_type(
-        OP_TYPE, DOMAIN, OPSET_VERSION,
-        "Conv (+ residual Z) + Relu/Clip(0, max) that computes the sampled outputs of each k x k window "
-        "first and predicts the rest of a window zero when its samples are at most -margin.",
-        inputs=parameters(_CONTRACT["inputs"], "T"),
-        outputs=parameters([y], "T") + parameters([counters], "tensor(int64)"),
-        type_constraints=[("T", ["tensor(float)"], "float32 tensors")],
+        spec.op_type, DOMAIN, spec.version, spec.summary,
+        inputs=parameters(spec.inputs),
+        outputs=parameters(spec.outputs),
+        type_constraints=[(name, [f"tensor({t})" for t in types], f"{' or '.join(types)} tensors")
+                          for name, types in spec.type_constraints.items()],
         attributes=attributes,
     )
-    schema.set_type_and_shape_inference_function(_infer_types)
+    schema.set_type_and_shape_inference_function(_type_inference(spec))
     return schema
 
 
 def register_schema() -> None:
-    """Register the op with onnx (once per process; importing onnxpred does it)."""
-    try:
-        onnx.defs.get_schema(OP_TYPE, OPSET_VERSION, DOMAIN)
-    except onnx.defs.SchemaError:
-        onnx.defs.register_schema(_schema())
+    """Register both ops with onnx (once per process; importing onnxpred does it)."""
+    for spec in OPS.values():
+        try:
+            onnx.defs.get_schema(spec.op_type, spec.version, DOMAIN)
+        except onnx.defs.SchemaError:
+            onnx.defs.register_schema(_schema(spec))
 
 
 register_schema()

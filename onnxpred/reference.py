@@ -98,21 +98,16 @@ def activate(v: np.ndarray, activation: str = "Relu", clip_max: float = math.inf
     raise ValueError(f"unknown activation {activation!r}")
 
 
-def predict(
-    p: np.ndarray, a: np.ndarray, pattern: np.ndarray, margin: float = 0.0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Apply the prediction rule to pre-activations ``p`` and activations ``a`` [N, M, oH, oW].
-
-    Returns ``(y, sample, triggered)``, besides ``y`` boolean masks of ``a``'s shape: ``sample`` marks
-    the sampled outputs, ``triggered`` the outputs whose window is triggered.
-    """
+def window_rule(zero: np.ndarray, pattern: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The window rule on ``zero`` [N, M, oH, oW], which marks the outputs that count as zero where
+    they are samples: returns boolean masks ``(sample, triggered)`` of its shape, ``sample`` marking the
+    sampled outputs, ``triggered`` the outputs whose window has a sample and only zero samples."""
     k = pattern.shape[0]
-    n, m, height, width = a.shape
+    n, m, height, width = zero.shape
     rows = np.arange(height) % k
     cols = np.arange(width) % k
-    sample = np.broadcast_to(pattern[rows[:, None], cols[None, :]], a.shape)
-    # Pad to whole windows (the padding holds no sample) and reduce per window: a window is
-    # triggered when it has a sample and none of its samples is above -margin (or NaN).
+    sample = np.broadcast_to(pattern[rows[:, None], cols[None, :]], zero.shape)
+    # Pad to whole windows (the padding holds no sample) and reduce per window.
     win_h, win_w = -(-height // k), -(-width // k)
 
     def per_window(values: np.ndarray) -> np.ndarray:
@@ -120,12 +115,43 @@ def predict(
         padded[:, :, :height, :width] = values
         return padded.reshape(n, m, win_h, k, win_w, k).any(axis=(3, 5))
 
-    threshold = -np.float32(margin)
-    keeps = sample & ~(p.astype(np.float32) <= threshold)
-    window_triggered = per_window(sample) & ~per_window(keeps)
+    window_triggered = per_window(sample) & ~per_window(sample & ~zero)
     triggered = np.repeat(np.repeat(window_triggered, k, axis=2), k, axis=3)[:, :, :height, :width]
+    return sample, triggered
+
+
+def predict(
+    p: np.ndarray, a: np.ndarray, pattern: np.ndarray, margin: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the prediction rule to pre-activations ``p`` and activations ``a`` [N, M, oH, oW].
+
+    Returns ``(y, sample, triggered)``, besides ``y`` boolean masks of ``a``'s shape: ``sample`` marks
+    the sampled outputs, ``triggered`` the outputs whose window is triggered (none of its samples is
+    above -margin, or NaN).
+    """
+    sample, triggered = window_rule(p.astype(np.float32) <= -np.float32(margin), pattern)
     y = np.where(sample | ~triggered, a, np.float32(0)).astype(np.float32)
     return y, sample, triggered
+
+
+def prediction_counters(y_true_zero: np.ndarray, sample: np.ndarray, triggered: np.ndarray, macs_per_output: int,
+                        audit: bool) -> np.ndarray:
+    """The op's counters (COUNTER_NAMES) from the window rule's masks; ``y_true_zero`` marks the outputs
+    whose true (unpredicted) value is the activation's zero. The reference executes exactly the
+    non-predicted outputs: its ``macs_executed`` is the lower bound."""
+    predicted = ~sample & triggered
+    outputs = sample.size
+    n_predicted = int(predicted.sum())
+    counters = {
+        "outputs": outputs,
+        "zero_diag": int((sample & triggered).sum()),
+        "predicted": n_predicted,
+        "pred_hit": int((predicted & y_true_zero).sum()) if audit else -1,
+        "pred_miss": int((predicted & ~y_true_zero).sum()) if audit else -1,
+        "macs_dense": outputs * macs_per_output,
+        "macs_executed": (outputs - n_predicted) * macs_per_output,
+    }
+    return np.array([counters[name] for name in COUNTER_NAMES], dtype=np.int64)
 
 
 def predictive_conv(
@@ -159,17 +185,4 @@ def predictive_conv(
     p = v.astype(np.float32)
     a = activate(p, activation, clip_max)
     y, sample, triggered = predict(p, a, sampling_pattern(pattern, window), margin)
-    predicted = ~sample & triggered
-    outputs = a.size
-    macs_per_output = w.shape[1] * w.shape[2] * w.shape[3]
-    n_predicted = int(predicted.sum())
-    counters = {
-        "outputs": outputs,
-        "zero_diag": int((sample & triggered).sum()),
-        "predicted": n_predicted,
-        "pred_hit": int((predicted & (a == 0)).sum()) if audit else -1,
-        "pred_miss": int((predicted & ~(a == 0)).sum()) if audit else -1,
-        "macs_dense": outputs * macs_per_output,
-        "macs_executed": (outputs - n_predicted) * macs_per_output,
-    }
-    return y, np.array([counters[name] for name in COUNTER_NAMES], dtype=np.int64)
+    return y, prediction_counters(a == 0, sample, triggered, w.shape[1] * w.shape[2] * w.shape[3], audit)

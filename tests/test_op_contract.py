@@ -119,3 +119,59 @@ def test_the_contract_file_is_the_one_the_package_reads():
     table = json.loads(resources.files("onnxpred").joinpath("op_contract.json").read_text())
     assert [a["name"] for a in table["attributes"]] == list(op.ATTRIBUTES)
     assert tuple(table["counters"]) == op.COUNTER_NAMES
+
+
+# --- PredictiveQLinearConv: the same table, its own inputs and a subset of the attributes ----------------
+
+QLINEAR_INPUTS = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale", "y_zero_point"]
+
+
+def qlinear_node(**attributes) -> onnx.NodeProto:
+    return op.make_node(QLINEAR_INPUTS, ["Y", "counters"], name="q", op_type=op.QLINEAR_OP_TYPE,
+                        kernel_shape=[3, 3], **attributes)
+
+
+def test_each_attribute_is_defined_once_and_the_int8_op_takes_the_shared_ones():
+    from importlib import resources
+
+    table = json.loads(resources.files("onnxpred").joinpath("op_contract.json").read_text())
+    names = [a["name"] for a in table["attributes"]]
+    assert len(names) == len(set(names))
+    assert set(op.PREDICTIVE_QLINEAR_CONV.attributes) == set(op.ATTRIBUTES) - {"activation", "clip_max"}
+    assert op.QLINEAR_INPUT_NAMES == tuple(QLINEAR_INPUTS + ["B"])
+    assert "activation" not in op.defaults(op.QLINEAR_OP_TYPE)
+    assert op.defaults(op.QLINEAR_OP_TYPE)["window"] == op.defaults()["window"]
+
+
+def test_the_int8_node_builder_checker_and_predicates():
+    node = qlinear_node(window=2, margin=0.25)
+    assert op.is_predictive_qlinear_conv(node) and op.is_contract_op(node) and not op.is_predictive_conv(node)
+    assert op.node_attributes(node)["margin"] == 0.25
+    check_node(node)
+    with pytest.raises(ValueError, match="PredictiveQLinearConv has no attribute 'activation'"):
+        qlinear_node(activation="Relu")
+    node.attribute.append(helper.make_attribute("clip_max", 6.0))
+    with pytest.raises(onnx.checker.ValidationError, match="Unrecognized attribute: clip_max"):
+        check_node(node)
+    model = helper.make_model(helper.make_graph([node], "g", [], []))
+    with pytest.raises(op.ContractError, match="PredictiveQLinearConv node 'q' has an attribute the op does not know"):
+        op.check_model(model, names_only=True)
+
+
+@pytest.mark.parametrize("y_type", [TensorProto.UINT8, TensorProto.INT8])
+def test_shape_inference_types_the_int8_output_as_y_zero_point(y_type):
+    inputs = [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", 2, 9, 11]),
+              helper.make_tensor_value_info("y_zero_point", y_type, [])]
+    scalars = [onnx.numpy_helper.from_array(np.array(0.1, np.float32), name) for name in ("x_scale", "w_scale", "y_scale")]
+    scalars += [onnx.numpy_helper.from_array(np.array(3, np.uint8), "x_zero_point"),
+                onnx.numpy_helper.from_array(np.ones((4, 2, 3, 3), np.int8), "w"),
+                onnx.numpy_helper.from_array(np.array(0, np.int8), "w_zero_point")]
+    node = qlinear_node(pads=[1, 1, 1, 1], strides=[2, 1])
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.UNDEFINED, None),
+                                                    helper.make_tensor_value_info("counters", TensorProto.INT64, None)],
+                              scalars)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), op.opset_import()])
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    y = next(v for v in inferred.graph.output if v.name == "Y")
+    assert y.type.tensor_type.elem_type == y_type
+    assert [d.dim_value for d in y.type.tensor_type.shape.dim][1:] == [4, 5, 11]

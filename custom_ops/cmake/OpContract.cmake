@@ -1,7 +1,8 @@
 # Generates the C++ form of the op contract (onnxpred/op_contract.json) at configure time: one
-# constexpr AttributeSpec per attribute (operators/common/attribute_spec.h), the pattern and
-# activation names and the counter names. The op reads its attributes only through this table, so
-# a name, default or limit lives in the JSON alone. CMake re-runs when the JSON changes.
+# constexpr AttributeSpec per attribute (operators/common/attribute_spec.h; each defined once, shared
+# by the ops), the pattern and activation names, the counter names, and each op's name and version
+# (kPredictiveConvOpType, kPredictiveConvVersion, ...). The ops read their attributes only through
+# this table, so a name, default or limit lives in the JSON alone. CMake re-runs when the JSON changes.
 
 # "window_size" -> "kWindowSize"
 function(_onnxpred_constant_name name out_var)
@@ -47,9 +48,7 @@ endfunction()
 function(onnxpred_generate_op_contract json_path header_path)
   set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${json_path}")
   file(READ "${json_path}" contract)
-  string(JSON op_type GET "${contract}" op_type)
   string(JSON domain GET "${contract}" domain)
-  string(JSON version GET "${contract}" version)
   _onnxpred_json_list("${contract}" counters TRUE counters)
   string(JSON counter_count LENGTH "${contract}" counters)
 
@@ -57,8 +56,15 @@ function(onnxpred_generate_op_contract json_path header_path)
   string(APPEND out "#pragma once\n\n#include \"operators/common/attribute_spec.h\"\n\n")
   string(APPEND out "namespace onnxpred::contract {\n\n")
   string(APPEND out "inline constexpr char kDomain[] = \"${domain}\";\n")
-  string(APPEND out "inline constexpr char kOpType[] = \"${op_type}\";\n")
-  string(APPEND out "inline constexpr int kVersion = ${version};\n")
+  string(JSON op_count LENGTH "${contract}" ops)
+  math(EXPR last_op "${op_count} - 1")
+  foreach(i RANGE ${last_op})
+    string(JSON op_type GET "${contract}" ops ${i} op_type)
+    string(JSON version GET "${contract}" ops ${i} version)
+    _onnxpred_constant_name("${op_type}" constant)
+    string(APPEND out "inline constexpr char ${constant}OpType[] = \"${op_type}\";\n")
+    string(APPEND out "inline constexpr int ${constant}Version = ${version};\n")
+  endforeach()
   string(APPEND out "inline constexpr int64_t kCounterCount = ${counter_count};\n")
   string(APPEND out "inline constexpr const char* kCounterNames[kCounterCount] = ${counters};\n\n")
 
