@@ -18,6 +18,7 @@ from .errors import EXIT_INTERNAL, UserError
 COMMAND_MODULES = (
     "demo",
     "export",
+    "quantize",
     "rewrite",
     "validate",
     "report",
