@@ -25,7 +25,7 @@ from ..datasets import LabelledImage, PreprocessingSpec, SkippedImage, batches
 from ..errors import UnsupportedModelError
 from ..runtime import quiet_options, session
 from .spatial import ZeroWindowTally
-from .stats import top_k_hits
+from .stats import softmax_kl, top_k_hits
 
 _COUNTERS_SUFFIX = ".counters"
 
@@ -66,25 +66,31 @@ def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProt
 
 @dataclass
 class AccuracyTally:
-    """Top-k hits against the labels and top-1 agreement with the original model, summed over batches."""
+    """Top-k hits against the labels, top-1 agreement with the original model and the KL divergence of the
+    softmax from the original's, summed over batches."""
 
     images: int = 0
     labelled: int = 0
     top1: int = 0
     top5: int = 0
     agreement: int = 0
+    kl_sum: float = 0.0  # Σ over images of KL(original's softmax || this model's)
     seconds: float = 0.0  # in session.run
 
-    def add(self, logits: np.ndarray, labels: np.ndarray, reference_top1: np.ndarray) -> np.ndarray:
-        """Counts one batch; returns its top-1 classes."""
+    def add(self, logits: np.ndarray, labels: np.ndarray, reference_logits: np.ndarray) -> None:
+        """Counts one batch, against the original model's ``reference_logits`` for it."""
         top1 = logits.argmax(axis=1)
         labelled = labels >= 0
         self.images += len(labels)
         self.labelled += int(labelled.sum())
         self.top1 += int((top1 == labels)[labelled].sum())
         self.top5 += int(top_k_hits(logits[labelled], labels[labelled], 5).sum())
-        self.agreement += int((top1 == reference_top1).sum())
-        return top1
+        self.agreement += int((top1 == reference_logits.argmax(axis=1)).sum())
+        self.kl_sum += float(softmax_kl(reference_logits, logits).sum())
+
+    @property
+    def mean_kl(self) -> float:
+        return self.kl_sum / self.images if self.images else 0.0
 
     def merge(self, other: "AccuracyTally") -> None:
         """Adds the counts (and seconds) of ``other``, a tally of other images."""
@@ -251,15 +257,15 @@ class Evaluator:
                     f"a batch of {len(labels)}; export it with a dynamic batch dimension"
                 )
             feeds = {self.original_session.get_inputs()[0].name: pixels}
-            logits, *activations = _timed_run(self.original_session, self.original_outputs, feeds, tallies.original)
-            # The original's own agreement is trivially 1; its top-1 is the reference of the rewritten models.
-            reference_top1 = tallies.original.add(logits, labels, logits.argmax(axis=1))
+            reference, *activations = _timed_run(self.original_session, self.original_outputs, feeds,
+                                                 tallies.original)
+            tallies.original.add(reference, labels, reference)  # its own agreement is trivially 1, its KL 0
             for tally, values in zip(tallies.spatial, activations):
                 tally.add(values)
             for (run_session, output_names), tally, counters in zip(self.window_runs, tallies.windows,
                                                                      tallies.counters):
                 logits, *layer_counters = _timed_run(run_session, output_names, feeds, tally)
-                tally.add(logits, labels, reference_top1)
+                tally.add(logits, labels, reference)
                 counters += np.stack(layer_counters)
             if on_images is not None:
                 read = tallies.original.images + len(tallies.skipped)

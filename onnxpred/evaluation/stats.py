@@ -1,4 +1,4 @@
-"""Counting statistics: top-k hits and Wilson score intervals."""
+"""Counting statistics: top-k hits, Wilson score intervals, and the KL divergence between softmaxes."""
 
 from __future__ import annotations
 
@@ -30,3 +30,16 @@ def top_k_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     k = min(k, logits.shape[1])
     top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
     return (top == labels[:, None]).any(axis=1)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of ``logits`` [B, classes], in float64."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax_kl(reference_logits: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Per row: KL(softmax(reference) || softmax(logits)), how far a model's class distribution moved from
+    the reference model's. Unlike a change of the top-1 class it moves with every image."""
+    p_log, q_log = log_softmax(reference_logits), log_softmax(logits)
+    return np.sum(np.exp(p_log) * (p_log - q_log), axis=1)

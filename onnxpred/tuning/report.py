@@ -171,12 +171,24 @@ def _search_section(content: dict) -> list[Block]:
                                   "optimistic; the confirmation point is the result."))
     rows = [[entry["label"], str(entry["layers"]), percent(entry["predicted_share_all_conv"]),
              percent(entry["skipped_share_all_conv"]), percent(entry[key]),
-             f"{entry['drop_points']:.2f} ± {entry['noise_points']:.2f}", f"{entry['judged_drop_points']:.2f}",
+             f"{entry['drop_points']:.2f} ± {entry['noise_points']:.2f}", f"{entry['kl']:.4f}",
+             f"{entry['estimated_drop_points']:.2f} ± {entry['estimate_noise_points']:.2f}",
              "yes" if entry["feasible"] else "no", "chosen" if entry["chosen"] else ""] for entry in configurations]
+    blocks.append(Paragraph(_drop_model_text(tuning["drop_model"], metric)))
     blocks.append(Details("Configurations tried on the tuning images", [
         Table(["configuration", "layers", "MACs predicted", "MACs skipped", f"{_metric_name(metric)} (tuning)",
-               "drop ± SE (points)", "drop + ½ SE", "within budget", ""], rows)]))
+               "drop ± SE (points)", "KL", "estimated drop ± SE", "within budget", ""], rows)]))
     return blocks
+
+
+def _drop_model_text(model: dict, metric: str) -> str:
+    if model["points_per_kl"] is None:
+        return ("No configuration run lowered the metric, so there was no drop to calibrate the KL divergence with: "
+                "each was judged by its own count plus half its standard error.")
+    return (f"Each configuration was judged by the drop its KL divergence predicts: {model['points_per_kl']:.1f} "
+            f"points of {_metric_name(metric)} per unit of KL, pooled over the {model['runs']} runs with a KL up to "
+            f"{model['reach_kl']:.3g} ({model['changed_images']} changed images), plus half that estimate's "
+            "standard error; a single run's count is noisier than the proportion over all of them.")
 
 
 def _method_section(content: dict) -> list[Block]:
@@ -188,9 +200,10 @@ def _method_section(content: dict) -> list[Block]:
                   f"Screening: {content['screening']}. Sensitivity: each kept candidate measured in the whole model "
                   f"with only its layer predicted, on {content['sensitivity_images']} tuning images. Search: for a "
                   "price λ each layer takes the candidate of largest gain − λ · KL; the configurations along λ ran "
-                  "on all tuning images, narrowing on the last whose drop plus half its standard error (from the "
-                  "images whose top-1 class changed) keeps the budget: the search favours configurations whose "
-                  "measured drop happened to be low, and the margin offsets part of that. The window map beside "
+                  "on all tuning images, narrowing on the last that keeps the budget as judged by the drop its "
+                  "whole-model KL divergence predicts (drop ≈ β · KL, β pooled over the runs near the budget), "
+                  "plus half that estimate's standard error: one run's own count of a few changed images is "
+                  "noisy, and the search would favour the runs whose count happened to be low. The window map beside "
                   "the model holds the chosen settings with absolute margins (onnxpred rewrite --window-map)."),
     ]
 

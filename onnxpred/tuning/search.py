@@ -6,9 +6,17 @@ takes the candidate with the largest ``gain − λ · cost``, or stays onnxrunti
 positive; lowering λ from infinity to zero gives a path of configurations of growing gain (the Lagrangian
 relaxation of the knapsack "most gain for a total cost"). KL divergences add up only roughly, so the
 path is not trusted for accuracy: its configurations are run on the whole tuning part, three at a time
-in one :func:`onnxpred.evaluation.evaluate.evaluate` pass, narrowing on the last one that keeps the drop
-of the metric, plus half its standard error (:data:`NOISE_WEIGHT`), within the budget. Every configuration
-run is kept for the report.
+in one :func:`onnxpred.evaluation.evaluate.evaluate` pass, narrowing on the last one within the budget.
+Every configuration run is kept for the report.
+
+**Judging the budget.** A few hundred images measure one configuration's drop only to about a point (at
+a one-point drop, a handful of images changed their class), and the narrowing favours configurations
+whose measured drop happened to be low. The whole model's KL divergence from the original on the tuning
+images, which every run also measures, moves smoothly with the configuration; over the configurations
+run, the drop grows in proportion to it (:class:`DropModel`, ``drop ≈ β · KL``, β pooled over every run
+near the budget). A configuration is judged by that estimate plus half its standard error, not by its
+own noisy count; where no drop was seen at all there is nothing to calibrate with and the count itself
+(plus half its standard error) is judged.
 """
 
 from __future__ import annotations
@@ -28,10 +36,11 @@ from ..rewriter.api import set_windows
 from .sensitivity import Measured
 
 OBJECTIVES = ("macs", "executed", "latency")
-# A configuration keeps the budget when its drop on the tuning images plus this many standard errors does:
-# a few hundred images measure a drop to about a point, and the search picks the configurations whose
-# measured drop happened to be low, so the edge of the budget is judged with a margin for that noise.
+# A configuration keeps the budget when its estimated drop plus this many standard errors does.
 NOISE_WEIGHT = 0.5
+# The drop is proportional to the KL divergence only near the budget (a wrecked model's drop saturates):
+# β is pooled over the runs whose KL is at most this many times the KL at which the budget is reached.
+CALIBRATION_REACH = 4.0
 METRICS = ("top1", "agreement")
 _KL_FLOOR = 1e-9
 _DENSE, _EXECUTED = (op.COUNTER_NAMES.index(name) for name in ("macs_dense", "macs_executed"))
@@ -88,7 +97,15 @@ class Tried:
     skipped_macs: float
     drop_points: float  # of the metric against the original, in points
     noise_points: float  # the drop's standard error (see :func:`drop_noise`)
-    feasible: bool
+    kl: float  # mean KL divergence of the softmax from the original's
+    estimate_points: float = float("nan")  # the drop as judged (see :class:`DropModel`), with ...
+    estimate_noise: float = float("nan")  # ... its standard error
+    feasible: bool = False
+
+    @property
+    def changed(self) -> int:
+        """Images whose top-1 class differs from the original's."""
+        return self.tally.images - self.tally.agreement
 
     def to_json(self, conv_macs: Optional[int]) -> dict:
         return {"label": self.label, "layers": len(self.config),
@@ -100,8 +117,10 @@ class Tried:
                 "predicted_macs": self.predicted_macs, "skipped_macs": self.skipped_macs,
                 "predicted_share_all_conv": self.predicted_macs / conv_macs if conv_macs else None,
                 "skipped_share_all_conv": self.skipped_macs / conv_macs if conv_macs else None,
-                "drop_points": self.drop_points, "noise_points": self.noise_points,
-                "judged_drop_points": self.drop_points + NOISE_WEIGHT * self.noise_points, "feasible": self.feasible}
+                "drop_points": self.drop_points, "noise_points": self.noise_points, "kl": self.kl,
+                "estimated_drop_points": self.estimate_points, "estimate_noise_points": self.estimate_noise,
+                "judged_drop_points": self.estimate_points + NOISE_WEIGHT * self.estimate_noise,
+                "feasible": self.feasible}
 
 
 def metric_points(tally: AccuracyTally, metric: str) -> float:
@@ -125,6 +144,49 @@ def counted_macs(counters: np.ndarray, images: int) -> tuple[float, float]:
     return predicted / max(images, 1), skipped / max(images, 1)
 
 
+@dataclass(frozen=True)
+class DropModel:
+    """``drop ≈ points_per_kl · KL``, fitted on configurations run on the same images.
+
+    β is the pooled ratio Σ drop / Σ KL over the runs whose KL is at most :data:`CALIBRATION_REACH` times the
+    KL at which the estimate reaches the budget (found by iterating from all runs). Its relative standard
+    error is taken as 1/√(images changed, summed over those runs): the changed images are the events the
+    drop is counted from. ``points_per_kl`` is None when those runs show no drop (nothing to calibrate with).
+    """
+
+    points_per_kl: Optional[float]
+    reach_kl: float  # the runs fitted on have at most this KL
+    runs: int
+    changed: int
+
+    @classmethod
+    def fit(cls, tried: Sequence["Tried"], max_drop: float) -> "DropModel":
+        pool = [t for t in tried if t.kl > 0 and math.isfinite(t.drop_points)]
+        reach, beta, fitted = math.inf, None, []
+        for _ in range(8):  # the reach settles in a few rounds
+            fitted = [t for t in pool if t.kl <= reach]
+            drop, kl = sum(t.drop_points for t in fitted), sum(t.kl for t in fitted)
+            if drop <= 0 or kl <= 0:
+                return cls(None, reach, len(fitted), 0)
+            beta = drop / kl
+            new_reach = CALIBRATION_REACH * max(max_drop, 1.0) / beta
+            if new_reach == reach:
+                break
+            reach = new_reach
+        return cls(beta, reach, len(fitted), sum(t.changed for t in fitted))
+
+    def judge(self, tried: "Tried") -> tuple[float, float]:
+        """(estimated drop, its standard error) of one run, in points."""
+        if self.points_per_kl is None:
+            return tried.drop_points, tried.noise_points
+        estimate = self.points_per_kl * tried.kl
+        return estimate, estimate / math.sqrt(max(self.changed, 1))
+
+    def to_json(self) -> dict:
+        reach = self.reach_kl if math.isfinite(self.reach_kl) else None
+        return {"points_per_kl": self.points_per_kl, "reach_kl": reach, "runs": self.runs, "changed_images": self.changed}
+
+
 @dataclass
 class Search:
     """Runs configurations of ``base`` (every eligible layer a PredictiveConv at window 1, counters exposed)
@@ -139,6 +201,7 @@ class Search:
     tried: list = field(default_factory=list)
     original_tally: Optional[AccuracyTally] = None
     cut_short: bool = False  # the deadline stopped the narrowing
+    drop_model: Optional[DropModel] = None  # fitted on every run so far
 
     def model_for(self, config: Configuration) -> onnx.ModelProto:
         """``base`` with the configuration's predictors (the other layers stay at window 1, exactly Conv)."""
@@ -155,27 +218,37 @@ class Search:
             drop = reference - metric_points(window_run.tally, self.metric)
             noise = drop_noise(window_run.tally, self.metric)
             results.append(Tried(label, config, window_run.tally, predicted, skipped, drop, noise,
-                                 drop + NOISE_WEIGHT * noise <= self.max_drop + 1e-9))
+                                 window_run.tally.mean_kl))
         self.tried += results
+        self.judge()
         return results
+
+    def judge(self) -> None:
+        """Refits the drop model on every run so far and judges each run with it."""
+        self.drop_model = DropModel.fit(self.tried, self.max_drop)
+        for tried in self.tried:
+            tried.estimate_points, tried.estimate_noise = self.drop_model.judge(tried)
+            tried.feasible = tried.estimate_points + NOISE_WEIGHT * tried.estimate_noise <= self.max_drop + 1e-9
 
     def best_on_path(self, path: Sequence[Configuration], deadline: float,
                      on_round: Optional[Callable[[int], object]] = None) -> Optional[Tried]:
         """The configuration of largest gain on ``path`` within the budget, narrowing three at a time on
-        the last feasible one (the path's feasibility is assumed to fall once as the gain grows); stops
-        early, with the best found so far, when ``time.monotonic()`` passes ``deadline``."""
-        low, high, best = -1, len(path), None  # path[low] feasible (or none), path[high] not (or past the end)
+        the last feasible one (the path's feasibility is assumed to fall once as the gain grows; every run
+        is judged again as the drop model learns); stops early, with the best found so far, when
+        ``time.monotonic()`` passes ``deadline``."""
+        runs: dict[int, Tried] = {}
+
+        def bracket() -> tuple[int, int]:  # path[low] feasible (or none), path[high] not (or past the end)
+            low = max((index for index, t in runs.items() if t.feasible), default=-1)
+            return low, min((index for index, t in runs.items() if index > low and not t.feasible), default=len(path))
+
+        low, high = bracket()
         while high - low > 1 and time.monotonic() < deadline:
             probes = sorted({low + max(1, round((high - low) * f)) for f in (0.25, 0.5, 0.75)} - {high})
             probes = [p for p in probes if low < p < high]
-            results = self.run([(f"path #{p + 1}", path[p]) for p in probes])
+            runs.update(zip(probes, self.run([(f"path #{p + 1}", path[p]) for p in probes])))
             if on_round is not None:
                 on_round(len(probes))
-            for index, result in zip(probes, results):
-                if result.feasible:
-                    low, best = index, result
-                else:
-                    high = index
-                    break
+            low, high = bracket()
         self.cut_short = high - low > 1
-        return best
+        return runs.get(low)

@@ -19,6 +19,7 @@ import onnx
 
 from .. import op
 from ..evaluation.evaluate import eligible_layers
+from ..evaluation.stats import softmax_kl
 from ..model_io import payload_bytes
 from ..rewriter.api import rewrite, set_windows
 from ..rewriter.selection import Predictor
@@ -53,17 +54,6 @@ class Measured:
                 "kl": self.kl, "agreement": self.agreement, "predicted_macs": self.predicted_macs,
                 "skipped_macs": self.skipped_macs,
                 "times": {str(threads): t.to_json() for threads, t in self.times.items()}}
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def kl_divergence(reference_logits: np.ndarray, logits: np.ndarray) -> float:
-    """Mean over rows of KL(softmax(reference) || softmax(logits))."""
-    p_log, q_log = log_softmax(reference_logits), log_softmax(logits)
-    return float(np.mean(np.sum(np.exp(p_log) * (p_log - q_log), axis=1)))
 
 
 def measure_layers(
@@ -129,7 +119,7 @@ def measure_layers(
                            for t in timing_threads}
             times = {t: value for t, value in layer_times.items() if value is not None}
         results[layer].append(Measured(
-            layer, predictor, kl_divergence(reference_logits, logits),
+            layer, predictor, float(np.mean(softmax_kl(reference_logits, logits))),
             float(np.mean(logits.argmax(axis=1) == reference_logits.argmax(axis=1))),
             counters[_PREDICTED] * per_output / images, skipped, times, label))
         if on_candidate is not None:

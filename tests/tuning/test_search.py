@@ -69,22 +69,61 @@ class _NoModels(Search):
         return None
 
 
-def test_the_budget_is_judged_with_a_margin_for_noise():
+def test_without_any_drop_to_calibrate_with_the_count_is_judged_with_a_margin_for_noise():
     """A drop of 0.5 points from 1 changed image keeps a 1-point budget; the same drop with 16 changed
     images (standard error 4/200 = 2 points) does not."""
     def tried(changed):
-        search = _NoModels(None, None, [], lambda models: _evaluation(changed), "top1", 1.0)
+        search = _NoModels(None, None, [], lambda models: _evaluation([(1, changed, 0.0)]), "top1", 1.0)
         return search.run([("x", {})])[0]
 
     assert tried(1).feasible and not tried(16).feasible
     assert tried(16).to_json(None)["judged_drop_points"] == pytest.approx(0.5 + 0.5 * 2.0)
 
 
-def _evaluation(changed):
+# (top-1 lost, images changed, mean KL) of runs on 300 images whose drop grows as about 35 points per unit of KL,
+# and two whose count strays from that: a lucky one and an unlucky one.
+STEADY = [(1, 3, 0.01), (2, 6, 0.02), (6, 15, 0.05), (9, 22, 0.075)]
+LUCKY, UNLUCKY = (0, 10, 0.045), (4, 8, 0.015)
+
+
+def test_runs_are_judged_by_their_kl_through_the_drop_it_predicts():
+    search = _NoModels(None, None, [], lambda models: _evaluation(STEADY + [LUCKY, UNLUCKY], images=300),
+                       "top1", 1.0)
+    *steady, lucky, unlucky = search.run([(f"#{i}", {}) for i in range(6)])
+    beta = search.drop_model.points_per_kl
+    assert beta == pytest.approx(100 * (18 + 4) / 300 / (0.155 + 0.045 + 0.015))  # pooled Σ drop / Σ KL
+    assert lucky.drop_points == 0 and lucky.estimate_points == pytest.approx(beta * 0.045)
+    assert lucky.estimate_points > 1.0
+    assert not lucky.feasible  # its own count (0 points) would have kept the budget
+    assert unlucky.drop_points > 1.0 and unlucky.feasible  # its count alone would not have
+    assert [t.feasible for t in steady] == [True, True, False, False]
+
+
+def test_the_drop_model_pools_only_runs_near_the_budget():
+    """A wrecked configuration (its drop saturated far past the budget) does not flatten β."""
+    wrecked = (210, 250, 5.0)
+    search = _NoModels(None, None, [], lambda models: _evaluation(STEADY + [wrecked], images=300), "top1", 1.0)
+    search.run([(f"#{i}", {}) for i in range(5)])
+    model = search.drop_model
+    assert model.points_per_kl == pytest.approx(100 * 18 / 300 / 0.155) and model.runs == 4
+    assert 0.075 <= model.reach_kl < 5.0
+
+
+def test_a_budget_of_zero_keeps_only_runs_that_change_nothing():
+    search = _NoModels(None, None, [], lambda models: _evaluation(STEADY + [(0, 0, 0.0)], images=300), "top1", 0.0)
+    results = search.run([(f"#{i}", {}) for i in range(5)])
+    assert [t.feasible for t in results] == [False, False, False, False, True]
+
+
+def _evaluation(runs, images=200):
+    """An evaluation of the original (75% top-1) and of runs given as (top-1 lost, images changed, mean KL)."""
     evaluation = type("E", (), {})()
-    evaluation.original = AccuracyTally(images=200, labelled=200, top1=150)
-    run = type("R", (), {})()
-    run.tally = AccuracyTally(images=200, labelled=200, top1=149, agreement=200 - changed)
-    run.counters = np.zeros((1, 7), dtype=np.int64)
-    evaluation.windows = [run]
+    evaluation.original = AccuracyTally(images=images, labelled=images, top1=images * 3 // 4)
+    evaluation.windows = []
+    for lost, changed, kl in runs:
+        run = type("R", (), {})()
+        run.tally = AccuracyTally(images=images, labelled=images, top1=images * 3 // 4 - lost,
+                                  agreement=images - changed, kl_sum=kl * images)
+        run.counters = np.zeros((1, 7), dtype=np.int64)
+        evaluation.windows.append(run)
     return evaluation
