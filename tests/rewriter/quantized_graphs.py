@@ -17,14 +17,14 @@ X_SHAPE = [1, 4, 8, 8]
 
 
 def float_model(activation: Optional[str] = "Relu", *, residual: bool = False, layers: int = 2,
-                clip_max: float = 6.0) -> onnx.ModelProto:
-    """X → layers × (Conv 3x3 [→ Add(the layer's input)] → activation) → Y; ``activation`` "Relu", "Clip"
-    (0, ``clip_max``) or None; convs named conv0, conv1, ..."""
+                clip_max: float = 6.0, group: int = 1) -> onnx.ModelProto:
+    """X → layers × (Conv 3x3 of ``group`` [→ Add(the layer's input)] → activation) → Y; ``activation``
+    "Relu", "Clip" (0, ``clip_max``) or None; convs named conv0, conv1, ..."""
     b = GraphBuilder()
     t = b.input("X", X_SHAPE)
     for index in range(layers):
         t_in = t
-        t = b.conv(t, (4, 4, 3, 3), name=f"conv{index}")
+        t = b.conv(t, (4, 4 // group, 3, 3), name=f"conv{index}", group=group)
         if residual:
             t = b.node("Add", [t, t_in])
         if activation == "Relu":

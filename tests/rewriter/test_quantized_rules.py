@@ -203,3 +203,16 @@ def test_layer_selection_and_counters_work_on_quantized_layers(relu_int8):
     assert [r.name for r in summary.rewritten] == ["conv0"] and reasons(summary) == {"conv1": "excluded"}
     assert "conv0.counters" in [o.name for o in result.graph.output]
     assert list(quantized_nodes(result)[0].output) == [conv_quantize(relu_int8, "conv0").output[0], "conv0.counters"]
+
+
+@pytest.mark.parametrize("group, kind", [(4, "depthwise"), (2, "grouped")])
+def test_grouped_convs_stay_onnxruntimes_in_v1(group, kind):
+    _, summary = rewrite(quantize(float_model("Relu", layers=1, group=group)))
+    assert reasons(summary) == {"conv0": f"{kind} conv (group {group}; PredictiveQLinearConv v1 takes ungrouped convs)"}
+
+
+def test_scales_must_be_positive(relu_int8):
+    model = copied(relu_int8)
+    set_initializer(model, conv_quantize(model, "conv1").input[1], 0.0)
+    _, summary = rewrite(model)
+    assert reasons(summary) == {"conv1": "y_scale is not positive and finite"}

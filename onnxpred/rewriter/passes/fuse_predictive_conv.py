@@ -20,7 +20,7 @@ from ... import op
 from ..graph import GraphContext, conv_attributes, dense_macs_per_image, is_op, weight_shape
 from ..rules import QUANTIZED_RULES, RULES, Match, Miss
 from ..rules.guards import BIAS_INPUT, unsupported_geometry, unsupported_layer
-from ..rules.quantized import is_quantized_layer
+from ..rules.quantized import grouped_reason, is_quantized_layer
 from ..selection import LayerSelection
 from ..summary import LayerRewrite, LeftAlone
 from .base import GraphPass, PassResult
@@ -37,7 +37,7 @@ class FusionResult(PassResult):
 def layer_outcome(node: gs.Node, ctx: GraphContext) -> Match | str:
     """What becomes of layer ``node``: a rule's match, or why it is left alone."""
     if is_quantized_layer(node):
-        return unsupported_geometry(node, ctx) or best_match(node, ctx, QUANTIZED_RULES)
+        return unsupported_geometry(node, ctx) or grouped_reason(node) or best_match(node, ctx, QUANTIZED_RULES)
     return unsupported_layer(node, ctx) or best_match(node, ctx, RULES)
 
 

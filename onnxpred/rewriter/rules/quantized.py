@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..graph import GraphContext, is_op
+from ..graph import GraphContext, is_op, weight_tensor
 
 ACTIVATION_TYPES = (np.uint8, np.int8)
 # DequantizeLinear's axis, which per-channel weights must use for their output channels.
@@ -63,6 +63,20 @@ def is_quantized_layer(conv: gs.Node) -> bool:
     return is_op(conv, "Conv") and any(_producer(t, "DequantizeLinear") is not None for t in conv.inputs[:2])
 
 
+def grouped_reason(conv: gs.Node) -> Optional[str]:
+    """Why a quantized layer's group rules it out, or None: PredictiveQLinearConv v1 is ungrouped."""
+    group = int(conv.attrs.get("group", 1))
+    if group != 1:
+        kind = "depthwise" if _is_depthwise(conv) else "grouped"
+        return f"{kind} conv (group {group}; PredictiveQLinearConv v1 takes ungrouped convs)"
+    return None
+
+
+def _is_depthwise(conv: gs.Node) -> bool:
+    shape = weight_tensor(conv).shape
+    return shape is not None and len(shape) == 4 and shape[1] == 1
+
+
 def _producer(tensor: gs.Tensor, op_type: str) -> Optional[gs.Node]:
     producers = tensor.inputs
     return producers[0] if len(producers) == 1 and is_op(producers[0], op_type) else None
@@ -87,6 +101,8 @@ def _scalar(ctx: GraphContext, tensor: gs.Tensor, what: str, dtypes: tuple) -> g
         return f"{what} is {values.dtype.name}, not {' or '.join(np.dtype(d).name for d in dtypes)}"
     if values.size != 1:
         return f"{what} has {values.size} values, not one (quantized per channel)"
+    if values.dtype == np.float32 and not _positive_finite(values):
+        return f"{what} is not positive and finite"
     return constant if values.ndim == 0 else ctx.new_constant(constant.name, values.reshape(()))
 
 
@@ -98,11 +114,17 @@ def _per_channel(ctx: GraphContext, tensor: gs.Tensor, what: str, dtype, channel
     values = np.asarray(constant.values)
     if values.dtype != np.dtype(dtype):
         return f"{what} is {values.dtype.name}, not {np.dtype(dtype).name}"
+    if values.dtype == np.float32 and not _positive_finite(values):
+        return f"{what} is not positive and finite"
     if values.size == 1:
         return constant if values.ndim == 0 else ctx.new_constant(constant.name, values.reshape(()))
     if values.shape != (channels,):
         return f"{what} has shape {list(values.shape)}, not [] or [{channels}]"
     return constant
+
+
+def _positive_finite(values: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(values) & (values > 0)))
 
 
 def _zero_point_or_zeros(ctx: GraphContext, node: gs.Node, index: int, dtype, what: str) -> gs.Constant | str:
