@@ -17,50 +17,61 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from tqdm import tqdm
 
 from .. import op
 from ..datasets import LabelledImage, PreprocessingSpec, SkippedImage, batches
 from ..errors import UnsupportedModelError
+from ..rewriter.shapes import infer_shapes
 from ..runtime import quiet_options, session
 from .spatial import ZeroWindowTally
 from .stats import softmax_kl, top_k_hits
 
 _COUNTERS_SUFFIX = ".counters"
+_Y_ZERO_POINT = op.QLINEAR_INPUT_NAMES.index("y_zero_point")
 
 
 @dataclass(frozen=True)
 class EligibleLayer:
-    """A PredictiveConv of the rewritten model and the tensors the evaluation reads for it."""
+    """A PredictiveConv or PredictiveQLinearConv of the rewritten model and the tensors the evaluation reads
+    for it."""
 
-    name: str  # the PredictiveConv node's name
-    activation: str  # its output Y, the name the Relu/Clip output has in the original model
+    name: str  # the node's name
+    activation: str  # its output Y, the name the Relu/Clip (or QuantizeLinear) output has in the original model
     counters: Optional[str]  # the graph output exposing its counters
+    zero: int = 0  # the value of a zero activation: y_zero_point for a quantized layer
 
 
 def eligible_layers(rewritten: onnx.ModelProto) -> list[EligibleLayer]:
-    """The PredictiveConv nodes of a rewritten model, in graph order."""
+    """The PredictiveConv and PredictiveQLinearConv nodes of a rewritten model, in graph order."""
     graph_outputs = {value.name for value in rewritten.graph.output}
+    y_zero_points = {node.input[_Y_ZERO_POINT] for node in rewritten.graph.node if op.is_predictive_qlinear_conv(node)}
+    constants = {t.name: int(numpy_helper.to_array(t)) for t in rewritten.graph.initializer if t.name in y_zero_points}
     layers = []
     for node in rewritten.graph.node:
-        if op.is_predictive_conv(node):
+        if op.is_contract_op(node):
             counters = node.output[1] if len(node.output) > 1 and node.output[1] in graph_outputs else None
-            layers.append(EligibleLayer(node.name, node.output[0], counters))
+            zero = constants[node.input[_Y_ZERO_POINT]] if op.is_predictive_qlinear_conv(node) else 0
+            layers.append(EligibleLayer(node.name, node.output[0], counters, zero))
     return layers
 
 
 def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
-    """A copy of ``model`` with the float tensors ``names`` added as graph outputs."""
+    """A copy of ``model`` with the tensors ``names`` added as graph outputs, of their inferred types."""
     produced = {name for node in model.graph.node for name in node.output}
     missing = [name for name in names if name not in produced]
     if missing:
         raise UnsupportedModelError(f"the model computes no tensor named {missing[0]!r}")
     extended = copy.deepcopy(model)
     present = {value.name for value in extended.graph.output}
-    extended.graph.output.extend(
-        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names if name not in present
-    )
+    added = [name for name in names if name not in present]
+    types = {value.name: value.type.tensor_type.elem_type for value in extended.graph.value_info}
+    if any(not types.get(name) for name in added):
+        infer_shapes(extended)
+        types = {value.name: value.type.tensor_type.elem_type for value in extended.graph.value_info}
+    extended.graph.output.extend(helper.make_tensor_value_info(name, types.get(name) or TensorProto.FLOAT, None)
+                                 for name in added)
     return extended
 
 
@@ -260,8 +271,8 @@ class Evaluator:
             reference, *activations = _timed_run(self.original_session, self.original_outputs, feeds,
                                                  tallies.original)
             tallies.original.add(reference, labels, reference)  # its own agreement is trivially 1, its KL 0
-            for tally, values in zip(tallies.spatial, activations):
-                tally.add(values)
+            for tally, layer, values in zip(tallies.spatial, self.layers, activations):
+                tally.add(values, layer.zero)
             for (run_session, output_names), tally, counters in zip(self.window_runs, tallies.windows,
                                                                      tallies.counters):
                 logits, *layer_counters = _timed_run(run_session, output_names, feeds, tally)

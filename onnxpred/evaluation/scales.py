@@ -28,14 +28,22 @@ SCALE_IMAGES = 64
 
 
 def preactivation_tensors(original: onnx.ModelProto, rewritten: onnx.ModelProto) -> dict[str, str]:
-    """``{layer: the original's tensor holding its pre-activation}`` for every PredictiveConv of
-    ``rewritten``: the input of the activation whose output the PredictiveConv now writes."""
+    """``{layer: the original's tensor holding its pre-activation}`` for every PredictiveConv and
+    PredictiveQLinearConv of ``rewritten``: the input of the activation whose output the node now writes;
+    for a quantized layer, of the QuantizeLinear (and the Relu or Clip before it, if any): the float Conv
+    output of the QDQ graph, in the real units of a quantized layer's margin."""
     producers = {output: node for node in original.graph.node for output in node.output}
     tensors = {}
     for node in rewritten.graph.node:
-        if not op.is_predictive_conv(node):
+        if not op.is_contract_op(node):
             continue
         activation = producers.get(node.output[0])
+        if op.is_predictive_qlinear_conv(node) and activation is not None and activation.op_type == "QuantizeLinear":
+            before = producers.get(activation.input[0])
+            if before is None or before.op_type not in op.ACTIVATIONS:  # the quantizer dropped the activation
+                tensors[node.name] = activation.input[0]
+                continue
+            activation = before
         if activation is None or activation.op_type not in op.ACTIVATIONS:
             kind = activation.op_type if activation is not None else "nothing"
             raise UnsupportedModelError(

@@ -31,7 +31,7 @@ from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 from tqdm import tqdm
 
-from .. import op, reference
+from .. import op, reference, reference_quantized
 from ..datasets import LabelledImage, PreprocessingSpec, batches, load_dataset
 from ..model_io import load_model
 from ..rewriter import rewrite
@@ -62,9 +62,23 @@ class PredictiveConv(OpRun):
         return (y, counters)[: len(self.onnx_node.output)]
 
 
+class PredictiveQLinearConv(OpRun):
+    """``ai.onnxpred::PredictiveQLinearConv`` for the ReferenceEvaluator, by
+    :func:`onnxpred.reference_quantized.predictive_qlinear_conv`."""
+
+    op_domain = op.DOMAIN
+
+    def _run(self, *inputs, **_):
+        attributes = op.node_attributes(self.onnx_node)
+        attributes.pop("kernel_shape", None)
+        attributes["audit"] = bool(attributes["audit"])
+        y, counters = reference_quantized.predictive_qlinear_conv(*inputs, **attributes)
+        return (y, counters)[: len(self.onnx_node.output)]
+
+
 def simulator(model: onnx.ModelProto | onnx.NodeProto) -> ReferenceEvaluator:
-    """A NumPy executor of a rewritten model (or of one PredictiveConv node)."""
-    return ReferenceEvaluator(model, new_ops=[PredictiveConv])
+    """A NumPy executor of a rewritten model (or of one PredictiveConv or PredictiveQLinearConv node)."""
+    return ReferenceEvaluator(model, new_ops=[PredictiveConv, PredictiveQLinearConv])
 
 
 @dataclass

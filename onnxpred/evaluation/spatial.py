@@ -16,13 +16,14 @@ import numpy as np
 DEFAULT_WINDOWS = (1, 2, 3, 4, 5)
 
 
-def count_zero_windows(activations: np.ndarray, windows: Sequence[int]) -> list[tuple[int, int]]:
+def count_zero_windows(activations: np.ndarray, windows: Sequence[int], zero: int = 0) -> list[tuple[int, int]]:
     """``(all-zero windows, windows)`` for each window size k, over the k × k stride-1 windows of every plane
-    of ``activations`` ``[..., H, W]``; ``(0, 0)`` where the plane is smaller than the window."""
+    of ``activations`` ``[..., H, W]``; ``(0, 0)`` where the plane is smaller than the window. ``zero`` is the
+    value of a zero activation (a quantized one's zero point)."""
     counts = {}
     # all_zero[..., r, c]: the k x k window at (r, c) is all zero. A k x k window is covered by the four
     # (k-1) x (k-1) windows at its corners, so each size follows from the previous one with three ANDs.
-    all_zero = activations == 0
+    all_zero = activations == zero
     for k in range(1, max(windows) + 1):
         if k > 1:
             if min(all_zero.shape[-2:]) < 2:
@@ -46,10 +47,11 @@ class ZeroWindowTally:
         self.zero = [0] * len(self.windows)
         self.total = [0] * len(self.windows)
 
-    def add(self, activations: np.ndarray) -> None:
+    def add(self, activations: np.ndarray, zero: int = 0) -> None:
+        """Counts one batch ``[N, C, H, W]`` whose zero activations equal ``zero``."""
         self.shape = tuple(activations.shape[1:])
-        for index, (zero, total) in enumerate(count_zero_windows(activations, self.windows)):
-            self.zero[index] += zero
+        for index, (zeros, total) in enumerate(count_zero_windows(activations, self.windows, zero)):
+            self.zero[index] += zeros
             self.total[index] += total
 
     def merge(self, other: "ZeroWindowTally") -> None:
@@ -79,7 +81,8 @@ def summarize(tallies: Sequence[ZeroWindowTally], windows: Sequence[int]) -> dic
         "windows": list(windows),
         "stride": 1,
         "definition": "share of k x k windows (stride 1, per channel, inside the plane) of each eligible "
-                      "layer's activation output whose values are all exactly zero, over all images",
+                      "layer's activation output whose values are all exactly zero (a quantized layer's: its "
+                      "zero point), over all images",
         "mean_definition": "unweighted mean over the layers that have windows of that size",
         "mean": means,
         "layers": layers,

@@ -93,11 +93,11 @@ def set_windows(
     scales: Optional[Mapping[str, float]] = None,
 ) -> onnx.ModelProto:
     """A copy of a rewritten model with other predictor settings: one ``int`` (a window; 1 turns
-    prediction off) or :class:`Predictor` for every PredictiveConv, or ``{layer: k or {"window": ...,
+    prediction off) or :class:`Predictor` for every PredictiveConv and PredictiveQLinearConv, or ``{layer: k or {"window": ...,
     "pattern": ..., "margin": ...} or Predictor}`` for the layers named (settings not given are kept).
     ``scales``: per-layer pre-activation standard deviations, for margins given in sd units."""
     model = load_model(model_or_path)
-    nodes = [node for node in model.graph.node if op.is_predictive_conv(node)]
+    nodes = [node for node in model.graph.node if op.is_contract_op(node)]
     current = {node.name: _predictor_of(node) for node in nodes}
     if isinstance(windows, Mapping):
         check_names(windows, current, "windows")
@@ -117,7 +117,7 @@ def _predictor_of(node: onnx.NodeProto) -> Predictor:
 
 def _set_attributes(node: onnx.NodeProto, values: Mapping[str, object]) -> None:
     """Replace ``node``'s predictor attributes by ``values`` the way :func:`onnxpred.op.make_node` writes them."""
-    written = op.make_node(node.input, node.output, name=node.name, **values)
+    written = op.make_node(node.input, node.output, name=node.name, op_type=node.op_type, **values)
     kept = [a for a in node.attribute if a.name not in values]
     del node.attribute[:]
     node.attribute.extend(kept + [a for a in written.attribute if a.name in values])
