@@ -1,4 +1,5 @@
-"""Per-layer benchmark: one Conv→activation run by onnxruntime's Conv and by PredictiveConv.
+"""Per-layer benchmark: one Conv→activation run by onnxruntime's Conv and by PredictiveConv, or (int8)
+by onnxruntime's QLinearConv and by PredictiveQLinearConv.
 
 Inputs are built to give a stated *predicted share*: the fraction of (channel, window) pairs that
 trigger (every sample ≤ −margin). For each output channel, the bias is set to minus the
@@ -128,7 +129,7 @@ def conv_relu_model(layer: LayerShape, w: np.ndarray, b: np.ndarray) -> onnx.Mod
     """onnxruntime's own Conv followed by Relu."""
     nodes = [helper.make_node("Conv", ["X", "W", "B"], ["C"], **layer.conv_attributes),
              helper.make_node("Relu", ["C"], ["Y"])]
-    return _model(nodes, w, b, ["Y"])
+    return _model(nodes, [("W", w), ("B", b)], ["Y"])
 
 
 def predictive_model(layer: LayerShape, w: np.ndarray, b: np.ndarray, window: int, audit: bool = False,
@@ -137,16 +138,55 @@ def predictive_model(layer: LayerShape, w: np.ndarray, b: np.ndarray, window: in
     pattern and margin)."""
     node = op.make_node(["X", "W", "B"], ["Y", "counters"], name=layer.name, window=window, audit=audit,
                         pattern=pattern, margin=margin, **layer.conv_attributes)
-    return _model([node], w, b, ["Y", "counters"])
+    return _model([node], [("W", w), ("B", b)], ["Y", "counters"])
 
 
-def _model(nodes, w, b, outputs) -> onnx.ModelProto:
+@dataclass(frozen=True)
+class QuantizedLayer:
+    """A layer's operands quantized as onnxruntime's quantizer does: x uint8 (zero point 0: x ≥ 0), w int8
+    symmetric per output channel, B int32 of scale x_scale·w_scale, Y uint8 with zero point 0 (Relu-like)."""
+
+    x: np.ndarray
+    constants: tuple[tuple[str, np.ndarray], ...]  # QLinearConv's inputs 1..8 by name
+
+    INPUTS = ("X", "x_scale", "x_zero_point", "W", "w_scale", "w_zero_point", "y_scale", "y_zero_point", "B")
+
+    @classmethod
+    def of(cls, layer: LayerShape, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> "QuantizedLayer":
+        x_scale = np.float32(x.max() / 255)
+        w_scale = (np.abs(w).reshape(len(w), -1).max(axis=1) / 127).astype(np.float32)
+        w_q = np.clip(np.rint(w / w_scale.reshape(-1, 1, 1, 1)), -127, 127).astype(np.int8)
+        b_q = np.rint(b / (x_scale * w_scale)).astype(np.int32)
+        output = _identity_session(layer, w, b).run(None, {"X": x})[0]
+        y_scale = np.float32(max(output.max(), 1e-6) / 255)
+        x_q = np.clip(np.rint(x / x_scale), 0, 255).astype(np.uint8)
+        values = (x_scale, np.uint8(0), w_q, w_scale, np.int8(0), y_scale, np.uint8(0), b_q)
+        return cls(x_q, tuple((name, np.asarray(value)) for name, value in zip(cls.INPUTS[1:], values)))
+
+
+def qlinear_conv_model(layer: LayerShape, quantized: QuantizedLayer) -> onnx.ModelProto:
+    """onnxruntime's own int8 QLinearConv, Relu-like by its zero point."""
+    node = helper.make_node("QLinearConv", list(QuantizedLayer.INPUTS), ["Y"], **layer.conv_attributes)
+    return _model([node], quantized.constants, ["Y"], TensorProto.UINT8)
+
+
+def predictive_qlinear_model(layer: LayerShape, quantized: QuantizedLayer, window: int, audit: bool = False,
+                             pattern: Optional[str] = None, margin: Optional[float] = None) -> onnx.ModelProto:
+    """The same int8 layer as one PredictiveQLinearConv with its counters as a second output."""
+    node = op.make_node(list(QuantizedLayer.INPUTS), ["Y", "counters"], name=layer.name, op_type=op.QLINEAR_OP_TYPE,
+                        window=window, audit=audit, pattern=pattern, margin=margin, **layer.conv_attributes)
+    return _model([node], quantized.constants, ["Y", "counters"], TensorProto.UINT8)
+
+
+def _model(nodes, constants, outputs, data_type: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    """A graph of ``nodes`` from input X to ``outputs`` (X and Y of ``data_type``), ``constants`` as
+    ``(name, array)`` initializers."""
     graph = helper.make_graph(
         nodes,
         "layer",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)],
-        [helper.make_tensor_value_info(o, TensorProto.INT64 if o == "counters" else TensorProto.FLOAT, None) for o in outputs],
-        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
+        [helper.make_tensor_value_info("X", data_type, None)],
+        [helper.make_tensor_value_info(o, TensorProto.INT64 if o == "counters" else data_type, None) for o in outputs],
+        [numpy_helper.from_array(value, name) for name, value in constants],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), op.opset_import()])
 
@@ -176,7 +216,8 @@ def layer_inputs(layer: LayerShape, window: int, share: float, seed: int = 0, pa
 
 
 def _identity_session(layer: LayerShape, w: np.ndarray, b: np.ndarray):
-    return session(_model([helper.make_node("Conv", ["X", "W", "B"], ["Y"], **layer.conv_attributes)], w, b, ["Y"]))
+    return session(_model([helper.make_node("Conv", ["X", "W", "B"], ["Y"], **layer.conv_attributes)],
+                          [("W", w), ("B", b)], ["Y"]))
 
 
 def _sampled_window_max(pre: np.ndarray, pattern: np.ndarray) -> np.ndarray:
@@ -192,11 +233,18 @@ def _sampled_window_max(pre: np.ndarray, pattern: np.ndarray) -> np.ndarray:
 
 
 def time_layer(layer: LayerShape, window: int, share: float, threads: int, repeats: int = 10,
-               pattern: str = "diagonal", margin: float = 0.0) -> LayerTiming:
+               pattern: str = "diagonal", margin: float = 0.0, int8: bool = False) -> LayerTiming:
+    """One layer against onnxruntime's Conv+Relu, or with ``int8`` its QLinearConv against
+    PredictiveQLinearConv (the float inputs quantized, :class:`QuantizedLayer`; ``margin`` in real units)."""
     x, w, b = layer_inputs(layer, window, share, pattern=pattern, margin=margin)
-    dense = session(conv_relu_model(layer, w, b), **quiet_options(threads))
-    predictive = session(predictive_model(layer, w, b, window, pattern=pattern, margin=margin),
-                         **quiet_options(threads))
+    if int8:
+        quantized = QuantizedLayer.of(layer, x, w, b)
+        models = (qlinear_conv_model(layer, quantized),
+                  predictive_qlinear_model(layer, quantized, window, pattern=pattern, margin=margin))
+        x = quantized.x
+    else:
+        models = (conv_relu_model(layer, w, b), predictive_model(layer, w, b, window, pattern=pattern, margin=margin))
+    dense, predictive = (session(model, **quiet_options(threads)) for model in models)
     feeds = {"X": x}
     _, counters = predictive.run(None, feeds)
     stats = dict(zip(op.COUNTER_NAMES, counters.tolist()))
@@ -208,7 +256,7 @@ def time_layer(layer: LayerShape, window: int, share: float, threads: int, repea
 
 def run_layer_benchmark(models: Sequence[str], windows: Sequence[int], shares: Sequence[float],
                         threads: Sequence[int], repeats: int = 10, layer_filter: Optional[str] = None,
-                        pattern: str = "diagonal", margin: float = 0.0):
+                        pattern: str = "diagonal", margin: float = 0.0, int8: bool = False):
     """Yields one LayerTiming per (model layer, window, share, thread count)."""
     for model in models:
         for layer in MODEL_LAYERS[model]:
@@ -217,4 +265,4 @@ def run_layer_benchmark(models: Sequence[str], windows: Sequence[int], shares: S
             for window in windows:
                 for share in shares if window > 1 else [0.0]:
                     for n_threads in threads:
-                        yield model, time_layer(layer, window, share, n_threads, repeats, pattern, margin)
+                        yield model, time_layer(layer, window, share, n_threads, repeats, pattern, margin, int8)

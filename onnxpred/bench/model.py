@@ -4,8 +4,8 @@ level, per layer and whole, on real images.
 Per-layer times come from onnxruntime's profiler. In the original model at level ALL a layer's Conv,
 its residual Add and its activation run as one fused (NCHWc) node named after one of them or their
 outputs (the activation's output for Conv+Relu, the Conv's for Conv+Add+Relu); PredictiveConv keeps
-the Conv's node name. onnxruntime inserts layout reorder nodes around custom ops; their count and time
-are reported, not hidden.
+the Conv's node name. onnxruntime inserts layout nodes around custom ops (NCHWc reorders in float
+models, NHWC Transposes around its int8 QLinearConvs); their count and time are reported, not hidden.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from ..rewriter.api import rewrite_with_summary
 from ..runtime import quiet_options, session, session_options
 from .timing import time_in_turn
 
-REORDER_OPS = ("ReorderInput", "ReorderOutput")
+# Layout conversions onnxruntime inserts: NCHWc reorders (float), Transposes to and from NHWC (int8).
+REORDER_OPS = ("ReorderInput", "ReorderOutput", "Transpose")
 
 
 @dataclass
@@ -56,7 +57,7 @@ class ModelTiming:
     original_ms: float
     predictive_ms: float
     layers: list = field(default_factory=list)
-    reorder_nodes: dict = field(default_factory=dict)  # model -> count of NCHWc reorder nodes
+    reorder_nodes: dict = field(default_factory=dict)  # model -> count of layout nodes (REORDER_OPS)
     reorder_us: float = 0.0  # time of the reorders in the rewritten model, per image
     peak_rss_mb: dict = field(default_factory=dict)
 
@@ -147,7 +148,8 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
                 timing.layers.append(LayerTime(layer.name, us, predictive_nodes.get(layer.name, 0.0), dense, executed))
             timing.reorder_nodes = {"original": sum(original_ops[o] for o in REORDER_OPS),
                                     "rewritten": sum(predictive_ops[o] for o in REORDER_OPS)}
-            timing.reorder_us = sum(t for name, t in predictive_nodes.items() if "reorder" in name.lower())
+            timing.reorder_us = sum(t for name, t in predictive_nodes.items()
+                                    if any(kind.lower() in name.lower() for kind in ("reorder", "transpose")))
             timing.peak_rss_mb = {"original": _peak_rss_mb(model_path, input_name, pixels, n_threads),
                                   "rewritten": _peak_rss_mb(predictive_path, input_name, pixels, n_threads)}
             results.append(timing)

@@ -7,7 +7,8 @@ from ..bench.layers import MODEL_LAYERS, run_layer_benchmark
 from ..errors import UserError
 
 NAME = "bench-layers"
-HELP = "time PredictiveConv against onnxruntime's Conv+Relu on the layer shapes of VGG-16, ResNet-18, AlexNet, EfficientNet-Lite0"
+HELP = ("time PredictiveConv against onnxruntime's Conv+Relu (--int8: PredictiveQLinearConv against QLinearConv) on "
+        "the layer shapes of VGG-16, ResNet-18, AlexNet, EfficientNet-Lite0")
 
 
 def _numbers(text: str, kind):
@@ -30,6 +31,9 @@ def add_arguments(parser) -> None:
                         help="the sampling pattern (default %(default)s)")
     parser.add_argument("--margin", type=float, default=op.ATTRIBUTES["margin"].default,
                         help="the confidence margin (default %(default)g)")
+    parser.add_argument("--int8", action="store_true",
+                        help="the layers quantized (uint8 activations, per-channel int8 weights): onnxruntime's "
+                             "QLinearConv against PredictiveQLinearConv")
 
 
 def run(args) -> int:
@@ -44,14 +48,20 @@ def run(args) -> int:
         op.ATTRIBUTES["margin"].check(args.margin)
     except ValueError as error:
         raise UserError(str(error)) from None
-    print(f"pattern {args.pattern}, margin {args.margin:g}")
+    if args.int8:
+        grouped = [f"{model} {layer.name}" for model in models for layer in MODEL_LAYERS[model]
+                   if layer.group > 1 and (not args.layer or args.layer in layer.name)]
+        if grouped:
+            raise UserError(f"--int8: PredictiveQLinearConv v1 takes ungrouped convs only, not {grouped[0]}"
+                            + (f" and {len(grouped) - 1} more" if len(grouped) > 1 else ""))
+    print(f"{'int8, ' if args.int8 else ''}pattern {args.pattern}, margin {args.margin:g}")
     header = (f"{'model':<22} {'layer':<16} {'C→M':>10} {'size':>4} {'k':>2} {'share':>5} {'thr':>3} "
               f"{'ORT ms':>8} {'PC ms':>8} {'MACs exec':>9} {'speedup':>7} {'effic.':>6}")
     print(header)
     print("-" * len(header))
     for model, t in run_layer_benchmark(models, _numbers(args.windows, int), shares,
                                         _numbers(args.threads, int), args.repeats, args.layer, args.pattern,
-                                        args.margin):
+                                        args.margin, args.int8):
         layer = t.layer
         print(f"{model:<22} {layer.name:<16} {f'{layer.in_channels}→{layer.out_channels}':>10} {layer.size:>4} "
               f"{t.window:>2} {t.predicted_share:>5.2f} {t.threads:>3} {t.onnxruntime_ms:>8.2f} "
