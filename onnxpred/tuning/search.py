@@ -149,7 +149,8 @@ class DropModel:
     """``drop ≈ points_per_kl · KL``, fitted on configurations run on the same images.
 
     β is the pooled ratio Σ drop / Σ KL over the runs whose KL is at most :data:`CALIBRATION_REACH` times the
-    KL at which the estimate reaches the budget (found by iterating from all runs). Its relative standard
+    KL at which the estimate reaches the budget (found by iterating from all runs); runs beyond that reach are
+    judged by their own count. Its relative standard
     error is taken as 1/√(images changed, summed over those runs): the changed images are the events the
     drop is counted from. ``points_per_kl`` is None when those runs show no drop (nothing to calibrate with).
     """
@@ -176,8 +177,9 @@ class DropModel:
         return cls(beta, reach, len(fitted), sum(t.changed for t in fitted))
 
     def judge(self, tried: "Tried") -> tuple[float, float]:
-        """(estimated drop, its standard error) of one run, in points."""
-        if self.points_per_kl is None:
+        """(estimated drop, its standard error) of one run, in points: from its KL within the reach, from
+        its own count beyond it (where the drop saturates) or when there is nothing to calibrate with."""
+        if self.points_per_kl is None or tried.kl > self.reach_kl:
             return tried.drop_points, tried.noise_points
         estimate = self.points_per_kl * tried.kl
         return estimate, estimate / math.sqrt(max(self.changed, 1))

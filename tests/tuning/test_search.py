@@ -103,10 +103,11 @@ def test_the_drop_model_pools_only_runs_near_the_budget():
     """A wrecked configuration (its drop saturated far past the budget) does not flatten β."""
     wrecked = (210, 250, 5.0)
     search = _NoModels(None, None, [], lambda models: _evaluation(STEADY + [wrecked], images=300), "top1", 1.0)
-    search.run([(f"#{i}", {}) for i in range(5)])
+    *_, judged = search.run([(f"#{i}", {}) for i in range(5)])
     model = search.drop_model
     assert model.points_per_kl == pytest.approx(100 * 18 / 300 / 0.155) and model.runs == 4
     assert 0.075 <= model.reach_kl < 5.0
+    assert judged.estimate_points == pytest.approx(70.0) and not judged.feasible  # beyond the reach: its count
 
 
 def test_a_budget_of_zero_keeps_only_runs_that_change_nothing():
