@@ -1,22 +1,24 @@
-// The library's only exported symbol: registers the ai.onnxpred domain with a session.
+// The library's only exported symbol: registers the ai.onnxpred domain (both ops) with a session.
 #include <mutex>
 
 #include "onnxruntime_cxx_api.h"
+#include "op_contract.h"
 #include "operators/common/op_error.h"
 #include "operators/conv/predictive_conv_op.h"
+#include "operators/qconv/quant_conv_op.h"
 
 namespace {
-
-constexpr const char* kDomain = "ai.onnxpred";
 
 // The domain must outlive every session that uses it, so it lives for the whole process.
 Ort::CustomOpDomain& Domain() {
   static Ort::CustomOpDomain domain{nullptr};
   static std::once_flag once;
   std::call_once(once, [] {
-    domain = Ort::CustomOpDomain{kDomain};
+    domain = Ort::CustomOpDomain{onnxpred::contract::kDomain};
     static onnxpred::PredictiveConvOp predictive_conv;
+    static onnxpred::PredictiveQLinearConvOp predictive_qlinear_conv;
     domain.Add(&predictive_conv);
+    domain.Add(&predictive_qlinear_conv);
   });
   return domain;
 }

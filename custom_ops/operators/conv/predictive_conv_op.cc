@@ -7,7 +7,9 @@
 #include <sstream>
 
 #include "op_contract.h"
+#include "operators/common/attribute_reader.h"
 #include "operators/common/op_error.h"
+#include "operators/common/parallel_for.h"
 #include "operators/conv/predictive_conv_kernel.h"
 #include "operators/conv/pointwise_conv.h"
 #include "operators/conv/tiled_conv.h"
@@ -18,163 +20,10 @@ namespace {
 constexpr size_t kInputX = 0, kInputW = 1, kInputB = 2, kInputZ = 3;
 constexpr size_t kOutputY = 0, kOutputCounters = 1;
 
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  std::ostringstream s;
-  s << '[';
-  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
-  s << ']';
-  return s.str();
-}
-
-int64_t CheckedMul(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_mul_overflow(a, b, &r)) throw InvalidArgument("tensor sizes overflow a 64-bit integer");
-  return r;
-}
-
-int64_t CheckedAdd(int64_t a, int64_t b) {
-  int64_t r;
-  if (__builtin_add_overflow(a, b, &r)) throw InvalidArgument("tensor sizes overflow a 64-bit integer");
-  return r;
-}
-
-// --- Attributes: read with their ONNX type; a present attribute of another type is an error. ---
-
-bool Succeeded(OrtStatus* status) {
-  if (status == nullptr) return true;
-  Ort::GetApi().ReleaseStatus(status);
-  return false;
-}
-
-bool HasAttribute(const OrtKernelInfo* info, const char* name) {
-  const OrtApi& api = Ort::GetApi();
-  int64_t i;
-  float f;
-  size_t size = 0;
-  return Succeeded(api.KernelInfoGetAttribute_int64(info, name, &i)) ||
-         Succeeded(api.KernelInfoGetAttribute_float(info, name, &f)) ||
-         Succeeded(api.KernelInfoGetAttribute_string(info, name, nullptr, &size)) ||
-         Succeeded(api.KernelInfoGetAttributeArray_int64(info, name, nullptr, &size)) ||
-         Succeeded(api.KernelInfoGetAttributeArray_float(info, name, nullptr, &size));
-}
-
-[[noreturn]] void WrongAttributeType(const char* name, const char* type) {
-  throw InvalidArgument(std::string("attribute '") + name + "' must be " + type);
-}
-
-std::optional<int64_t> IntAttribute(const OrtKernelInfo* info, const char* name) {
-  int64_t value;
-  if (Succeeded(Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &value))) return value;
-  if (HasAttribute(info, name)) WrongAttributeType(name, "an int");
-  return std::nullopt;
-}
-
-std::optional<float> FloatAttribute(const OrtKernelInfo* info, const char* name) {
-  float value;
-  if (Succeeded(Ort::GetApi().KernelInfoGetAttribute_float(info, name, &value))) return value;
-  if (HasAttribute(info, name)) WrongAttributeType(name, "a float");
-  return std::nullopt;
-}
-
-std::optional<std::string> StringAttribute(const OrtKernelInfo* info, const char* name) {
-  const OrtApi& api = Ort::GetApi();
-  size_t size = 0;
-  if (Succeeded(api.KernelInfoGetAttribute_string(info, name, nullptr, &size))) {
-    std::string value(size, '\0');
-    if (Succeeded(api.KernelInfoGetAttribute_string(info, name, value.data(), &size))) {
-      value.resize(size > 0 ? size - 1 : 0);  // size counts the terminating NUL
-      return value;
-    }
-  }
-  if (HasAttribute(info, name)) WrongAttributeType(name, "a string");
-  return std::nullopt;
-}
-
-std::optional<std::vector<int64_t>> IntsAttribute(const OrtKernelInfo* info, const char* name) {
-  const OrtApi& api = Ort::GetApi();
-  size_t size = 0;
-  if (Succeeded(api.KernelInfoGetAttributeArray_int64(info, name, nullptr, &size))) {
-    std::vector<int64_t> value(size);
-    if (size == 0 || Succeeded(api.KernelInfoGetAttributeArray_int64(info, name, value.data(), &size))) return value;
-  }
-  if (HasAttribute(info, name)) WrongAttributeType(name, "a list of ints");
-  return std::nullopt;
-}
-
-// --- The contract's attributes (op_contract.h): one reader, Read<spec>, and one range check. ---
-
-std::string Number(double value) {
-  std::ostringstream s;
-  s << value;
-  return s.str();
-}
-
-// `shown` is the value as the message prints it; `verb` "be" for a number, "hold values" for a list.
-void CheckRange(const AttributeSpec& spec, double value, const char* verb, const std::string& shown) {
-  const std::string must = std::string("attribute '") + spec.name + "' must " + verb + " ";
-  if (spec.finite && !std::isfinite(value)) throw InvalidArgument(must + "finite, got " + shown);
-  // Written so that NaN fails every bound.
-  if (spec.minimum && !(value >= *spec.minimum)) {
-    throw InvalidArgument(must + ">= " + Number(*spec.minimum) + ", got " + shown);
-  }
-  if (spec.maximum && !(value <= *spec.maximum)) {
-    throw InvalidArgument(must + "<= " + Number(*spec.maximum) + ", got " + shown);
-  }
-  if (spec.exclusive_minimum && !(value > *spec.exclusive_minimum)) {
-    throw InvalidArgument(must + "> " + Number(*spec.exclusive_minimum) + ", got " + shown);
-  }
-}
-
-[[noreturn]] void NotAChoice(const AttributeSpec& spec, const std::string& value) {
-  std::string allowed;  // "a", "b" or "c"
-  for (int64_t i = 0; i < spec.choice_count; ++i) {
-    allowed += std::string(i == 0 ? "" : i + 1 == spec.choice_count ? " or " : ", ") + '"' + spec.choices[i] + '"';
-  }
-  throw InvalidArgument(std::string("attribute '") + spec.name + "' must be " + allowed + ", got \"" + value + "\"");
-}
-
-// The attribute kSpec of the node, checked, or its default: int64_t, float, std::string, or
-// std::vector<int64_t> (std::optional of it when the contract gives no default).
-template <const AttributeSpec& kSpec>
-auto Read(const OrtKernelInfo* info) {
-  if constexpr (kSpec.type == AttributeType::kInt) {
-    const int64_t value = IntAttribute(info, kSpec.name).value_or(static_cast<int64_t>(kSpec.default_number));
-    CheckRange(kSpec, static_cast<double>(value), "be", std::to_string(value));
-    return value;
-  } else if constexpr (kSpec.type == AttributeType::kFloat) {
-    const float value = FloatAttribute(info, kSpec.name).value_or(static_cast<float>(kSpec.default_number));
-    CheckRange(kSpec, value, "be", Number(value));
-    return value;
-  } else if constexpr (kSpec.type == AttributeType::kString) {
-    std::string value = StringAttribute(info, kSpec.name).value_or(kSpec.default_string);
-    const char* const* end = kSpec.choices + kSpec.choice_count;
-    if (kSpec.choices != nullptr && std::find(kSpec.choices, end, value) == end) NotAChoice(kSpec, value);
-    return value;
-  } else {
-    std::optional<std::vector<int64_t>> value = IntsAttribute(info, kSpec.name);
-    if (value) {
-      if (static_cast<int64_t>(value->size()) != kSpec.count) {
-        throw InvalidArgument(std::string("attribute '") + kSpec.name + "' must have " + std::to_string(kSpec.count) +
-                              " values for a 2-D convolution, got " + ShapeString(*value));
-      }
-      for (int64_t v : *value) CheckRange(kSpec, static_cast<double>(v), "hold values", ShapeString(*value));
-    }
-    if constexpr (kSpec.has_default) {
-      return value ? *value : std::vector<int64_t>(kSpec.default_ints, kSpec.default_ints + kSpec.count);
-    } else {
-      return value;
-    }
-  }
-}
-
 PredictiveConvAttributes ReadAttributes(const OrtKernelInfo* info) {
   namespace c = contract;
   PredictiveConvAttributes a;
-  a.kernel_shape = Read<c::kKernelShape>(info);
-  a.strides = Read<c::kStrides>(info);
-  a.pads = Read<c::kPads>(info);
-  a.dilations = Read<c::kDilations>(info);
-  a.group = Read<c::kGroup>(info);
+  static_cast<ConvShapeAttributes&>(a) = ReadConvShapeAttributes(info);
   a.window = Read<c::kWindow>(info);
   a.pattern = Read<c::kPattern>(info);
   a.margin = Read<c::kMargin>(info);
@@ -200,17 +49,6 @@ std::vector<int64_t> FloatTensorShape(const Ort::ConstValue& value, size_t index
                           std::to_string(static_cast<int>(info.GetElementType())));
   }
   return info.GetShape();
-}
-
-// At most this many batches per ParallelFor: enough to balance two to a few dozen threads, few
-// enough that waking threads (no spinning) does not cost more than the work of a small layer.
-constexpr size_t kMaxParallelBatches = 64;
-
-template <typename Fn>
-void ParallelFor(const Ort::KernelContext& context, int64_t total, Fn&& fn) {
-  if (total <= 0) return;
-  context.ParallelFor([](void* data, size_t i) { (*static_cast<Fn*>(data))(static_cast<int64_t>(i)); },
-                      static_cast<size_t>(total), std::min(static_cast<size_t>(total), kMaxParallelBatches), &fn);
 }
 
 // Runs every task of a path's plan (Tasks(), RunTask(task)) on onnxruntime's intra-op threads.
@@ -270,56 +108,7 @@ PredictiveConvKernel::PredictiveConvKernel(const OrtKernelInfo* raw_info, std::s
 }
 
 ConvGeometry PredictiveConvKernel::ResolveGeometry(const std::vector<int64_t>& x, const std::vector<int64_t>& w) const {
-  if (x.size() != 4) throw InvalidArgument("input X must be 4-D [N, C, H, W], got shape " + ShapeString(x));
-  if (w.size() != 4) throw InvalidArgument("input W must be 4-D [M, C/group, kH, kW], got shape " + ShapeString(w));
-  const auto& a = attributes_;
-  ConvGeometry g;
-  g.batch = x[0];
-  g.in_channels = x[1];
-  g.in_height = x[2];
-  g.in_width = x[3];
-  g.out_channels = w[0];
-  g.group = a.group;
-  g.kernel_h = w[2];
-  g.kernel_w = w[3];
-  if (g.kernel_h < 1 || g.kernel_w < 1) throw InvalidArgument("input W has an empty kernel, shape " + ShapeString(w));
-  if (a.kernel_shape && ((*a.kernel_shape)[0] != g.kernel_h || (*a.kernel_shape)[1] != g.kernel_w)) {
-    throw InvalidArgument("attribute 'kernel_shape' " + ShapeString(*a.kernel_shape) +
-                          " contradicts the shape of W " + ShapeString(w));
-  }
-  if (CheckedMul(w[1], a.group) != g.in_channels) {
-    throw InvalidArgument("input X has " + std::to_string(g.in_channels) + " channels but W " + ShapeString(w) +
-                          " with group " + std::to_string(a.group) + " expects " +
-                          std::to_string(CheckedMul(w[1], a.group)));
-  }
-  if (g.out_channels % a.group != 0) {
-    throw InvalidArgument("W's " + std::to_string(g.out_channels) + " output channels are not divisible by group " +
-                          std::to_string(a.group));
-  }
-  g.stride_h = a.strides[0];
-  g.stride_w = a.strides[1];
-  g.dilation_h = a.dilations[0];
-  g.dilation_w = a.dilations[1];
-  g.pad_top = a.pads[0];
-  g.pad_left = a.pads[1];
-  g.pad_bottom = a.pads[2];
-  g.pad_right = a.pads[3];
-  const int64_t padded_h = CheckedAdd(CheckedAdd(g.in_height, g.pad_top), g.pad_bottom);
-  const int64_t padded_w = CheckedAdd(CheckedAdd(g.in_width, g.pad_left), g.pad_right);
-  const int64_t extent_h = CheckedAdd(CheckedMul(g.dilation_h, g.kernel_h - 1), 1);
-  const int64_t extent_w = CheckedAdd(CheckedMul(g.dilation_w, g.kernel_w - 1), 1);
-  if (padded_h < extent_h || padded_w < extent_w) {
-    throw InvalidArgument("padded input " + std::to_string(padded_h) + "x" + std::to_string(padded_w) +
-                          " is smaller than the dilated kernel " + std::to_string(extent_h) + "x" +
-                          std::to_string(extent_w));
-  }
-  g.out_height = (padded_h - extent_h) / g.stride_h + 1;
-  g.out_width = (padded_w - extent_w) / g.stride_w + 1;
-  // Every product the kernels form must fit: padded input, output and MAC counts.
-  CheckedMul(CheckedMul(CheckedMul(g.batch, padded_h), padded_w), g.in_channels);
-  CheckedMul(CheckedMul(CheckedMul(CheckedMul(g.batch, g.out_channels), g.out_height), g.out_width),
-             CheckedMul(CheckedMul(w[1], g.kernel_h), g.kernel_w));
-  return g;
+  return ResolveConvGeometry(attributes_, x, w);
 }
 
 OrtStatusPtr PredictiveConvKernel::ComputeV2(OrtKernelContext* context) noexcept {

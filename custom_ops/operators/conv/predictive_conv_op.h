@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "onnxruntime_cxx_api.h"
+#include "operators/common/conv_attributes.h"
 #include "operators/conv/conv_geometry.h"
 #include "operators/conv/depthwise_conv.h"
 #include "operators/conv/packed_floats.h"
@@ -23,12 +24,7 @@ constexpr uint32_t kOrtApiVersion = 21;
 
 // Attributes of a node, read and validated through the contract's table (op_contract.h) once
 // when its kernel is created; the defaults are the table's.
-struct PredictiveConvAttributes {
-  std::optional<std::vector<int64_t>> kernel_shape;
-  std::vector<int64_t> strides;
-  std::vector<int64_t> pads;  // top, left, bottom, right
-  std::vector<int64_t> dilations;
-  int64_t group;
+struct PredictiveConvAttributes : ConvShapeAttributes {
   int64_t window;
   std::string pattern;
   float margin;

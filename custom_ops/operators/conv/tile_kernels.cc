@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "operators/common/op_error.h"
+#include "operators/common/isa.h"
 
 namespace onnxpred {
 
@@ -42,25 +42,18 @@ const TileKernels& SelectTileKernels(const std::string& request) {
   __builtin_cpu_init();
   const bool has_avx512 = __builtin_cpu_supports("avx512f");
   const bool has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  switch (ChooseIsa(request, has_avx512, has_avx2)) {
+    case Isa::kAvx512:
+      return Avx512TileKernels();
+    case Isa::kAvx2:
+      return Avx2TileKernels();
+    case Isa::kPortable:
+      break;
+  }
 #else
-  const bool has_avx512 = false, has_avx2 = false;
+  ChooseIsa(request, false, false);
 #endif
-  if (request.empty() || request == "auto") {
-#if defined(ONNXPRED_X86_TILES)
-    if (has_avx512) return Avx512TileKernels();
-    if (has_avx2) return Avx2TileKernels();
-#endif
-    return PortableTileKernels();
-  }
-  if (request == "portable") return PortableTileKernels();
-#if defined(ONNXPRED_X86_TILES)
-  if (request == "avx512" && has_avx512) return Avx512TileKernels();
-  if (request == "avx2" && has_avx2) return Avx2TileKernels();
-#endif
-  if (request == "avx512" || request == "avx2") {
-    throw InvalidArgument("ONNXPRED_KERNEL=" + request + ", but this CPU (or build) lacks that instruction set");
-  }
-  throw InvalidArgument("ONNXPRED_KERNEL must be auto, avx512, avx2, portable or scalar; got \"" + request + "\"");
+  return PortableTileKernels();
 }
 
 }  // namespace onnxpred

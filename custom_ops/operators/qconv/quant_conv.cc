@@ -1,0 +1,228 @@
+#include "operators/qconv/quant_conv.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "operators/common/isa.h"
+
+namespace onnxpred {
+
+const QuantTileKernels& SelectQuantTileKernels(const std::string& request) {
+#if defined(ONNXPRED_X86_TILES)
+  __builtin_cpu_init();
+  const bool has_vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
+  const bool has_avx2 = __builtin_cpu_supports("avx2");
+  switch (ChooseIsa(request, has_vnni, has_avx2)) {
+    case Isa::kAvx512:
+      return Avx512VnniQuantTiles();
+    case Isa::kAvx2:
+      return Avx2QuantTiles();
+    case Isa::kPortable:
+      break;
+  }
+#else
+  ChooseIsa(request, false, false);
+#endif
+  return PortableQuantTiles();
+}
+
+int64_t QuantGroups(int64_t in_channels, QuantInputLayout layout) {
+  return CeilDiv(in_channels, layout == QuantInputLayout::kBiasedBytes ? 4 : 2);
+}
+
+QuantWeights PackQuantWeights(const int8_t* weights, int64_t out_channels, int64_t in_channels, int64_t taps,
+                              const QuantTileKernels& tiles) {
+  const int64_t lanes = tiles.lanes, blocks = CeilDiv(out_channels, lanes);
+  const bool bytes = tiles.layout == QuantInputLayout::kBiasedBytes;
+  const int64_t per_group = bytes ? 4 : 2;
+  QuantWeights packed;
+  packed.groups = QuantGroups(in_channels, tiles.layout);
+  packed.packed.assign(static_cast<size_t>(blocks * taps * packed.groups * lanes * 4), 0);
+  packed.sums.assign(static_cast<size_t>(blocks * lanes), 0);
+  for (int64_t m = 0; m < out_channels; ++m) {
+    const int64_t block = m / lanes, lane = m % lanes;
+    for (int64_t c = 0; c < in_channels; ++c) {
+      for (int64_t tap = 0; tap < taps; ++tap) {
+        const int8_t w = weights[(m * in_channels + c) * taps + tap];
+        packed.sums[static_cast<size_t>(m)] += w;
+        uint8_t* group = packed.packed.data() +
+                         (((block * taps + tap) * packed.groups + c / per_group) * lanes + lane) * 4;
+        if (bytes) {
+          group[c % per_group] = static_cast<uint8_t>(w);
+        } else {
+          const int16_t wide = w;
+          std::memcpy(group + 2 * (c % per_group), &wide, sizeof wide);
+        }
+      }
+    }
+  }
+  return packed;
+}
+
+float OutputScale(float x_scale, float w_scale, float y_scale) {
+  const float product = x_scale * w_scale;  // rounded to float32 first, as onnxruntime
+  return product / y_scale;
+}
+
+int32_t ZeroThreshold(float scale, bool zero_point_is_max, float margin, float x_scale, float w_scale) {
+  constexpr int64_t kMin = std::numeric_limits<int32_t>::min(), kMax = std::numeric_limits<int32_t>::max();
+  if (margin > 0) {
+    const double bound = std::floor(-static_cast<double>(margin) / (static_cast<double>(x_scale) * w_scale));
+    return static_cast<int32_t>(std::clamp(bound, static_cast<double>(kMin), static_cast<double>(kMax)));
+  }
+  if (zero_point_is_max) return static_cast<int32_t>(kMax);
+  auto is_zero = [scale](int64_t acc) { return static_cast<float>(static_cast<int32_t>(acc)) * scale <= 0.5f; };
+  // Bisection: lo always counts as zero, hi never (unless it is the end of the range).
+  int64_t lo = kMin, hi = kMax;
+  if (is_zero(hi)) return static_cast<int32_t>(hi);
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (is_zero(mid) ? lo : hi) = mid;
+  }
+  return static_cast<int32_t>(lo);
+}
+
+void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const ConvGeometry& g,
+                   QuantInputLayout layout, int64_t groups, int64_t row, uint8_t* copy) {
+  const int64_t hp = g.padded_height(), wp = g.padded_width(), stride = groups * 4;
+  const int64_t n = row / hp, h = row % hp - g.pad_top;
+  uint8_t* dst = copy + row * wp * stride;
+  const int32_t bias = x_signed ? 128 : 0;  // int8 x + 128 is x's byte with its top bit flipped
+  const bool bytes = layout == QuantInputLayout::kBiasedBytes;
+  // Padding pixels hold x_zero_point in the layout's form (so they add nothing); padding channels
+  // meet zero weights, so their value does not matter.
+  std::memset(dst, bytes ? x_zero_point + bias : 0, static_cast<size_t>(wp * stride));
+  if (h < 0 || h >= g.in_height) return;
+  for (int64_t c = 0; c < g.in_channels; ++c) {
+    const uint8_t* src = x + ((n * g.in_channels + c) * g.in_height + h) * g.in_width;
+    uint8_t* pixel = dst + g.pad_left * stride;
+    if (bytes) {
+      for (int64_t w = 0; w < g.in_width; ++w) pixel[w * stride + c] = static_cast<uint8_t>(src[w] ^ bias);
+    } else {
+      for (int64_t w = 0; w < g.in_width; ++w) {
+        const int32_t value = x_signed ? static_cast<int8_t>(src[w]) : src[w];
+        const int16_t centred = static_cast<int16_t>(value - x_zero_point);
+        std::memcpy(pixel + w * stride + 2 * c, &centred, sizeof centred);
+      }
+    }
+  }
+}
+
+QuantConv::QuantConv(const QuantCall& call)
+    : call_(call),
+      k_(call.pattern.size),
+      bands_(CeilDiv(call.geometry.out_height, call.pattern.size)),
+      windows_(CeilDiv(call.geometry.out_width, call.pattern.size)),
+      blocks_(CeilDiv(call.geometry.out_channels, call.tiles.lanes)) {
+  const ConvGeometry& g = call.geometry;
+  const int64_t stride = call.weights.groups * 4;
+  for (int64_t i = 0; i < g.kernel_h; ++i)
+    for (int64_t j = 0; j < g.kernel_w; ++j)
+      tap_offsets_.push_back((i * g.dilation_h * g.padded_width() + j * g.dilation_w) * stride);
+}
+
+// Up to kMaxQuantPixels pixels for one tile call, with where each one's output goes.
+class QuantConv::PixelBatch {
+ public:
+  const uint8_t* pointers[kMaxQuantPixels];
+  PendingPixel pixels[kMaxQuantPixels];
+  int count = 0;
+
+  bool Add(const uint8_t* pointer, int64_t row, int64_t col, int64_t window) {
+    pointers[count] = pointer;
+    pixels[count++] = {row, col, window};
+    return count == kMaxQuantPixels;
+  }
+};
+
+PredictionCounters QuantConv::RunTask(int64_t task) const {
+  const ConvGeometry& g = call_.geometry;
+  const WindowPattern& pattern = call_.pattern;
+  const QuantTileKernels& tiles = call_.tiles;
+  const int64_t n = task / bands_, r0 = task % bands_ * k_, r1 = std::min(r0 + k_, g.out_height);
+  const int64_t lanes = tiles.lanes, taps = g.kernel_h * g.kernel_w, plane = g.out_height * g.out_width;
+  const int64_t stride = call_.weights.groups * 4, macs = g.macs_per_output();
+  const uint8_t* image = call_.input + n * g.padded_height() * g.padded_width() * stride;
+  const uint8_t y_zero_point = static_cast<uint8_t>(call_.epilogue.zero_point);
+  auto is_sample = [&](int64_t r, int64_t c) { return pattern.is_sample[static_cast<size_t>((r - r0) * k_ + c % k_)] != 0; };
+  auto pointer = [&](int64_t r, int64_t c) { return image + (r * g.stride_h * g.padded_width() + c * g.stride_w) * stride; };
+
+  // Each window's samples and rest outputs inside the band; a window without a sample keeps all.
+  std::vector<int64_t> samples(static_cast<size_t>(windows_), 0), rests(static_cast<size_t>(windows_), 0);
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t c = 0; c < g.out_width; ++c) ++(is_sample(r, c) ? samples : rests)[static_cast<size_t>(c / k_)];
+  auto valid_lanes = [&](int64_t block) { return std::min(lanes, g.out_channels - block * lanes); };
+  auto lane_mask = [&](int64_t block) {
+    const int64_t valid = valid_lanes(block);
+    return valid == 64 ? ~uint64_t{0} : (uint64_t{1} << valid) - 1;
+  };
+  // Bit l of keeps[window * blocks + block]: channel block * lanes + l of the window is not triggered.
+  std::vector<uint64_t> keeps(static_cast<size_t>(windows_ * blocks_), 0);
+  for (int64_t b = 0; b < windows_; ++b)
+    for (int64_t block = 0; samples[static_cast<size_t>(b)] == 0 && block < blocks_; ++block)
+      keeps[static_cast<size_t>(b * blocks_ + block)] = lane_mask(block);
+
+  PredictionCounters counters;
+  uint8_t out[kMaxQuantPixels * 64];
+  uint64_t zero_bits[kMaxQuantPixels];
+  for (int64_t block = 0; block < blocks_; ++block) {
+    const int64_t first = block * lanes, valid = valid_lanes(block);
+    const uint64_t mask = lane_mask(block);
+    QuantTile tile{tap_offsets_.data(), taps, call_.weights.groups,
+                   call_.weights.packed.data() + block * taps * call_.weights.groups * lanes * 4, call_.epilogue};
+    tile.epilogue.offset += first;
+    tile.epilogue.scale += first;
+    tile.epilogue.threshold += first;
+    uint8_t* y = call_.output + (n * g.out_channels + first) * plane;
+    PixelBatch batch;
+    // A sample's every channel is computed; a rest output's where its window keeps the channel.
+    auto flush = [&](bool rest) {
+      if (batch.count == 0) return;
+      tiles.tile[batch.count - 1](tile, batch.pointers, out, zero_bits);
+      for (int p = 0; p < batch.count; ++p) {
+        const PendingPixel& px = batch.pixels[p];
+        uint64_t& keep = keeps[static_cast<size_t>(px.window * blocks_ + block)];
+        if (!rest) keep |= ~zero_bits[p] & mask;
+        const uint64_t written = rest ? keep : mask;
+        if (written != 0) counters.macs_executed += valid * macs;
+        uint8_t* y_pixel = y + px.row * g.out_width + px.col;
+        for (int64_t l = 0; l < valid; ++l) {
+          const uint8_t value = out[p * lanes + l];
+          const bool kept = (written >> l) & 1;
+          y_pixel[l * plane] = kept ? value : y_zero_point;
+          if (!kept && call_.audit) ++(value == y_zero_point ? counters.pred_hit : counters.pred_miss);
+        }
+      }
+      batch.count = 0;
+    };
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < g.out_width; ++c)
+        if (is_sample(r, c) && batch.Add(pointer(r, c), r, c, c / k_)) flush(false);
+    flush(false);
+    for (int64_t b = 0; b < windows_ && k_ > 1; ++b) {
+      const int64_t c0 = b * k_, c1 = std::min(c0 + k_, g.out_width);
+      const bool computed = keeps[static_cast<size_t>(b * blocks_ + block)] != 0 || call_.audit;
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) {
+          if (is_sample(r, c)) continue;
+          if (computed) {
+            if (batch.Add(pointer(r, c), r, c, b)) flush(true);
+          } else {
+            for (int64_t l = 0; l < valid; ++l) y[l * plane + r * g.out_width + c] = y_zero_point;
+          }
+        }
+    }
+    flush(true);
+  }
+  for (int64_t b = 0; b < windows_; ++b)
+    for (int64_t block = 0; block < blocks_; ++block) {
+      const int64_t triggered = __builtin_popcountll(lane_mask(block) & ~keeps[static_cast<size_t>(b * blocks_ + block)]);
+      counters.zero_diag += triggered * samples[static_cast<size_t>(b)];
+      counters.predicted += triggered * rests[static_cast<size_t>(b)];
+    }
+  return counters;
+}
+
+}  // namespace onnxpred

@@ -1,0 +1,72 @@
+// The arithmetic of PredictiveQLinearConv, free of onnxruntime types: weight packing, the per-channel
+// requantization parameters and the per-task driver (sample tiles, then the rest of the windows that
+// are not triggered). Semantics: docs/predictive_conv.md and onnxpred/reference_quantized.py.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "operators/conv/conv_geometry.h"
+#include "operators/conv/window_pattern.h"
+#include "operators/qconv/quant_tiles.h"
+
+namespace onnxpred {
+
+// W [M][C][kH][kW] int8 packed once for one table: [block][tap][group][lane][4 bytes], plus each
+// channel's weight sum (the biased-bytes layout's zero-point correction). Padding weights are 0.
+struct QuantWeights {
+  std::vector<uint8_t> packed;
+  std::vector<int32_t> sums;  // [blocks * lanes]
+  int64_t groups = 0;         // 4-byte channel groups per tap
+};
+QuantWeights PackQuantWeights(const int8_t* weights, int64_t out_channels, int64_t in_channels, int64_t taps,
+                              const QuantTileKernels& tiles);
+
+// The 4-byte groups a pixel of the input copy holds for `in_channels` channels in `layout`.
+int64_t QuantGroups(int64_t in_channels, QuantInputLayout layout);
+
+// s = fl32(fl32(x_scale * w_scale) / y_scale): onnxruntime's QLinearConv output scale.
+float OutputScale(float x_scale, float w_scale, float y_scale);
+
+// T[m] (reference_quantized.zero_thresholds): margin 0, the largest int32 acc whose output is the
+// clamp value (fl32(fl32(acc) * scale) <= 0.5; every acc when y_zero_point is the type's maximum);
+// margin > 0, floor(-margin / (x_scale * w_scale)) in double, clamped to int32.
+int32_t ZeroThreshold(float scale, bool zero_point_is_max, float margin, float x_scale, float w_scale);
+
+// Writes padded row `row` (0 <= row < N * Hp) of the NHWC copy of x (NCHW, int8 when `x_signed`).
+void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const ConvGeometry& g,
+                   QuantInputLayout layout, int64_t groups, int64_t row, uint8_t* copy);
+
+// One call: its geometry, settings, tensors and per-channel parameters (padded to whole blocks).
+struct QuantCall {
+  const ConvGeometry& geometry;
+  const WindowPattern& pattern;
+  bool audit;
+  const QuantTileKernels& tiles;
+  const QuantWeights& weights;
+  const uint8_t* input;      // the NHWC copy, [N][Hp][Wp][groups * 4 bytes]
+  QuantEpilogue epilogue;    // from channel 0
+  uint8_t* output;           // Y [N][M][oH][oW], bytes of Y's type
+};
+
+// The plan of a call: a task is one band of k output rows of one image (a row of windows), whose
+// samples are computed first (all channels, dense tiles along the rows), then the rest outputs of
+// the windows that are not triggered, gathered per block of channels; triggered ones get y_zero_point.
+class QuantConv {
+ public:
+  explicit QuantConv(const QuantCall& call);
+  int64_t Tasks() const { return call_.geometry.batch * bands_; }
+  PredictionCounters RunTask(int64_t task) const;
+
+ private:
+  struct PendingPixel {
+    int64_t row, col, window;
+  };
+  class PixelBatch;
+
+  const QuantCall& call_;
+  int64_t k_, bands_, windows_, blocks_;
+  std::vector<int64_t> tap_offsets_;
+};
+
+}  // namespace onnxpred

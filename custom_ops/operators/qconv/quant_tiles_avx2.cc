@@ -1,0 +1,79 @@
+// The AVX2 int8 tiles: 16 channels (2 ymm) x up to 6 pixels over the centred-shorts layout.
+// vpmaddwd multiplies int16 pairs into int32 exactly (|x - zp| <= 255, |w| <= 128): unlike
+// vpmaddubsw, nothing saturates, so the sums are the reference's.
+#include <immintrin.h>
+
+#include <cstring>
+#include <utility>
+
+#include "operators/qconv/quant_tiles.h"
+
+namespace onnxpred {
+namespace {
+
+constexpr int64_t kLanes = 16;
+
+inline __m256i BroadcastGroup(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return _mm256_set1_epi32(v);
+}
+
+// The low byte of each int32 of `q`, 8 bytes to `out`.
+inline void StoreLowBytes(__m256i q, uint8_t* out) {
+  const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m256i bytes = _mm256_shuffle_epi8(q, pick);
+  const __m128i both = _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256(bytes, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), both);
+}
+
+template <int P>
+void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* out, uint64_t* zero_bits) {
+  __m256i acc[P][2];
+  for (int p = 0; p < P; ++p) acc[p][0] = acc[p][1] = _mm256_setzero_si256();
+  const uint8_t* w = t.weights;
+  for (int64_t tap = 0; tap < t.taps; ++tap) {
+    const uint8_t* x[P];
+    for (int p = 0; p < P; ++p) x[p] = pixels[p] + t.tap_offsets[tap];
+    for (int64_t g = 0; g < t.groups; ++g, w += kLanes * 4) {
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32));
+      for (int p = 0; p < P; ++p) {
+        const __m256i xv = BroadcastGroup(x[p] + 4 * g);
+        acc[p][0] = _mm256_add_epi32(acc[p][0], _mm256_madd_epi16(xv, w0));
+        acc[p][1] = _mm256_add_epi32(acc[p][1], _mm256_madd_epi16(xv, w1));
+      }
+    }
+  }
+  const QuantEpilogue& e = t.epilogue;
+  const __m256 zero = _mm256_setzero_ps(), range = _mm256_set1_ps(e.range);
+  const __m256i zero_point = _mm256_set1_epi32(e.zero_point);
+  for (int p = 0; p < P; ++p) {
+    uint64_t bits = 0;
+    for (int v = 0; v < 2; ++v) {
+      const __m256i sum = _mm256_add_epi32(acc[p][v], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.offset + 8 * v)));
+      const __m256i above = _mm256_cmpgt_epi32(sum, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.threshold + 8 * v)));
+      bits |= static_cast<uint64_t>(~_mm256_movemask_ps(_mm256_castsi256_ps(above)) & 0xff) << (8 * v);
+      __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_loadu_ps(e.scale + 8 * v));
+      f = _mm256_min_ps(_mm256_max_ps(f, zero), range);
+      // vcvtps2dq rounds as MXCSR says: to nearest even, onnxruntime's assumption too.
+      StoreLowBytes(_mm256_add_epi32(_mm256_cvtps_epi32(f), zero_point), out + p * kLanes + 8 * v);
+    }
+    zero_bits[p] = bits;
+  }
+}
+
+template <int... P>
+constexpr QuantTileKernels MakeTable(std::integer_sequence<int, P...>) {
+  return {"avx2", QuantInputLayout::kCentredShorts, kLanes, {&Avx2Tile<P + 1>...}};
+}
+
+}  // namespace
+
+const QuantTileKernels& Avx2QuantTiles() {
+  static const QuantTileKernels kernels = MakeTable(std::make_integer_sequence<int, kMaxQuantPixels>());
+  return kernels;
+}
+
+}  // namespace onnxpred
