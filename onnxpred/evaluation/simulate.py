@@ -29,6 +29,8 @@ import onnx
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
+from onnx.reference.ops.op_dequantize_linear import DequantizeLinear_19
+from onnx.reference.ops.op_quantize_linear import QuantizeLinear_19
 from tqdm import tqdm
 
 from .. import op, reference, reference_quantized
@@ -37,7 +39,7 @@ from ..model_io import load_model
 from ..rewriter import rewrite
 from ..rewriter.selection import Predictor
 from ..runtime import session
-from .evaluate import eligible_layers, with_outputs
+from .evaluate import batch_size_for, eligible_layers, with_outputs
 from .report import ModelSource, PathLike
 from .scales import preactivation_sd
 
@@ -76,9 +78,32 @@ class PredictiveQLinearConv(OpRun):
         return (y, counters)[: len(self.onnx_node.output)]
 
 
+# onnx's evaluator implements (De)QuantizeLinear from opset 19 on, which for integer types computes what
+# opsets 13 to 18 define: it stands in for those (onnxruntime's quantizer writes opset 13+ models).
+_QUANTIZE_OPSET = 19
+
+
+class DequantizeLinear(DequantizeLinear_19):
+    op_domain = ""
+
+    def _run(self, x, x_scale, x_zero_point=None, axis=1, **_):  # the newest schema's attributes are unset
+        return super()._run(x, x_scale, x_zero_point, axis=axis)
+
+
+class QuantizeLinear(QuantizeLinear_19):
+    op_domain = ""
+
+    def _run(self, x, y_scale, zero_point=None, axis=1, **_):
+        return super()._run(x, y_scale, zero_point, axis=axis)
+
+
 def simulator(model: onnx.ModelProto | onnx.NodeProto) -> ReferenceEvaluator:
     """A NumPy executor of a rewritten model (or of one PredictiveConv or PredictiveQLinearConv node)."""
-    return ReferenceEvaluator(model, new_ops=[PredictiveConv, PredictiveQLinearConv])
+    new_ops = [PredictiveConv, PredictiveQLinearConv]
+    if isinstance(model, onnx.ModelProto):
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), _QUANTIZE_OPSET)
+        new_ops += [DequantizeLinear, QuantizeLinear] if opset < _QUANTIZE_OPSET else []
+    return ReferenceEvaluator(model, new_ops=new_ops)
 
 
 @dataclass
@@ -175,8 +200,9 @@ def crosscheck(
     rewritten = rewrite(original, window=window, pattern=pattern, margin=margin, scales=scales, audit=True,
                         expose_counters=True)
     tolerances = {"end to end": end_to_end_tolerance, "same inputs": same_inputs_tolerance}
-    return compare_with_simulation(rewritten, str(predictor), images, spec, tolerances, batch_size=batch_size,
-                                   threads=threads, progress=progress)
+    return compare_with_simulation(rewritten, str(predictor), images, spec, tolerances,
+                                   batch_size=batch_size_for(original, batch_size, len(images)), threads=threads,
+                                   progress=progress)
 
 
 def compare_with_simulation(
