@@ -97,6 +97,8 @@ def add_arguments(parser) -> None:
                         help="exit with code 6 and write no model when the goal is not met on the confirmation images")
     parser.add_argument("--write-unchanged", action="store_true",
                         help="write the original as the output when nothing is chosen")
+    parser.add_argument("--fp32", type=Path, metavar="MODEL", help="for a quantized model: the float model it was "
+                        "quantized from; the confirmation also reports the top-1 drop against it")
     parser.add_argument("-o", "--output", type=Path, help="the tuned model (default: <model stem>.tuned.onnx)")
     parser.add_argument("--report", type=Path, metavar="DIR", help="report folder (default: <output stem>.tune)")
     parser.add_argument("--limit", type=positive_int, help="only the first N images of the data set")
@@ -118,7 +120,7 @@ def run(args) -> int:
                   windows=args.windows, patterns=args.patterns, margins=args.margins, threads=args.threads,
                   time_budget_s=args.time_budget, min_savings=args.min_savings,
                   confirmation_fraction=args.confirm_fraction, seed=args.seed, limit=args.limit,
-                  progress=not args.quiet)
+                  progress=not args.quiet, fp32_model=args.fp32)
     strict_failure = args.strict and not result.goal_met
     written = write_outputs(result, args.model, args.output, data=args.data, write_model=not strict_failure,
                             write_unchanged=args.write_unchanged, report_dir=args.report)
@@ -133,7 +135,9 @@ def run(args) -> int:
         print(f"confirmation on {tuned['images']} unseen images: "
               + (f"top-1 {percent(top1['value'])} (original {percent(confirmation['original']['top1']['value'])}), "
                  if top1 else "")
-              + f"agreement {percent(tuned['agreement']['value'])}, drop {confirmation['drop_points']:.2f} points; "
+              + f"agreement {percent(tuned['agreement']['value'])}, drop {confirmation['drop_points']:.2f} points"
+              + (f" ({confirmation['top1_drop_vs_fp32_points']:.2f} against the float model)"
+                 if confirmation["top1_drop_vs_fp32_points"] is not None else "") + "; "
               f"MACs predicted {percent(confirmation['predicted_share_all_conv'])}, skipped by the kernels "
               f"{percent(confirmation['skipped_share_all_conv'])} of all Conv MACs")
     for timing in content["end_to_end"]:

@@ -110,6 +110,7 @@ def tune(
     progress: bool = True,
     timer: Optional[Timer] = None,
     evaluator: Callable = evaluate,
+    fp32_model: Union[PathLike, onnx.ModelProto, None] = None,
 ) -> TuneResult:
     """Tune the prediction of every eligible layer of ``model`` on the images of ``data`` (a dataset
     folder; None: the 20 built-in ImageNet samples).
@@ -122,6 +123,8 @@ def tune(
     like ``"0.5sd"``). ``min_savings``: a goal for the objective's MAC savings over all Conv MACs (objectives
     macs/executed). ``time_budget_s``: stages cut their work short to finish about then. ``timer`` and
     ``evaluator`` replace the time measurements and the evaluation pass (tests, distributed runs).
+    ``fp32_model``: for a quantized ``model``, the float model it was quantized from; the confirmation also
+    gives its top-1, so the result states the drop against it as well as against ``model``.
     """
     started = time.monotonic()
     deadline = started + time_budget_s
@@ -147,6 +150,7 @@ def tune(
     eval_threads = max(thread_counts)
 
     original = load_model(model)
+    fp32 = load_model(fp32_model) if fp32_model is not None else None
     spec = PreprocessingSpec.from_model(original)
     images = load_dataset(data)[:limit]
     if metric == "top1" and not any(image.label is not None for image in images):
@@ -244,6 +248,11 @@ def tune(
         predicted, skipped = counted_macs(run.counters, run.tally.images)
         if conv_macs:
             predicted_share, skipped_share = predicted / conv_macs, skipped / conv_macs
+    fp32_tally = None
+    if fp32 is not None:
+        fp32_tally = evaluator(fp32, [], [], split.confirmation, PreprocessingSpec.from_model(fp32),
+                               batch_size=batch_size_for(fp32, batch_size, len(split.confirmation)),
+                               threads=eval_threads, progress=False).original
     now = stage_done("confirmation", now)
 
     outcome, advice = _outcome(config, objective, measured, dropped, max_drop, metric, len(split.tuning),
@@ -299,6 +308,8 @@ def tune(
             "original": _accuracy(confirmation.original, agreement=False),
             "tuned": _accuracy(confirmation.windows[0].tally),
             "drop_points": confirmation_drop,
+            "fp32": None if fp32_tally is None else _accuracy(fp32_tally, agreement=False),
+            "top1_drop_vs_fp32_points": _top1_drop(fp32_tally, confirmation.windows[0].tally),
             "predicted_share_all_conv": predicted_share,
             "skipped_share_all_conv": skipped_share,
         },
@@ -307,6 +318,13 @@ def tune(
         "run_time_s": time.monotonic() - started,
     }
     return TuneResult(tuned, window_map, content, goal_met, messages)
+
+
+def _top1_drop(reference: Optional[AccuracyTally], tally: AccuracyTally) -> Optional[float]:
+    """Top-1 points ``tally`` lost against ``reference`` on the same images; None without both or labels."""
+    if reference is None or not tally.labelled:
+        return None
+    return metric_points(reference, "top1") - metric_points(tally, "top1")
 
 
 def _first_images(pixels: Sequence[np.ndarray], count: int, fixed: Optional[int]) -> list[np.ndarray]:

@@ -85,6 +85,11 @@ def _outcome_section(content: dict) -> list[Block]:
     return blocks
 
 
+def _fp32_drop_text(confirmation: dict) -> str:
+    drop = confirmation.get("top1_drop_vs_fp32_points")
+    return "" if drop is None else f" (top-1 against the float model: {drop:.2f} points)"
+
+
 def _confirmation_section(content: dict) -> list[Block]:
     confirmation = content["confirmation"]
     blocks: list[Block] = []
@@ -93,10 +98,13 @@ def _confirmation_section(content: dict) -> list[Block]:
         rows = [["original", _ci(original["top1"]), "100%", "—", "—"],
                 ["tuned", _ci(tuned["top1"]), _ci(tuned["agreement"]),
                  percent(confirmation["predicted_share_all_conv"]), percent(confirmation["skipped_share_all_conv"])]]
+        fp32 = confirmation.get("fp32")
+        if fp32 is not None:
+            rows.insert(0, ["float model (before quantization)", _ci(fp32["top1"]), "—", "—", "—"])
         blocks += [
             Heading("Confirmation (images the search never saw)"),
             Paragraph(f"{tuned['images']} images; 95% Wilson intervals. Drop of {_metric_name(content['metric'])}: "
-                      f"{confirmation['drop_points']:.2f} points. MACs are shares of all Conv layers' dense MACs: of "
+                      f"{confirmation['drop_points']:.2f} points{_fp32_drop_text(confirmation)}. MACs are shares of all Conv layers' dense MACs: of "
                       "the predicted outputs, and the ones the kernels actually skipped (they compute some predicted "
                       "outputs anyway where skipping would be slower)."),
             Table(["model", "top-1 [95% CI]", "top-1 agreement [95% CI]", "MACs predicted", "MACs skipped"], rows),

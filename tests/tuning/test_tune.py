@@ -13,6 +13,7 @@ from onnxpred.cli import main
 from onnxpred.datasets import LabelledImage, load_dataset
 from onnxpred.errors import EXIT_INPUT, EXIT_OUTPUT, EXIT_USAGE, EXIT_VALIDATION
 from onnxpred.tuning.api import tune, write_outputs
+from onnxpred.tuning.report import to_markdown
 from onnxpred.tuning.timing import EndToEnd, LayerTime, Timer
 from onnxpred.tuning.split import split_images
 
@@ -69,6 +70,24 @@ def test_budget_zero_chooses_nothing_that_changes_a_tuning_image(small_net, unla
         (configuration,) = chosen
         assert configuration["agreement"] == 1.0 and configuration["drop_points"] <= 0
     assert all(c["feasible"] == (c["agreement"] == 1.0) for c in result.content["tuning"]["configurations"])
+
+
+def test_the_float_model_a_quantized_one_came_from_is_a_second_reference(small_net, small_data, tmp_path):
+    """Given the model it was quantized from, tune also states the top-1 drop against that model; here a float
+    model whose classifier is negated, so that its top-1 differs from the tuned model's original."""
+    flipped = onnx.load(small_net)
+    final = flipped.graph.node[-1]
+    negated = onnx.helper.make_node("Neg", [final.output[0]], [final.output[0] + "_neg"])
+    flipped.graph.node.append(negated)
+    flipped.graph.output[0].name = negated.output[0]
+    onnx.save(flipped, tmp_path / "float.onnx")
+    result = tune(small_net, small_data, objective="macs", max_drop=100.0, fp32_model=tmp_path / "float.onnx", **QUICK)
+    confirmation = result.content["confirmation"]
+    float_top1, original_top1 = confirmation["fp32"]["top1"], confirmation["original"]["top1"]
+    assert float_top1["trials"] == original_top1["trials"] and float_top1["hits"] != original_top1["hits"]
+    tuned_top1 = confirmation["tuned"]["top1"]["value"]
+    assert confirmation["top1_drop_vs_fp32_points"] == pytest.approx(100 * (float_top1["value"] - tuned_top1))
+    assert "float model (before quantization)" in to_markdown(result.content)
 
 
 def test_a_time_budget_too_short_says_so(small_net, small_data):
@@ -173,6 +192,7 @@ def _exit_code(argv: list[str]) -> int:
     (["--windows", "0"], EXIT_USAGE, "window sizes"),
     (["--margins", "lots"], EXIT_USAGE, "margin"),
     (["--data", "/nonexistent/folder"], EXIT_INPUT, "does not exist"),
+    (["--fp32", "/nonexistent/model.onnx"], EXIT_INPUT, "model.onnx"),
 ])
 def test_bad_input_is_one_line_and_an_exit_code(small_net, small_data, tmp_path, capsys, arguments, code, message):
     argv = ["tune", str(small_net), "--data", str(small_data), "-o", str(tmp_path / "out.onnx"), *arguments]
