@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import ValidationError
 from ..evaluation import crosscheck
-from ..evaluation.simulate import END_TO_END_TOLERANCE, SAME_INPUTS_TOLERANCE
+from ..evaluation.simulate import END_TO_END_TOLERANCE, QUANTIZED_END_TO_END_TOLERANCE, SAME_INPUTS_TOLERANCE
 from ..rewriter.selection import predictor_grid
 from .report import add_common_arguments, add_predictor_arguments
 
@@ -16,12 +16,13 @@ HELP = ("run images through the rewritten model with the compiled op and through
 def add_arguments(parser) -> None:
     add_common_arguments(parser, windows_default="3")
     add_predictor_arguments(parser)
-    parser.add_argument("--tolerance", type=float, default=END_TO_END_TOLERANCE,
+    parser.add_argument("--tolerance", type=float,
                         help="allowed counter difference per layer between the two whole-model runs, as a share "
-                             f"of the layer's outputs (default {END_TO_END_TOLERANCE:g})")
-    parser.add_argument("--same-inputs-tolerance", type=float, default=SAME_INPUTS_TOLERANCE,
+                             f"of the layer's outputs (default {END_TO_END_TOLERANCE:g}; quantized models "
+                             f"{QUANTIZED_END_TO_END_TOLERANCE:g})")
+    parser.add_argument("--same-inputs-tolerance", type=float,
                         help="the same when the simulated layer gets the op's own inputs "
-                             f"(default {SAME_INPUTS_TOLERANCE:g})")
+                             f"(default {SAME_INPUTS_TOLERANCE:g}; quantized models 0)")
 
 
 def run(args) -> int:
