@@ -96,8 +96,10 @@ def assert_counters_match(counters: np.ndarray, expected: np.ndarray) -> None:
 # --- Every path against the reference ------------------------------------------------------------------
 
 # (name, in_channels, out_channels, kernel, height, width, attributes): odd plane sizes clip windows at
-# the bottom and right edges; 70 and 67 channels leave partial channel groups and blocks on every path.
+# the bottom and right edges; 70 and 67 channels leave partial channel groups and blocks on every path;
+# 35 x 37 leaves partial blocks of the input copy's 16 x 16 transposes.
 LAYERS = [
+    ("3x3 wide rows", 35, 20, 3, 5, 37, dict(pads=[1, 1, 1, 1])),
     ("3x3 pad 1", 21, 70, 3, 11, 13, dict(pads=[1, 1, 1, 1])),
     ("3x3 stride 2", 16, 24, 3, 13, 10, dict(pads=[1, 1, 1, 1], strides=[2, 2])),
     ("1x1", 67, 33, 1, 9, 7, {}),

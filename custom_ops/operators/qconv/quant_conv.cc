@@ -5,6 +5,10 @@
 #include <cstring>
 #include <limits>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "operators/common/isa.h"
 
 namespace onnxpred {
@@ -95,19 +99,54 @@ void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const 
   // meet zero weights, so their value does not matter.
   std::memset(dst, bytes ? x_zero_point + bias : 0, static_cast<size_t>(wp * stride));
   if (h < 0 || h >= g.in_height) return;
-  for (int64_t c = 0; c < g.in_channels; ++c) {
-    const uint8_t* src = x + ((n * g.in_channels + c) * g.in_height + h) * g.in_width;
-    uint8_t* pixel = dst + g.pad_left * stride;
-    if (bytes) {
-      for (int64_t w = 0; w < g.in_width; ++w) pixel[w * stride + c] = static_cast<uint8_t>(src[w] ^ bias);
-    } else {
-      for (int64_t w = 0; w < g.in_width; ++w) {
-        const int32_t value = x_signed ? static_cast<int8_t>(src[w]) : src[w];
+  const uint8_t* rows = x + (n * g.in_channels * g.in_height + h) * g.in_width;
+  const int64_t channel_stride = g.in_height * g.in_width;
+  uint8_t* pixels = dst + g.pad_left * stride;
+  if (!bytes) {
+    for (int64_t w = 0; w < g.in_width; ++w) {
+      for (int64_t c = 0; c < g.in_channels; ++c) {
+        const uint8_t raw = rows[c * channel_stride + w];
+        const int32_t value = x_signed ? static_cast<int8_t>(raw) : raw;
         const int16_t centred = static_cast<int16_t>(value - x_zero_point);
-        std::memcpy(pixel + w * stride + 2 * c, &centred, sizeof centred);
+        std::memcpy(pixels + w * stride + 2 * c, &centred, sizeof centred);
+      }
+    }
+    return;
+  }
+  // Pixels [w_begin, w_end) x channels [c_begin, C), a byte at a time.
+  auto copy_bytes = [&](int64_t w_begin, int64_t w_end, int64_t c_begin) {
+    for (int64_t w = w_begin; w < w_end; ++w)
+      for (int64_t c = c_begin; c < g.in_channels; ++c)
+        pixels[w * stride + c] = static_cast<uint8_t>(rows[c * channel_stride + w] ^ bias);
+  };
+  int64_t whole_w = 0, whole_c = 0;
+#if defined(__SSE2__)
+  // 16 x 16 blocks transposed in registers: four rounds of interleaving row i with row i + 8
+  // transpose a 16 x 16 byte matrix.
+  whole_w = g.in_width / 16 * 16;
+  whole_c = g.in_channels / 16 * 16;
+  const __m128i flip = _mm_set1_epi8(static_cast<char>(bias));
+  for (int64_t w0 = 0; w0 < whole_w; w0 += 16) {
+    for (int64_t c0 = 0; c0 < whole_c; c0 += 16) {
+      __m128i block[16], next[16];
+      for (int i = 0; i < 16; ++i) {
+        block[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + (c0 + i) * channel_stride + w0));
+      }
+      for (int round = 0; round < 4; ++round) {
+        for (int i = 0; i < 8; ++i) {
+          next[2 * i] = _mm_unpacklo_epi8(block[i], block[i + 8]);
+          next[2 * i + 1] = _mm_unpackhi_epi8(block[i], block[i + 8]);
+        }
+        std::copy(next, next + 16, block);
+      }
+      for (int i = 0; i < 16; ++i) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(pixels + (w0 + i) * stride + c0), _mm_xor_si128(block[i], flip));
       }
     }
   }
+#endif
+  copy_bytes(0, whole_w, whole_c);
+  copy_bytes(whole_w, g.in_width, 0);
 }
 
 QuantConv::QuantConv(const QuantCall& call)
@@ -178,21 +217,32 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     uint8_t* y = call_.output + (n * g.out_channels + first) * plane;
     PixelBatch batch;
     // A sample's every channel is computed; a rest output's where its window keeps the channel.
+    // A sample's every channel is written and updates its window's keeps; a rest output is written
+    // where its window keeps the channel, y_zero_point elsewhere.
     auto flush = [&](bool rest) {
       if (batch.count == 0) return;
       tiles.tile[batch.count - 1](tile, batch.pointers, out, zero_bits);
-      for (int p = 0; p < batch.count; ++p) {
-        const PendingPixel& px = batch.pixels[p];
-        uint64_t& keep = keeps[static_cast<size_t>(px.window * blocks_ + block)];
-        if (!rest) keep |= ~zero_bits[p] & mask;
-        const uint64_t written = rest ? keep : mask;
-        if (written != 0) counters.macs_executed += valid * macs;
-        uint8_t* y_pixel = y + px.row * g.out_width + px.col;
+      int64_t offsets[kMaxQuantPixels];
+      for (int p = 0; p < batch.count; ++p) offsets[p] = batch.pixels[p].row * g.out_width + batch.pixels[p].col;
+      if (!rest) {
+        for (int p = 0; p < batch.count; ++p) {
+          keeps[static_cast<size_t>(batch.pixels[p].window * blocks_ + block)] |= ~zero_bits[p] & mask;
+        }
+        counters.macs_executed += batch.count * valid * macs;
         for (int64_t l = 0; l < valid; ++l) {
-          const uint8_t value = out[p * lanes + l];
-          const bool kept = (written >> l) & 1;
-          y_pixel[l * plane] = kept ? value : y_zero_point;
-          if (!kept && call_.audit) ++(value == y_zero_point ? counters.pred_hit : counters.pred_miss);
+          uint8_t* y_lane = y + l * plane;
+          for (int p = 0; p < batch.count; ++p) y_lane[offsets[p]] = out[p * lanes + l];
+        }
+      } else {
+        for (int p = 0; p < batch.count; ++p) {
+          const uint64_t keep = keeps[static_cast<size_t>(batch.pixels[p].window * blocks_ + block)];
+          if (keep != 0) counters.macs_executed += valid * macs;
+          for (int64_t l = 0; l < valid; ++l) {
+            const uint8_t value = out[p * lanes + l];
+            const bool kept = (keep >> l) & 1;
+            y[l * plane + offsets[p]] = kept ? value : y_zero_point;
+            if (!kept && call_.audit) ++(value == y_zero_point ? counters.pred_hit : counters.pred_miss);
+          }
         }
       }
       batch.count = 0;

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <initializer_list>
-#include <memory>
 
 #include "op_contract.h"
 #include "operators/common/attribute_reader.h"
@@ -236,12 +235,16 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
   if (g.batch * out_channels * g.out_height * g.out_width > 0) {
     const int64_t stride = weights_.groups * 4;
     const int64_t copy_rows = g.batch * g.padded_height();
-    std::unique_ptr<uint8_t[]> copy(new uint8_t[static_cast<size_t>(copy_rows * g.padded_width() * stride)]);
+    // Kept per thread between calls: a fresh copy of a large layer's input costs its page faults each time.
+    // (A lambda names the running thread's thread_local, not this one's: the tasks get a pointer.)
+    thread_local std::vector<uint8_t> copy_buffer;
+    copy_buffer.resize(static_cast<size_t>(copy_rows * g.padded_width() * stride));
+    uint8_t* copy = copy_buffer.data();
     const uint8_t* x = static_cast<const uint8_t*>(input(kX).GetTensorRawData());
     ParallelFor(context, copy_rows, [&](int64_t row) {
-      QuantInputRow(x, x_signed, x_zero_point, g, tiles_->layout, weights_.groups, row, copy.get());
+      QuantInputRow(x, x_signed, x_zero_point, g, tiles_->layout, weights_.groups, row, copy);
     });
-    const QuantCall call{g, pattern_, audit_, *tiles_, weights_, copy.get(),
+    const QuantCall call{g, pattern_, audit_, *tiles_, weights_, copy,
                          QuantEpilogue{offset.data(), scale.data(), threshold.data(), y_zero_point,
                                        static_cast<float>(y_max - y_zero_point)},
                          static_cast<uint8_t*>(y.GetTensorMutableRawData())};
