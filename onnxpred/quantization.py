@@ -23,10 +23,13 @@ from .datasets import LabelledImage, PreprocessingSpec, batches, load_dataset
 from .errors import UnsupportedModelError, UserError
 from .model_io import load_model, write_model
 from .runtime import ModelLike
+from .validation import first_line, onnxruntime_errors
 
 DEFAULT_CALIBRATION_IMAGES = 32
 CALIBRATION_BATCH = 8
 CALIBRATION_KEY = "onnxpred.calibration_images"
+# Ops of a model quantized already, which the quantizer would quantize again around them.
+QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger")
 
 
 def calibration_subset(images: Sequence[LabelledImage], count: int) -> list[LabelledImage]:
@@ -55,9 +58,16 @@ def quantize(model: ModelLike, data=None, *, calibration_images: int = DEFAULT_C
     inputs = [i for i in original.graph.input if i.name not in initializers]
     if len(inputs) != 1:
         raise UnsupportedModelError(f"calibrating on images needs a model with one input, this one has {len(inputs)}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or dims[1].dim_value != 3:
+        shape = "x".join(d.dim_param or str(d.dim_value) for d in dims) or "of unknown shape"
+        raise UnsupportedModelError(f"calibrating on images needs an image input [N, 3, H, W]; the model's "
+                                    f"input {inputs[0].name!r} is {shape}")
+    quantized = sorted({n.op_type for n in original.graph.node if n.op_type in QUANTIZED_OPS})
+    if quantized:
+        raise UnsupportedModelError(f"the model is quantized already (it has {', '.join(quantized)} nodes)")
     spec = PreprocessingSpec.from_model(original)
     chosen = calibration_subset(load_dataset(data), calibration_images)
-    dims = inputs[0].type.tensor_type.shape.dim
     fixed_batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
     input_name = inputs[0].name
 
@@ -81,9 +91,10 @@ def quantize(model: ModelLike, data=None, *, calibration_images: int = DEFAULT_C
                 quant_pre_process(str(source), str(prepared))
                 quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        except (ValueError, RuntimeError, KeyError, TypeError, onnx.checker.ValidationError) as error:
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise UnsupportedModelError(f"onnxruntime's quantizer cannot quantize the model: {first_line}") from error
+        except (ValueError, RuntimeError, KeyError, TypeError, onnx.checker.ValidationError, *onnxruntime_errors()
+                ) as error:
+            raise UnsupportedModelError(f"onnxruntime's quantizer cannot quantize the model: {first_line(error)}"
+                                        ) from error
         quantized = onnx.load(str(target))
     onnx.helper.set_model_props(quantized, {**{p.key: p.value for p in quantized.metadata_props},
                                             CALIBRATION_KEY: json.dumps([image.path.name for image in chosen])})

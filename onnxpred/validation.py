@@ -149,7 +149,7 @@ def validate(
         feeds = _image_feeds(graph_inputs, header, data, max_images)
     options = quiet_options(threads, optimization_level)
 
-    runtime_errors = _onnxruntime_errors()
+    runtime_errors = onnxruntime_errors()
 
     def outputs_of(source, which: str, error_type: type[UserError]) -> list[np.ndarray]:
         # One session at a time, so that three copies of a large model never share the memory.
@@ -157,14 +157,14 @@ def validate(
             runner = session(source, **options)
             batches = [[out[:rows] for out in runner.run(output_names, batch)] for batch, rows in feeds.batches()]
         except runtime_errors as error:
-            raise error_type(f"onnxruntime cannot run the {which} model: {_first_line(error)}") from error
+            raise error_type(f"onnxruntime cannot run the {which} model: {first_line(error)}") from error
         return [np.concatenate(per_output) for per_output in zip(*batches)]
 
     with _runnable(rewritten) as rewritten_source:
         try:
             onnx.checker.check_model(rewritten_source, full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-            raise ValidationError(f"onnx.checker rejects the rewritten model: {_first_line(error)}") from error
+            raise ValidationError(f"onnx.checker rejects the rewritten model: {first_line(error)}") from error
         rewritten_header = _header(rewritten)
         tolerance = tolerance or window_one_tolerance(rewritten_header)
         try:
@@ -299,12 +299,12 @@ def _runnable(model: ModelLike) -> Iterator[Union[str, bytes]]:
             yield str(path)
 
 
-def _onnxruntime_errors() -> tuple[type[Exception], ...]:
+def onnxruntime_errors() -> tuple[type[Exception], ...]:
     """onnxruntime's exception types (they share no base class besides Exception)."""
     from onnxruntime.capi import onnxruntime_pybind11_state as state
 
     return tuple(c for c in vars(state).values() if isinstance(c, type) and issubclass(c, Exception))
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -14,7 +14,7 @@ from test_cli_rewrite import tiny_classifier
 import onnxpred
 from onnxpred.cli import main
 from onnxpred.errors import EXIT_INPUT, EXIT_OUTPUT, EXIT_UNSUPPORTED, EXIT_USAGE
-from onnxpred.quantization import CALIBRATION_KEY, calibration_images, calibration_subset
+from onnxpred.quantization import CALIBRATION_KEY, calibration_images, calibration_subset, quantize
 
 pytest.importorskip("onnxruntime.quantization")
 
@@ -77,6 +77,8 @@ def test_calibration_subset_is_deterministic_and_spread():
     ("no data folder", EXIT_INPUT, "does not exist"),
     ("not a model", EXIT_INPUT, "is not an ONNX model"),
     ("two inputs", EXIT_UNSUPPORTED, "needs a model with one input, this one has 2"),
+    ("not images", EXIT_UNSUPPORTED, "needs an image input [N, 3, H, W]; the model's input 'input' is 1x3x16"),
+    ("quantized already", EXIT_UNSUPPORTED, "the model is quantized already (it has DequantizeLinear, QuantizeLinear"),
 ])
 def test_errors_are_one_line_with_their_exit_code(model_path, images, tmp_path, capsys, case, code, message):
     args = ["quantize", str(model_path), "--data", str(images)]
@@ -86,9 +88,14 @@ def test_errors_are_one_line_with_their_exit_code(model_path, images, tmp_path, 
         args[-1] = str(tmp_path / "missing")
     elif case == "not a model":
         model_path.write_bytes(b"not a model")
+    elif case == "quantized already":
+        onnx.save_model(quantize(model_path, images, calibration_images=2), model_path)
     else:
         model = tiny_classifier()
-        model.graph.input.append(onnx.helper.make_tensor_value_info("extra", onnx.TensorProto.FLOAT, [1]))
+        if case == "two inputs":
+            model.graph.input.append(onnx.helper.make_tensor_value_info("extra", onnx.TensorProto.FLOAT, [1]))
+        else:
+            model.graph.input[0].type.tensor_type.shape.dim.pop()
         onnx.save_model(model, model_path)
     before = model_path.read_bytes()
     assert main(args) == code
