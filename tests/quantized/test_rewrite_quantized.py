@@ -138,3 +138,18 @@ def test_bench_layers_int8(capsys):
 def test_bench_layers_int8_refuses_grouped_layers(capsys):
     assert main(["bench-layers", "--int8", "--models", "efficientnet_lite0_depthwise"]) == 2
     assert "PredictiveQLinearConv v1 takes ungrouped convs only" in capsys.readouterr().err
+
+
+def test_margins_in_sd_of_the_qdq_graphs_float_conv_output(int8_classifier, images, tmp_path):
+    output = tmp_path / "sd.onnx"
+    assert main(["rewrite", str(int8_classifier), "--margin", "0.5sd", "--data", str(images), "--no-validate",
+                 "-o", str(output)]) == 0
+    margins = [op.node_attributes(n)["margin"] for n in onnx.load(output).graph.node if op.is_contract_op(n)]
+    assert len(margins) == 2 and all(m > 0 for m in margins)
+
+
+def test_margins_in_sd_need_an_observable_pre_activation(tmp_path, capsys):
+    path = tmp_path / "qoperator.onnx"
+    onnx.save_model(quantize(float_model("Relu"), qoperator=True), path)
+    assert main(["rewrite", str(path), "--margin", "0.5sd", "--no-validate"]) == 4
+    assert "its activation is fused into QLinearConv in the original" in capsys.readouterr().err
