@@ -314,3 +314,15 @@ def test_ill_typed_inputs_are_refused():
         onnxpred.session(qlinear_model(w, params, b)).run(None, {"x": x.astype(np.int32)})
     with pytest.raises(Exception, match="B"):
         run_qlinear(x, w, params, b.astype(np.float32))
+
+
+def test_quantization_parameters_fed_at_run_time_give_the_same_result():
+    """Constant scales and zero points are resolved once at session creation; fed ones at every run."""
+    rng = np.random.default_rng(5)
+    x, w, b, params = random_layer(rng, np.int8, 20, 30, 3, 9, 9)
+    expected_y, expected_counters = reference(x, w, params, b, pads=[1, 1, 1, 1], window=2, margin=0.25)
+    model = qlinear_model(w, params, b, x_type=np.int8, constant=("w",), pads=[1, 1, 1, 1], window=2, margin=0.25)
+    session = onnxpred.session(model)
+    y, counters = session.run(None, {"x": x, "w_zero_point": np.zeros(30, np.int8)})
+    np.testing.assert_array_equal(y, expected_y)
+    assert_counters_match(counters, expected_counters)

@@ -78,14 +78,13 @@ int32_t ZeroThreshold(float scale, bool zero_point_is_max, float margin, float x
   }
   if (zero_point_is_max) return static_cast<int32_t>(kMax);
   auto is_zero = [scale](int64_t acc) { return static_cast<float>(static_cast<int32_t>(acc)) * scale <= 0.5f; };
-  // Bisection: lo always counts as zero, hi never (unless it is the end of the range).
-  int64_t lo = kMin, hi = kMax;
-  if (is_zero(hi)) return static_cast<int32_t>(hi);
-  while (hi - lo > 1) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    (is_zero(mid) ? lo : hi) = mid;
-  }
-  return static_cast<int32_t>(lo);
+  // The requantization is monotone in acc: walk from the real-number estimate 0.5 / scale to the
+  // largest acc that counts as zero (a few steps; up to the float32 spacing of acc beyond 2^24).
+  int64_t t = static_cast<int64_t>(std::clamp(std::floor(0.5 / static_cast<double>(scale)), static_cast<double>(kMin),
+                                              static_cast<double>(kMax)));
+  while (t > kMin && !is_zero(t)) --t;
+  while (t < kMax && is_zero(t + 1)) ++t;
+  return static_cast<int32_t>(t);
 }
 
 void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const ConvGeometry& g,
@@ -156,6 +155,9 @@ QuantConv::QuantConv(const QuantCall& call)
       windows_(CeilDiv(call.geometry.out_width, call.pattern.size)),
       blocks_(CeilDiv(call.geometry.out_channels, call.tiles.lanes)) {
   const ConvGeometry& g = call.geometry;
+  // Small planes put several bands in a task, so that its tiles are mostly full.
+  bands_per_task_ = std::clamp<int64_t>(kTaskPixels / (k_ * g.out_width), 1, bands_);
+  tasks_per_image_ = CeilDiv(bands_, bands_per_task_);
   const int64_t stride = call.weights.groups * 4;
   for (int64_t i = 0; i < g.kernel_h; ++i)
     for (int64_t j = 0; j < g.kernel_w; ++j)
@@ -180,26 +182,36 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   const ConvGeometry& g = call_.geometry;
   const WindowPattern& pattern = call_.pattern;
   const QuantTileKernels& tiles = call_.tiles;
-  const int64_t n = task / bands_, r0 = task % bands_ * k_, r1 = std::min(r0 + k_, g.out_height);
+  const int64_t n = task / tasks_per_image_, band0 = task % tasks_per_image_ * bands_per_task_;
+  const int64_t bands = std::min(bands_per_task_, bands_ - band0);
+  const int64_t r0 = band0 * k_, r1 = std::min(r0 + bands * k_, g.out_height), windows = bands * windows_;
   const int64_t lanes = tiles.lanes, taps = g.kernel_h * g.kernel_w, plane = g.out_height * g.out_width;
   const int64_t stride = call_.weights.groups * 4, macs = g.macs_per_output();
   const uint8_t* image = call_.input + n * g.padded_height() * g.padded_width() * stride;
   const uint8_t y_zero_point = static_cast<uint8_t>(call_.epilogue.zero_point);
-  auto is_sample = [&](int64_t r, int64_t c) { return pattern.is_sample[static_cast<size_t>((r - r0) * k_ + c % k_)] != 0; };
-  auto pointer = [&](int64_t r, int64_t c) { return image + (r * g.stride_h * g.padded_width() + c * g.stride_w) * stride; };
+  auto is_sample = [&](int64_t r, int64_t c) {
+    return pattern.is_sample[static_cast<size_t>(r % k_ * k_ + c % k_)] != 0;
+  };
+  // The task's windows, band by band.
+  auto window_of = [&](int64_t r, int64_t c) { return (r / k_ - band0) * windows_ + c / k_; };
+  auto pointer = [&](int64_t r, int64_t c) {
+    return image + (r * g.stride_h * g.padded_width() + c * g.stride_w) * stride;
+  };
 
-  // Each window's samples and rest outputs inside the band; a window without a sample keeps all.
-  std::vector<int64_t> samples(static_cast<size_t>(windows_), 0), rests(static_cast<size_t>(windows_), 0);
+  // Each window's samples and rest outputs inside the plane; a window without a sample keeps all.
+  std::vector<int64_t> samples(static_cast<size_t>(windows), 0), rests(static_cast<size_t>(windows), 0);
   for (int64_t r = r0; r < r1; ++r)
-    for (int64_t c = 0; c < g.out_width; ++c) ++(is_sample(r, c) ? samples : rests)[static_cast<size_t>(c / k_)];
+    for (int64_t c = 0; c < g.out_width; ++c) {
+      ++(is_sample(r, c) ? samples : rests)[static_cast<size_t>(window_of(r, c))];
+    }
   auto valid_lanes = [&](int64_t block) { return std::min(lanes, g.out_channels - block * lanes); };
   auto lane_mask = [&](int64_t block) {
     const int64_t valid = valid_lanes(block);
     return valid == 64 ? ~uint64_t{0} : (uint64_t{1} << valid) - 1;
   };
   // Bit l of keeps[window * blocks + block]: channel block * lanes + l of the window is not triggered.
-  std::vector<uint64_t> keeps(static_cast<size_t>(windows_ * blocks_), 0);
-  for (int64_t b = 0; b < windows_; ++b)
+  std::vector<uint64_t> keeps(static_cast<size_t>(windows * blocks_), 0);
+  for (int64_t b = 0; b < windows; ++b)
     for (int64_t block = 0; samples[static_cast<size_t>(b)] == 0 && block < blocks_; ++block)
       keeps[static_cast<size_t>(b * blocks_ + block)] = lane_mask(block);
 
@@ -249,12 +261,13 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     };
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = 0; c < g.out_width; ++c)
-        if (is_sample(r, c) && batch.Add(pointer(r, c), r, c, c / k_)) flush(false);
+        if (is_sample(r, c) && batch.Add(pointer(r, c), r, c, window_of(r, c))) flush(false);
     flush(false);
-    for (int64_t b = 0; b < windows_ && k_ > 1; ++b) {
-      const int64_t c0 = b * k_, c1 = std::min(c0 + k_, g.out_width);
+    for (int64_t b = 0; b < windows && k_ > 1; ++b) {
+      const int64_t c0 = b % windows_ * k_, c1 = std::min(c0 + k_, g.out_width);
+      const int64_t band_r0 = r0 + b / windows_ * k_, band_r1 = std::min(band_r0 + k_, g.out_height);
       const bool computed = keeps[static_cast<size_t>(b * blocks_ + block)] != 0 || call_.audit;
-      for (int64_t r = r0; r < r1; ++r)
+      for (int64_t r = band_r0; r < band_r1; ++r)
         for (int64_t c = c0; c < c1; ++c) {
           if (is_sample(r, c)) continue;
           if (computed) {
@@ -266,9 +279,10 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     }
     flush(true);
   }
-  for (int64_t b = 0; b < windows_; ++b)
+  for (int64_t b = 0; b < windows; ++b)
     for (int64_t block = 0; block < blocks_; ++block) {
-      const int64_t triggered = __builtin_popcountll(lane_mask(block) & ~keeps[static_cast<size_t>(b * blocks_ + block)]);
+      const uint64_t kept = keeps[static_cast<size_t>(b * blocks_ + block)];
+      const int64_t triggered = __builtin_popcountll(lane_mask(block) & ~kept);
       counters.zero_diag += triggered * samples[static_cast<size_t>(b)];
       counters.predicted += triggered * rests[static_cast<size_t>(b)];
     }

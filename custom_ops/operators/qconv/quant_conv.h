@@ -49,13 +49,14 @@ struct QuantCall {
   uint8_t* output;           // Y [N][M][oH][oW], bytes of Y's type
 };
 
-// The plan of a call: a task is one band of k output rows of one image (a row of windows), whose
-// samples are computed first (all channels, dense tiles along the rows), then the rest outputs of
-// the windows that are not triggered, gathered per block of channels; triggered ones get y_zero_point.
+// The plan of a call: a task is a band of k output rows of one image (a row of windows), or a few
+// on small planes, whose samples are computed first (all channels, dense tiles along the rows),
+// then the rest outputs of the windows that are not triggered, gathered per block of channels;
+// triggered ones get y_zero_point.
 class QuantConv {
  public:
   explicit QuantConv(const QuantCall& call);
-  int64_t Tasks() const { return call_.geometry.batch * bands_; }
+  int64_t Tasks() const { return call_.geometry.batch * tasks_per_image_; }
   PredictionCounters RunTask(int64_t task) const;
 
  private:
@@ -64,8 +65,12 @@ class QuantConv {
   };
   class PixelBatch;
 
+  // A task of a small plane takes whole bands up to about this many outputs.
+  static constexpr int64_t kTaskPixels = 36;
+
   const QuantCall& call_;
-  int64_t k_, bands_, windows_, blocks_;
+  int64_t k_, bands_, windows_, blocks_;  // per image: bands of k rows, windows per band, channel blocks
+  int64_t bands_per_task_, tasks_per_image_;
   std::vector<int64_t> tap_offsets_;
 };
 

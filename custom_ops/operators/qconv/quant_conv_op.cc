@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <initializer_list>
 
 #include "op_contract.h"
@@ -155,30 +156,26 @@ PredictiveQLinearConvKernel::PredictiveQLinearConvKernel(const OrtKernelInfo* ra
                               weight_shape_[3] * conv_.dilations[1] + 1}, weight_shape_);
   weights_ = PackQuantWeights(weights.GetTensorData<int8_t>(), weight_shape_[0], weight_shape_[1],
                               weight_shape_[2] * weight_shape_[3], *tiles_);
+  // Constant quantization parameters (what the rewriter writes) are resolved, and checked, once.
+  Ort::ConstValue constants[kInputCount];
+  bool all_constant = true;
+  for (size_t i : {kXScale, kXZeroPoint, kWScale, kWZeroPoint, kYScale, kYZeroPoint, kB}) {
+    if (i >= inputs || info.GetInputName(i).empty()) continue;  // an omitted B
+    constants[i] = info.GetTensorConstantInput(i, &is_constant);
+    all_constant = all_constant && is_constant;
+  }
+  if (all_constant) constant_params_ = ResolveParams([&](size_t i) { return constants[i]; }, x_type);
 }
 
-OrtStatusPtr PredictiveQLinearConvKernel::ComputeV2(OrtKernelContext* context) noexcept {
-  return StatusFromExceptions(context_, [&] { Compute(context); });
-}
-
-void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
-  Ort::KernelContext context(raw_context);
-  const size_t inputs = context.GetInputCount();
-  auto input = [&](size_t i) { return i < inputs ? context.GetInput(i) : Ort::ConstValue{nullptr}; };
+PredictiveQLinearConvKernel::ChannelParams PredictiveQLinearConvKernel::ResolveParams(
+    const std::function<Ort::ConstValue(size_t)>& input, ElementType x_type) const {
+  const int64_t out_channels = weight_shape_[0];
   TensorInfo info[kInputCount];
-  for (size_t i = 0; i < kB; ++i) info[i] = Describe(input(i), i);
-  const Ort::ConstValue b = input(kB);
-
-  if (info[kXZeroPoint].type != info[kX].type) {
-    throw InvalidArgument("input x_zero_point must have x's type " + TypeName(info[kX].type) + ", got " +
+  for (size_t i : {kXScale, kXZeroPoint, kWScale, kYScale, kYZeroPoint}) info[i] = Describe(input(i), i);
+  if (info[kXZeroPoint].type != x_type) {
+    throw InvalidArgument("input x_zero_point must have x's type " + TypeName(x_type) + ", got " +
                           TypeName(info[kXZeroPoint].type));
   }
-  if (info[kW].shape != weight_shape_) {
-    throw InvalidArgument("input w has shape " + ShapeString(info[kW].shape) + ", not the constant's " +
-                          ShapeString(weight_shape_));
-  }
-  const ConvGeometry g = ResolveConvGeometry(conv_, info[kX].shape, weight_shape_);
-  const int64_t out_channels = g.out_channels;
   ExpectOneValue(info[kXScale], kXScale);
   ExpectOneValue(info[kXZeroPoint], kXZeroPoint);
   ExpectOneValue(info[kYScale], kYScale, " (per-channel y_scale is not supported)");
@@ -188,6 +185,7 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
                           " values (one per output channel), got shape " + ShapeString(info[kWScale].shape));
   }
   CheckSymmetric(input(kWZeroPoint), out_channels);
+  const Ort::ConstValue b = input(kB);
   const int32_t* bias = nullptr;
   if (b != nullptr) {
     const TensorInfo b_info = Describe(b, kB);
@@ -198,31 +196,56 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
     bias = b.GetTensorData<int32_t>();
   }
 
-  // Per-channel requantization parameters, padded to whole blocks (padding lanes are never stored).
+  ChannelParams params;
   const float x_scale = PositiveScale(input(kXScale).GetTensorData<float>()[0], kXScale);
   const float y_scale = PositiveScale(input(kYScale).GetTensorData<float>()[0], kYScale);
   const float* w_scales = input(kWScale).GetTensorData<float>();
-  const ElementType y_type = info[kYZeroPoint].type;
-  const int32_t x_zero_point = ZeroPointValue(input(kXZeroPoint), info[kX].type);
-  const int32_t y_zero_point = ZeroPointValue(input(kYZeroPoint), y_type);
-  const int32_t y_max = y_type == kInt8 ? 127 : 255;
-  const bool x_signed = info[kX].type == kInt8;
-  const int32_t layout_zero_point = x_signed ? x_zero_point + 128 : x_zero_point;
-  const size_t padded = weights_.sums.size();
-  std::vector<int32_t> offset(padded, 0), threshold(padded, 0);
-  std::vector<float> scale(padded, 0.f);
+  params.y_type = info[kYZeroPoint].type;
+  params.x_zero_point = ZeroPointValue(input(kXZeroPoint), x_type);
+  params.y_zero_point = ZeroPointValue(input(kYZeroPoint), params.y_type);
+  params.y_max = params.y_type == kInt8 ? 127 : 255;
+  const int32_t layout_zero_point = x_type == kInt8 ? params.x_zero_point + 128 : params.x_zero_point;
+  const size_t padded = weights_.sums.size();  // padding lanes are computed but never stored
+  params.offset.assign(padded, 0);
+  params.threshold.assign(padded, 0);
+  params.scale.assign(padded, 0.f);
   for (int64_t m = 0; m < out_channels; ++m) {
     const float w_scale = PositiveScale(w_scales[info[kWScale].count == 1 ? 0 : m], kWScale);
     const float s = OutputScale(x_scale, w_scale, y_scale);
     if (!std::isfinite(s)) throw InvalidArgument("x_scale * w_scale / y_scale overflows float32");
-    scale[m] = s;
-    threshold[m] = ZeroThreshold(s, y_zero_point == y_max, margin_, x_scale, w_scale);
-    // The sum in the biased-bytes layout counts x_zero_point + bias per weight: take it back.
+    params.scale[m] = s;
+    params.threshold[m] = ZeroThreshold(s, params.y_zero_point == params.y_max, margin_, x_scale, w_scale);
+    // The sum in the biased-bytes layout counts x_zero_point (+ 128) per weight: take it back.
     const uint32_t correction = tiles_->layout == QuantInputLayout::kBiasedBytes
                                     ? static_cast<uint32_t>(layout_zero_point) * static_cast<uint32_t>(weights_.sums[m])
                                     : 0;
-    offset[m] = static_cast<int32_t>(static_cast<uint32_t>(bias ? bias[m] : 0) - correction);
+    params.offset[m] = static_cast<int32_t>(static_cast<uint32_t>(bias ? bias[m] : 0) - correction);
   }
+  return params;
+}
+
+OrtStatusPtr PredictiveQLinearConvKernel::ComputeV2(OrtKernelContext* context) noexcept {
+  return StatusFromExceptions(context_, [&] { Compute(context); });
+}
+
+void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
+  Ort::KernelContext context(raw_context);
+  const size_t inputs = context.GetInputCount();
+  auto input = [&](size_t i) { return i < inputs ? context.GetInput(i) : Ort::ConstValue{nullptr}; };
+  TensorInfo info[kW + 1];
+  for (size_t i = 0; i <= kW; ++i) info[i] = Describe(input(i), i);
+
+  if (info[kW].shape != weight_shape_) {
+    throw InvalidArgument("input w has shape " + ShapeString(info[kW].shape) + ", not the constant's " +
+                          ShapeString(weight_shape_));
+  }
+  const ConvGeometry g = ResolveConvGeometry(conv_, info[kX].shape, weight_shape_);
+  const int64_t out_channels = g.out_channels;
+  ChannelParams per_call;
+  const ChannelParams& params = constant_params_ ? *constant_params_ : (per_call = ResolveParams(input, info[kX].type));
+  const bool x_signed = info[kX].type == kInt8;
+  const int32_t x_zero_point = params.x_zero_point, y_zero_point = params.y_zero_point, y_max = params.y_max;
+  const ElementType y_type = params.y_type;
 
   const std::vector<int64_t> y_shape{g.batch, out_channels, g.out_height, g.out_width};
   Ort::UnownedValue y = context.GetOutput(kOutputY, y_shape);
@@ -245,12 +268,13 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
       QuantInputRow(x, x_signed, x_zero_point, g, tiles_->layout, weights_.groups, row, copy);
     });
     const QuantCall call{g, pattern_, audit_, *tiles_, weights_, copy,
-                         QuantEpilogue{offset.data(), scale.data(), threshold.data(), y_zero_point,
+                         QuantEpilogue{params.offset.data(), params.scale.data(), params.threshold.data(), y_zero_point,
                                        static_cast<float>(y_max - y_zero_point)},
                          static_cast<uint8_t*>(y.GetTensorMutableRawData())};
     const QuantConv conv(call);
     task_counters.resize(static_cast<size_t>(conv.Tasks()));
-    ParallelFor(context, conv.Tasks(), [&](int64_t task) { task_counters[static_cast<size_t>(task)] = conv.RunTask(task); });
+    ParallelFor(context, conv.Tasks(),
+                [&](int64_t task) { task_counters[static_cast<size_t>(task)] = conv.RunTask(task); });
   }
 
   if (context.GetOutputCount() > kOutputCounters) {

@@ -3,6 +3,8 @@
 // when they trigger. Semantics: docs/predictive_conv.md and onnxpred/reference_quantized.py.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,17 @@ class PredictiveQLinearConvKernel {
  private:
   void Compute(OrtKernelContext* context) const;
 
+  // The per-channel requantization (padded to whole blocks) and the zero points of a call.
+  struct ChannelParams {
+    std::vector<int32_t> offset, threshold;
+    std::vector<float> scale;
+    int32_t x_zero_point = 0, y_zero_point = 0, y_max = 0;
+    ONNXTensorElementDataType y_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  };
+  // From the quantization inputs (input(i): the value of input i, null if absent), checked.
+  ChannelParams ResolveParams(const std::function<Ort::ConstValue(size_t)>& input,
+                              ONNXTensorElementDataType x_type) const;
+
   std::string context_;  // "PredictiveQLinearConv node '<name>'", the prefix of every error
   ConvShapeAttributes conv_;
   float margin_;
@@ -30,6 +43,7 @@ class PredictiveQLinearConvKernel {
   const QuantTileKernels* tiles_;
   std::vector<int64_t> weight_shape_;  // of the constant w
   QuantWeights weights_;               // packed once
+  std::optional<ChannelParams> constant_params_;  // when every quantization input is constant
 };
 
 struct PredictiveQLinearConvOp

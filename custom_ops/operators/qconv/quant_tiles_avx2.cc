@@ -52,8 +52,10 @@ void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* out, ui
   for (int p = 0; p < P; ++p) {
     uint64_t bits = 0;
     for (int v = 0; v < 2; ++v) {
-      const __m256i sum = _mm256_add_epi32(acc[p][v], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.offset + 8 * v)));
-      const __m256i above = _mm256_cmpgt_epi32(sum, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.threshold + 8 * v)));
+      const __m256i offset = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.offset + 8 * v));
+      const __m256i threshold = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.threshold + 8 * v));
+      const __m256i sum = _mm256_add_epi32(acc[p][v], offset);
+      const __m256i above = _mm256_cmpgt_epi32(sum, threshold);
       bits |= static_cast<uint64_t>(~_mm256_movemask_ps(_mm256_castsi256_ps(above)) & 0xff) << (8 * v);
       __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_loadu_ps(e.scale + 8 * v));
       f = _mm256_min_ps(_mm256_max_ps(f, zero), range);
