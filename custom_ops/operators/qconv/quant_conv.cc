@@ -87,6 +87,46 @@ int32_t ZeroThreshold(float scale, bool zero_point_is_max, float margin, float x
   return static_cast<int32_t>(t);
 }
 
+namespace {
+
+// dst[j * dst_stride + i] = src[i * src_stride + j] ^ flip for i < rows, j < cols: the input copy's
+// NCHW -> NHWC and a dense output row's pixels x channels -> Y's planes.
+void TransposeBytes(const uint8_t* src, int64_t src_stride, uint8_t* dst, int64_t dst_stride, int64_t rows,
+                    int64_t cols, uint8_t flip) {
+  int64_t whole_rows = 0, whole_cols = 0;
+#if defined(__SSE2__)
+  // 16 x 16 blocks in registers: four rounds of interleaving row i with row i + 8 transpose one.
+  whole_rows = rows / 16 * 16;
+  whole_cols = cols / 16 * 16;
+  const __m128i flip_bytes = _mm_set1_epi8(static_cast<char>(flip));
+  for (int64_t i0 = 0; i0 < whole_rows; i0 += 16) {
+    for (int64_t j0 = 0; j0 < whole_cols; j0 += 16) {
+      __m128i block[16], next[16];
+      for (int i = 0; i < 16; ++i) {
+        block[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + (i0 + i) * src_stride + j0));
+      }
+      for (int round = 0; round < 4; ++round) {
+        for (int i = 0; i < 8; ++i) {
+          next[2 * i] = _mm_unpacklo_epi8(block[i], block[i + 8]);
+          next[2 * i + 1] = _mm_unpackhi_epi8(block[i], block[i + 8]);
+        }
+        std::copy(next, next + 16, block);
+      }
+      for (int j = 0; j < 16; ++j) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (j0 + j) * dst_stride + i0),
+                         _mm_xor_si128(block[j], flip_bytes));
+      }
+    }
+  }
+#endif
+  // The edges a byte at a time: rows past the whole blocks, and the whole blocks' last columns.
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = i < whole_rows ? whole_cols : 0; j < cols; ++j)
+      dst[j * dst_stride + i] = static_cast<uint8_t>(src[i * src_stride + j] ^ flip);
+}
+
+}  // namespace
+
 void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const ConvGeometry& g,
                    QuantInputLayout layout, int64_t groups, int64_t row, uint8_t* copy) {
   const int64_t hp = g.padded_height(), wp = g.padded_width(), stride = groups * 4;
@@ -112,40 +152,7 @@ void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const 
     }
     return;
   }
-  // Pixels [w_begin, w_end) x channels [c_begin, C), a byte at a time.
-  auto copy_bytes = [&](int64_t w_begin, int64_t w_end, int64_t c_begin) {
-    for (int64_t w = w_begin; w < w_end; ++w)
-      for (int64_t c = c_begin; c < g.in_channels; ++c)
-        pixels[w * stride + c] = static_cast<uint8_t>(rows[c * channel_stride + w] ^ bias);
-  };
-  int64_t whole_w = 0, whole_c = 0;
-#if defined(__SSE2__)
-  // 16 x 16 blocks transposed in registers: four rounds of interleaving row i with row i + 8
-  // transpose a 16 x 16 byte matrix.
-  whole_w = g.in_width / 16 * 16;
-  whole_c = g.in_channels / 16 * 16;
-  const __m128i flip = _mm_set1_epi8(static_cast<char>(bias));
-  for (int64_t w0 = 0; w0 < whole_w; w0 += 16) {
-    for (int64_t c0 = 0; c0 < whole_c; c0 += 16) {
-      __m128i block[16], next[16];
-      for (int i = 0; i < 16; ++i) {
-        block[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + (c0 + i) * channel_stride + w0));
-      }
-      for (int round = 0; round < 4; ++round) {
-        for (int i = 0; i < 8; ++i) {
-          next[2 * i] = _mm_unpacklo_epi8(block[i], block[i + 8]);
-          next[2 * i + 1] = _mm_unpackhi_epi8(block[i], block[i + 8]);
-        }
-        std::copy(next, next + 16, block);
-      }
-      for (int i = 0; i < 16; ++i) {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(pixels + (w0 + i) * stride + c0), _mm_xor_si128(block[i], flip));
-      }
-    }
-  }
-#endif
-  copy_bytes(0, whole_w, whole_c);
-  copy_bytes(whole_w, g.in_width, 0);
+  TransposeBytes(rows, channel_stride, pixels, stride, g.in_channels, g.in_width, static_cast<uint8_t>(bias));
 }
 
 QuantConv::QuantConv(const QuantCall& call)
@@ -155,6 +162,12 @@ QuantConv::QuantConv(const QuantCall& call)
       windows_(CeilDiv(call.geometry.out_width, call.pattern.size)),
       blocks_(CeilDiv(call.geometry.out_channels, call.tiles.lanes)) {
   const ConvGeometry& g = call.geometry;
+  // Rows of whole tiles, mostly: narrower planes batch pixels across rows instead.
+  const bool wide = g.out_width >= 4 * kMaxQuantPixels;
+  for (int64_t i = 0; i < k_; ++i) {
+    const auto row = call.pattern.is_sample.begin() + i * k_;
+    dense_rows_.push_back(wide && std::all_of(row, row + k_, [](uint8_t sample) { return sample != 0; }));
+  }
   // Small planes put several bands in a task, so that its tiles are mostly full.
   bands_per_task_ = std::clamp<int64_t>(kTaskPixels / (k_ * g.out_width), 1, bands_);
   tasks_per_image_ = CeilDiv(bands_, bands_per_task_);
@@ -216,6 +229,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       keeps[static_cast<size_t>(b * blocks_ + block)] = lane_mask(block);
 
   PredictionCounters counters;
+  std::vector<uint8_t> dense_row(static_cast<size_t>(g.out_width * lanes));
   uint8_t out[kMaxQuantPixels * 64];
   uint64_t zero_bits[kMaxQuantPixels];
   for (int64_t block = 0; block < blocks_; ++block) {
@@ -259,9 +273,24 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       }
       batch.count = 0;
     };
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t c = 0; c < g.out_width; ++c)
-        if (is_sample(r, c) && batch.Add(pointer(r, c), r, c, window_of(r, c))) flush(false);
+    for (int64_t r = r0; r < r1; ++r) {
+      if (!dense_rows_[static_cast<size_t>(r % k_)]) {
+        for (int64_t c = 0; c < g.out_width; ++c)
+          if (is_sample(r, c) && batch.Add(pointer(r, c), r, c, window_of(r, c))) flush(false);
+        continue;
+      }
+      // Every column a sample: the tiles fill a row of pixels x channels, transposed into Y at once.
+      for (int64_t c0 = 0; c0 < g.out_width; c0 += kMaxQuantPixels) {
+        const int64_t count = std::min<int64_t>(kMaxQuantPixels, g.out_width - c0);
+        for (int64_t p = 0; p < count; ++p) batch.pointers[p] = pointer(r, c0 + p);
+        tiles.tile[count - 1](tile, batch.pointers, dense_row.data() + c0 * lanes, zero_bits);
+        for (int64_t p = 0; p < count; ++p) {
+          keeps[static_cast<size_t>(window_of(r, c0 + p) * blocks_ + block)] |= ~zero_bits[p] & mask;
+        }
+      }
+      counters.macs_executed += g.out_width * valid * macs;
+      TransposeBytes(dense_row.data(), lanes, y + r * g.out_width, plane, g.out_width, valid, 0);
+    }
     flush(false);
     for (int64_t b = 0; b < windows && k_ > 1; ++b) {
       const int64_t c0 = b % windows_ * k_, c1 = std::min(c0 + k_, g.out_width);

@@ -71,6 +71,7 @@ class QuantConv {
   const QuantCall& call_;
   int64_t k_, bands_, windows_, blocks_;  // per image: bands of k rows, windows per band, channel blocks
   int64_t bands_per_task_, tasks_per_image_;
+  std::vector<bool> dense_rows_;  // [k]: row i of a window is all samples, on a plane wide enough
   std::vector<int64_t> tap_offsets_;
 };
 
