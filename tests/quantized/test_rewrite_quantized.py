@@ -153,3 +153,14 @@ def test_margins_in_sd_need_an_observable_pre_activation(tmp_path, capsys):
     onnx.save_model(quantize(float_model("Relu"), qoperator=True), path)
     assert main(["rewrite", str(path), "--margin", "0.5sd", "--no-validate"]) == 4
     assert "its activation is fused into QLinearConv in the original" in capsys.readouterr().err
+
+
+def test_zero_activations_of_int8_layers_are_their_zero_point():
+    from onnxpred.evaluation import count_zero_windows
+    from onnxpred.evaluation.evaluate import eligible_layers
+
+    rewritten = onnxpred.rewrite(quantize(float_model("Relu"), activations=np.int8), window=1, expose_counters=True)
+    assert [layer.zero for layer in eligible_layers(rewritten)] == [-128, -128]
+    plane = np.full((1, 1, 3, 3), -128, np.int8)
+    plane[0, 0, 2, 2] = -127
+    assert count_zero_windows(plane, [1, 2], zero=-128) == [(8, 9), (3, 4)]
