@@ -216,3 +216,23 @@ def test_scales_must_be_positive(relu_int8):
     set_initializer(model, conv_quantize(model, "conv1").input[1], 0.0)
     _, summary = rewrite(model)
     assert reasons(summary) == {"conv1": "y_scale is not positive and finite"}
+
+
+def test_float_weights_on_a_dequantized_input_take_the_float_rules():
+    model = float_model("Relu", layers=1)
+    conv = node(model, "Conv")
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+                                    numpy_helper.from_array(np.array(128, np.uint8), "z")])
+    model.graph.node.insert(0, helper.make_node("QuantizeLinear", ["X", "s", "z"], ["Xq"]))
+    model.graph.node.insert(1, helper.make_node("DequantizeLinear", ["Xq", "s", "z"], ["Xdq"]))
+    conv.input[0] = "Xdq"
+    result, summary = rewrite(model)
+    assert [r.pattern for r in summary.rewritten] == ["Conv->Relu"]
+    assert [n.op_type for n in result.graph.node if op.is_contract_op(n)] == [op.OP_TYPE]
+
+
+def test_dequantized_weights_on_a_float_input(relu_int8):
+    model = copied(relu_int8)
+    node(model, "Conv").input[0] = "X"
+    _, summary = rewrite(model)
+    assert reasons(summary) == {"conv0": "X is float (not from a DequantizeLinear) while W is quantized"}

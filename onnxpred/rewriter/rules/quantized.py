@@ -56,11 +56,11 @@ class InputOperands:
 
 
 def is_quantized_layer(conv: gs.Node) -> bool:
-    """A QLinearConv, or a Conv that reads a DequantizeLinear's output (QDQ format): the layers the
-    quantized rules handle; a float Conv with float constant weights goes to the others."""
+    """A QLinearConv, or a Conv whose weights are dequantized (QDQ format): the layers the quantized rules
+    handle. A Conv with float weights goes to the float rules, even on a dequantized X."""
     if is_op(conv, "QLinearConv"):
         return True
-    return is_op(conv, "Conv") and any(_producer(t, "DequantizeLinear") is not None for t in conv.inputs[:2])
+    return is_op(conv, "Conv") and _producer(conv.inputs[1], "DequantizeLinear") is not None
 
 
 def grouped_reason(conv: gs.Node) -> Optional[str]:
@@ -234,8 +234,6 @@ def qdq_operands(conv: gs.Node, ctx: GraphContext) -> InputOperands | str:
     w_dq = _producer(conv.inputs[1], "DequantizeLinear")
     if x_dq is None:
         return "X is float (not from a DequantizeLinear) while W is quantized"
-    if w_dq is None:
-        return "W is float (not from a DequantizeLinear) while X is quantized"
     x = x_dq.inputs[0]
     x_scale = _scalar(ctx, x_dq.inputs[1], "x_scale", (np.float32,))
     if isinstance(x_scale, str):
