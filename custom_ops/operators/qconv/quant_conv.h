@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "operators/conv/conv_geometry.h"
+#include "operators/conv/packed_floats.h"
 #include "operators/conv/window_pattern.h"
 #include "operators/qconv/quant_tiles.h"
 
@@ -15,7 +16,7 @@ namespace onnxpred {
 // W [M][C][kH][kW] int8 packed once for one table: [block][tap][group][lane][4 bytes], plus each
 // channel's weight sum (the biased-bytes layout's zero-point correction). Padding weights are 0.
 struct QuantWeights {
-  std::vector<uint8_t> packed;
+  std::vector<uint8_t, CacheLineAllocator<uint8_t>> packed;  // full-width loads never straddle two lines
   std::vector<int32_t> sums;  // [blocks * lanes]
   int64_t groups = 0;         // 4-byte channel groups per tap
 };

@@ -26,8 +26,8 @@ class PredictiveQLinearConvKernel {
 
   // The per-channel requantization (padded to whole blocks) and the zero points of a call.
   struct ChannelParams {
-    std::vector<int32_t> offset, threshold;
-    std::vector<float> scale;
+    std::vector<int32_t, CacheLineAllocator<int32_t>> offset, threshold;  // read a vector at a time
+    PackedFloats scale;
     int32_t x_zero_point = 0, y_zero_point = 0, y_max = 0;
     ONNXTensorElementDataType y_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   };
