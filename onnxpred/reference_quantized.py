@@ -26,6 +26,8 @@ from .reference import ConvAttributes, conv2d, prediction_counters, sampling_pat
 
 _DEFAULTS = defaults(QLINEAR_OP_TYPE)
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# The longest reduction (C/group)·kH·kW whose products cannot overflow int32: 65,793 · 255 · 128 < 2**31.
+MAX_REDUCTION = 65793
 ACTIVATION_TYPES = (np.uint8, np.int8)
 
 
@@ -136,6 +138,8 @@ def predictive_qlinear_conv(
         raise ValueError("w must be int8 with an all-zero w_zero_point (symmetric weights)")
     if group != 1:
         raise ValueError("group > 1 is not supported by PredictiveQLinearConv v1")
+    if w.shape[1] * w.shape[2] * w.shape[3] > MAX_REDUCTION:
+        raise ValueError(f"w {list(w.shape)} sums more than {MAX_REDUCTION} products per output")
     channels = w.shape[0]
     if b is not None and (b.dtype != np.int32 or b.shape != (channels,)):
         raise ValueError(f"B must be int32 [{channels}], got {b.dtype} {b.shape}")

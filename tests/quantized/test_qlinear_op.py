@@ -308,6 +308,15 @@ def test_groups_are_refused_and_bias_must_fit():
         run_qlinear(x, w, params, b[:5])
 
 
+def test_reductions_that_could_overflow_int32_are_refused():
+    _, _, b, params = layer_for_errors()
+    w = np.ones((6, rq.MAX_REDUCTION // 9 + 1, 3, 3), np.int8)
+    with pytest.raises(Exception, match=r"node 'q': input w \[6, 7311, 3, 3\] sums more than 65793 products"):
+        onnxpred.session(qlinear_model(w, params, b))
+    with pytest.raises(ValueError, match="sums more than 65793"):
+        reference(np.zeros((1, 7311, 3, 3), np.uint8), w, params, b)
+
+
 def test_ill_typed_inputs_are_refused():
     x, w, b, params = layer_for_errors()
     with pytest.raises(Exception, match="x"):

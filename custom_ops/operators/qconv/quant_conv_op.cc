@@ -19,6 +19,8 @@ enum Input : size_t { kX, kXScale, kXZeroPoint, kW, kWScale, kWZeroPoint, kYScal
 constexpr const char* kInputNames[kInputCount] = {"x", "x_scale", "x_zero_point", "w", "w_scale",
                                                  "w_zero_point", "y_scale", "y_zero_point", "B"};
 constexpr size_t kOutputY = 0, kOutputCounters = 1;
+// The longest reduction whose products cannot overflow int32: 65,793 * 255 * 128 < 2^31.
+constexpr int64_t kMaxReduction = 65793;
 
 using ElementType = ONNXTensorElementDataType;
 constexpr ElementType kUint8 = ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, kInt8 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8,
@@ -148,6 +150,10 @@ PredictiveQLinearConvKernel::PredictiveQLinearConvKernel(const OrtKernelInfo* ra
   weight_shape_ = Describe(weights, kW).shape;
   if (weight_shape_.size() != 4) {
     throw InvalidArgument("input w must be 4-D [M, C, kH, kW], got shape " + ShapeString(weight_shape_));
+  }
+  if (CheckedMul(CheckedMul(weight_shape_[1], weight_shape_[2]), weight_shape_[3]) > kMaxReduction) {
+    throw InvalidArgument("input w " + ShapeString(weight_shape_) + " sums more than " + std::to_string(kMaxReduction) +
+                          " products per output, which could overflow the int32 accumulator");
   }
   Ort::ConstValue w_zero_point = info.GetTensorConstantInput(kWZeroPoint, &is_constant);
   if (is_constant) CheckSymmetric(w_zero_point, weight_shape_[0]);
