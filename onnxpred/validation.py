@@ -181,7 +181,7 @@ def validate(
         if tolerance.excess(ref, out) > 0:
             raise ValidationError(
                 f"with every window 1 the rewritten model's output {name!r} deviates from the original's by up to "
-                f"{OutputDeviation.between(name, ref, out).max_abs:.3g} (tolerance {tolerance})"
+                f"{OutputDeviation.between(name, ref, out).max_abs:.3g} (tolerance: {tolerance})"
             )
     accuracy = None
     if feeds.labels is not None and (feeds.labels >= 0).any():  # top-1 of the first output, the logits

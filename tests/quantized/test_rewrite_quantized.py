@@ -103,7 +103,8 @@ def test_validate_fails_when_a_quantized_layer_is_off_by_one_quantum(int8_classi
     path = tmp_path / "off.onnx"
     onnx.save_model(rewritten, path)
     assert main(["validate", str(int8_classifier), str(path)]) == EXIT_VALIDATION
-    assert "deviates from the original's" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "deviates from the original's by up to" in error and error.endswith("(tolerance: bit for bit)\n")
 
 
 def test_report_analyze_and_crosscheck_take_a_quantized_model(int8_classifier, images, tmp_path, capsys):
