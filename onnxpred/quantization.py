@@ -21,7 +21,7 @@ import onnx
 
 from .datasets import LabelledImage, PreprocessingSpec, batches, load_dataset
 from .errors import UnsupportedModelError, UserError
-from .model_io import load_model, write_model
+from .model_io import LARGE_MODEL_BYTES, load_model, payload_bytes, write_model
 from .runtime import ModelLike
 from .validation import first_line, onnxruntime_errors
 
@@ -85,12 +85,14 @@ def quantize(model: ModelLike, data=None, *, calibration_images: int = DEFAULT_C
 
     with tempfile.TemporaryDirectory(prefix="onnxpred-quantize-") as folder:
         source, prepared, target = (Path(folder) / name for name in ("float.onnx", "prepared.onnx", "int8.onnx"))
-        write_model(original, source, external_data=False)
+        large = payload_bytes(original) > LARGE_MODEL_BYTES  # protobuf's limit: tensors in a data file
+        write_model(original, source, external_data=large)
         try:
             with _quiet_quantizer():
-                quant_pre_process(str(source), str(prepared))
+                quant_pre_process(str(source), str(prepared), save_as_external_data=large, all_tensors_to_one_file=True)
                 quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                use_external_data_format=large)
         except (ValueError, RuntimeError, KeyError, TypeError, onnx.checker.ValidationError, *onnxruntime_errors()
                 ) as error:
             raise UnsupportedModelError(f"onnxruntime's quantizer cannot quantize the model: {first_line(error)}"

@@ -2,7 +2,7 @@
 per-channel int8 weights, uint8 activations) on calibration images, ready for ``onnxpred rewrite``.
 
 The output defaults to ``<input stem>.int8.onnx`` beside the input and is written atomically, never over
-the input. Exit codes: 0 done, 2 bad arguments, 3 unreadable model or data, 4 a model the quantizer
+the input (with its tensors in ``<output>.data`` beyond 2 GB). Exit codes: 0 done, 2 bad arguments, 3 unreadable model or data, 4 a model the quantizer
 cannot handle, 5 output not writable or the input itself.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ..model_io import check_output_path, model_files, staged_output, write_model
+from ..model_io import LARGE_MODEL_BYTES, check_output_path, model_files, payload_bytes, staged_output, write_model
 from ..quantization import DEFAULT_CALIBRATION_IMAGES, quantize
 from .report import positive_int
 
@@ -39,9 +39,11 @@ def run(args) -> int:
     output = args.output or default_output(args.model)
     check_output_path(output, model_files(args.model))  # before the work, not after it
     quantized = quantize(args.model, args.data, calibration_images=args.calibration_images)
+    external_data = payload_bytes(quantized) > LARGE_MODEL_BYTES
     with staged_output(output) as staged:
-        write_model(quantized, staged, external_data=False)
+        write_model(quantized, staged, external_data=external_data)
     ops = Counter(node.op_type for node in quantized.graph.node)
-    print(f"wrote {output}: {ops['QuantizeLinear']} QuantizeLinear and {ops['DequantizeLinear']} DequantizeLinear "
+    data = f" and {output.name}.data" if external_data else ""
+    print(f"wrote {output}{data}: {ops['QuantizeLinear']} QuantizeLinear and {ops['DequantizeLinear']} DequantizeLinear "
           f"nodes around {ops['Conv']} Conv layers; next: onnxpred rewrite {output}")
     return 0
