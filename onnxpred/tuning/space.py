@@ -13,6 +13,7 @@ whole model (:mod:`.sensitivity`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
@@ -90,7 +91,7 @@ def screen(
     """Up to ``keep`` candidates per PredictiveConv of ``rewritten`` (every eligible layer, at window 1),
     chosen on the frontier of predicted share against energy lost on the batches ``pixels``."""
     tensors = preactivation_tensors(original, rewritten)
-    nodes = {node.name: node for node in rewritten.graph.node if op.is_predictive_conv(node)}
+    nodes = {node.name: node for node in rewritten.graph.node if op.is_contract_op(node)}
     names = list(dict.fromkeys(tensors.values()))
     sess = session(with_outputs(original, names), **quiet_options(threads or 0))
     feed = sess.get_inputs()[0].name
@@ -100,7 +101,9 @@ def screen(
     for layer, tensor in tensors.items():
         attributes = op.node_attributes(nodes[layer])
         p = by_tensor[tensor].astype(np.float32)
-        a = activate(p, attributes["activation"], attributes["clip_max"])
+        # A PredictiveQLinearConv has no activation attribute: its clamp at the quantized zero is a Relu in real
+        # units, and its zero samples (those that round to the zero point) are screened as P <= -margin.
+        a = activate(p, attributes.get("activation", "Relu"), attributes.get("clip_max", math.inf))
         measured = []
         for window in space.windows:
             geometry = _Windows(p, a, window)

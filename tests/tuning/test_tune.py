@@ -12,6 +12,7 @@ import pytest
 from onnxpred.cli import main
 from onnxpred.datasets import LabelledImage, load_dataset
 from onnxpred.errors import EXIT_INPUT, EXIT_OUTPUT, EXIT_USAGE, EXIT_VALIDATION
+from onnxpred.quantization import quantize
 from onnxpred.tuning.api import tune, write_outputs
 from onnxpred.tuning.report import to_markdown
 from onnxpred.tuning.timing import EndToEnd, LayerTime, Timer
@@ -88,6 +89,19 @@ def test_the_float_model_a_quantized_one_came_from_is_a_second_reference(small_n
     tuned_top1 = confirmation["tuned"]["top1"]["value"]
     assert confirmation["top1_drop_vs_fp32_points"] == pytest.approx(100 * (float_top1["value"] - tuned_top1))
     assert "float model (before quantization)" in to_markdown(result.content)
+
+
+def test_a_quantized_model_is_tuned_against_itself_and_its_float_model(small_net, small_data, tmp_path):
+    """The int8 model from onnxpred quantize is the baseline; its eligible convs become PredictiveQLinearConv."""
+    int8 = tmp_path / "small.int8.onnx"
+    onnx.save(quantize(small_net, small_data, calibration_images=4), int8)
+    result = tune(int8, small_data, objective="macs", max_drop=100.0, fp32_model=small_net, **QUICK)
+    assert result.model is not None
+    kinds = {node.op_type for node in result.model.graph.node if node.name in result.window_map}
+    assert kinds == {"PredictiveQLinearConv"}
+    confirmation = result.content["confirmation"]
+    assert confirmation["fp32"]["top1"]["trials"] == confirmation["tuned"]["top1"]["trials"]
+    assert confirmation["top1_drop_vs_fp32_points"] is not None
 
 
 def test_a_time_budget_too_short_says_so(small_net, small_data):
