@@ -51,7 +51,8 @@ def calibration_images(model: onnx.ModelProto) -> list[str]:
 def quantize(model: ModelLike, data=None, *, calibration_images: int = DEFAULT_CALIBRATION_IMAGES) -> onnx.ModelProto:
     """``model`` quantized to int8 (see the module docstring), calibrated on ``calibration_images`` images of
     ``data`` (a dataset folder; None: the built-in ImageNet samples)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
+                                          quantize_static)
 
     original = load_model(model)
     initializers = {t.name for t in original.graph.initializer}

@@ -44,7 +44,8 @@ def run(args) -> int:
               f"{'':>9} {original_sum / predictive_sum:>7.2f}")
         print(f"end to end: original {t.original_ms:.2f} ms, rewritten {t.predictive_ms:.2f} ms, "
               f"speedup {t.speedup:.2f}x")
-        print(f"layout nodes (NCHWc reorders, NHWC transposes): original {t.reorder_nodes['original']}, rewritten {t.reorder_nodes['rewritten']} "
+        print(f"layout nodes (NCHWc reorders, NHWC transposes): original {t.reorder_nodes['original']}, "
+              f"rewritten {t.reorder_nodes['rewritten']} "
               f"({t.reorder_us:.0f} µs per image)")
         print(f"peak RSS: original {t.peak_rss_mb['original']:.0f} MB, rewritten {t.peak_rss_mb['rewritten']:.0f} MB "
               f"({t.peak_rss_mb['rewritten'] / t.peak_rss_mb['original']:.2f}x)")

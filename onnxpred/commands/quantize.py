@@ -2,7 +2,8 @@
 per-channel int8 weights, uint8 activations) on calibration images, ready for ``onnxpred rewrite``.
 
 The output defaults to ``<input stem>.int8.onnx`` beside the input and is written atomically, never over
-the input (with its tensors in ``<output>.data`` beyond 2 GB). Exit codes: 0 done, 2 bad arguments, 3 unreadable model or data, 4 a model the quantizer
+the input (with its tensors in ``<output>.data`` beyond 2 GB). Exit codes: 0 done, 2 bad arguments,
+3 unreadable model or data, 4 a model the quantizer
 cannot handle, 5 output not writable or the input itself.
 """
 
@@ -44,6 +45,7 @@ def run(args) -> int:
         write_model(quantized, staged, external_data=external_data)
     ops = Counter(node.op_type for node in quantized.graph.node)
     data = f" and {output.name}.data" if external_data else ""
-    print(f"wrote {output}{data}: {ops['QuantizeLinear']} QuantizeLinear and {ops['DequantizeLinear']} DequantizeLinear "
+    print(f"wrote {output}{data}: {ops['QuantizeLinear']} QuantizeLinear and {ops['DequantizeLinear']} "
+          f"DequantizeLinear "
           f"nodes around {ops['Conv']} Conv layers; next: onnxpred rewrite {output}")
     return 0

@@ -93,8 +93,9 @@ def set_windows(
     scales: Optional[Mapping[str, float]] = None,
 ) -> onnx.ModelProto:
     """A copy of a rewritten model with other predictor settings: one ``int`` (a window; 1 turns
-    prediction off) or :class:`Predictor` for every PredictiveConv and PredictiveQLinearConv, or ``{layer: k or {"window": ...,
-    "pattern": ..., "margin": ...} or Predictor}`` for the layers named (settings not given are kept).
+    prediction off) or :class:`Predictor` for every PredictiveConv and PredictiveQLinearConv, or
+    ``{layer: k or {"window": ..., "pattern": ..., "margin": ...} or Predictor}`` for the layers named
+    (settings not given are kept).
     ``scales``: per-layer pre-activation standard deviations, for margins given in sd units."""
     model = load_model(model_or_path)
     nodes = [node for node in model.graph.node if op.is_contract_op(node)]

@@ -49,7 +49,8 @@ def test_quantize_writes_a_qdq_model_the_rewriter_takes(model_path, images, caps
     assert [w.dtype for w in dequantized_weights] == [np.int8, np.int8]
     assert all(initializers[n.input[1]].shape == (8,) for n in model.graph.node  # per output channel
                if n.op_type == "DequantizeLinear" and initializers.get(n.input[0], np.empty(0)).ndim == 4)
-    assert {initializers[n.input[2]].dtype for n in model.graph.node if n.op_type == "QuantizeLinear"} == {np.dtype(np.uint8)}
+    zero_points = {initializers[n.input[2]].dtype for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    assert zero_points == {np.dtype(np.uint8)}
     # Evenly spread over the 10 images, named in the metadata; the preprocessing is kept.
     assert calibration_images(model) == ["0.png", "2.png", "5.png", "7.png"]
     assert any(p.key == "onnxpred.preprocessing" for p in model.metadata_props)

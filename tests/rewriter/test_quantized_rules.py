@@ -80,7 +80,8 @@ def test_explicit_relu_before_quantize_at_any_zero_point(relu_int8):
     assert not [n for n in result.graph.node if n.op_type == "Relu"]
 
 
-@pytest.mark.parametrize("clip_max, rewritten", [(1e6, True), (None, True), (0.5, False)], ids=["wide", "no-max", "narrow"])
+@pytest.mark.parametrize("clip_max, rewritten", [(1e6, True), (None, True), (0.5, False)],
+                         ids=["wide", "no-max", "narrow"])
 def test_explicit_clip_only_when_its_max_never_bites(relu_int8, clip_max, rewritten):
     model = copied(relu_int8)
     bounds = [add_scalar(model, "clip_lo", 0.0)] + ([add_scalar(model, "clip_hi", clip_max)] if clip_max else [])
@@ -96,7 +97,8 @@ def test_explicit_clip_only_when_its_max_never_bites(relu_int8, clip_max, rewrit
 
 def test_clip_min_other_than_zero(relu_int8):
     model = copied(relu_int8)
-    insert_before_quantize(model, "conv0", "Clip", add_scalar(model, "clip_lo", -1.0), add_scalar(model, "clip_hi", 1e6))
+    bounds = add_scalar(model, "clip_lo", -1.0), add_scalar(model, "clip_hi", 1e6)
+    insert_before_quantize(model, "conv0", "Clip", *bounds)
     _, summary = rewrite(model)
     assert reasons(summary) == {"conv0": "Clip min is -1, not 0"}
 
@@ -184,7 +186,9 @@ def test_conv_output_read_twice(relu_int8):
 def test_qlinear_conv_with_a_relu_like_output():
     model = quantize(float_model("Relu"), qoperator=True)
     result, summary = rewrite(model, window=3)
-    assert [(r.name, r.pattern) for r in summary.rewritten] == [("conv0_quant", "QLinearConv"), ("conv1_quant", "QLinearConv")]
+    # The quantizer's names for the QLinearConvs.
+    assert [(r.name, r.pattern) for r in summary.rewritten] == [("conv0_quant", "QLinearConv"),
+                                                                ("conv1_quant", "QLinearConv")]
     original, new = node(model, "QLinearConv"), quantized_nodes(result)[0]
     assert list(new.input) == list(original.input) and list(new.output) == list(original.output)
 
@@ -194,8 +198,8 @@ def test_qlinear_conv_whose_output_is_signed():
     zero_point = node(model, "QLinearConv").input[7]
     set_initializer(model, zero_point, 128)  # a linear layer's output, whatever the calibration found
     _, summary = rewrite(model)
-    assert reasons(summary) == {  # the quantizer's name for the QLinearConv
-        "conv0_quant": "no activation: y_zero_point 128 is not uint8's minimum 0 (the output represents negative values)"}
+    assert reasons(summary) == {"conv0_quant": "no activation: y_zero_point 128 is not uint8's minimum 0 "
+                                               "(the output represents negative values)"}
 
 
 def test_layer_selection_and_counters_work_on_quantized_layers(relu_int8):

@@ -2,9 +2,10 @@
 quantized layer (QDQ Conv, QLinearConv) one ``ai.onnxpred::PredictiveQLinearConv``.
 
 The new node takes the Conv's name (the layer name) and writes the activation's (or for a quantized
-layer the QuantizeLinear's) output tensor, so consumers and graph outputs keep reading the same name. Where two Convs meet at one residual Add
-(ResNet's block output and its downsample shortcut), the one with more MACs is fused: prediction
-saves MACs only in the fused Conv, and either choice computes the same outputs.
+layer the QuantizeLinear's) output tensor, so consumers and graph outputs keep reading the same name.
+Where two Convs meet at one residual Add (ResNet's block output and its downsample shortcut), the one
+with more MACs is fused: prediction saves MACs only in the fused Conv, and either choice computes the
+same outputs.
 """
 
 from __future__ import annotations
