@@ -8,6 +8,7 @@
 
 #include "op_contract.h"
 #include "operators/common/attribute_reader.h"
+#include "operators/common/counters_output.h"
 #include "operators/common/op_error.h"
 #include "operators/common/parallel_for.h"
 #include "operators/conv/predictive_conv_kernel.h"
@@ -155,10 +156,10 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
     tensors.bias = b != nullptr ? b.GetTensorData<float>() : nullptr;
     tensors.residual = z != nullptr ? z.GetTensorData<float>() : nullptr;
     tensors.output = y.GetTensorMutableData<float>();
-    std::unique_ptr<float[]> input_nhwc;  // uninitialised: PadToNhwcRow writes every float
+    CacheLineFloats input_nhwc;  // uninitialised: PadToNhwcRow writes every float
     if (path == ConvPath::kPlanes || path == ConvPath::kTiled) {  // they read a zero-padded NHWC copy
       const ChannelsToPixelsFn channels_to_pixels = tile_kernels_ ? tile_kernels_->channels_to_pixels : ChannelsToPixels;
-      input_nhwc.reset(new float[static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels)]);
+      input_nhwc = AllocateCacheLineFloats(static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels));
       ParallelFor(context, g.batch * g.padded_height(),
                   [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.get(), channels_to_pixels); });
       tensors.input_nhwc = input_nhwc.get();
@@ -181,21 +182,7 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
     }
   }
 
-  if (context.GetOutputCount() > kOutputCounters) {
-    Ort::UnownedValue counters_value = context.GetOutput(kOutputCounters, {contract::kCounterCount});
-    if (counters_value != nullptr) {
-      PredictionCounters total;
-      for (const auto& c : task_counters) total += c;
-      total.outputs = g.batch * g.out_channels * g.out_height * g.out_width;
-      total.macs_dense = total.outputs * g.macs_per_output();
-      if (!attributes_.audit) total.pred_hit = total.pred_miss = -1;
-      int64_t* out = counters_value.GetTensorMutableData<int64_t>();
-      const int64_t values[contract::kCounterCount] = {total.outputs,   total.zero_diag,  total.predicted,
-                                                       total.pred_hit,  total.pred_miss,  total.macs_dense,
-                                                       total.macs_executed};
-      std::copy(values, values + contract::kCounterCount, out);
-    }
-  }
+  WriteCounters(context, kOutputCounters, task_counters, g, attributes_.audit);
 }
 
 std::vector<PredictionCounters> PredictiveConvKernel::RunTiled(const Ort::KernelContext& context, const ConvCall& call,

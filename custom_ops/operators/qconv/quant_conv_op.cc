@@ -8,6 +8,7 @@
 
 #include "op_contract.h"
 #include "operators/common/attribute_reader.h"
+#include "operators/common/counters_output.h"
 #include "operators/common/op_error.h"
 #include "operators/common/parallel_for.h"
 #include "operators/common/shapes.h"
@@ -283,20 +284,7 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
                 [&](int64_t task) { task_counters[static_cast<size_t>(task)] = conv.RunTask(task); });
   }
 
-  if (context.GetOutputCount() > kOutputCounters) {
-    Ort::UnownedValue counters_value = context.GetOutput(kOutputCounters, {contract::kCounterCount});
-    if (counters_value != nullptr) {
-      PredictionCounters total;
-      for (const auto& counters : task_counters) total += counters;
-      total.outputs = g.batch * out_channels * g.out_height * g.out_width;
-      total.macs_dense = total.outputs * g.macs_per_output();
-      if (!audit_) total.pred_hit = total.pred_miss = -1;
-      const int64_t values[contract::kCounterCount] = {total.outputs,  total.zero_diag,  total.predicted,
-                                                       total.pred_hit, total.pred_miss,  total.macs_dense,
-                                                       total.macs_executed};
-      std::copy(values, values + contract::kCounterCount, counters_value.GetTensorMutableData<int64_t>());
-    }
-  }
+  WriteCounters(context, kOutputCounters, task_counters, g, audit_);
 }
 
 ONNXTensorElementDataType PredictiveQLinearConvOp::GetInputType(size_t index) const {
