@@ -156,10 +156,10 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
     tensors.bias = b != nullptr ? b.GetTensorData<float>() : nullptr;
     tensors.residual = z != nullptr ? z.GetTensorData<float>() : nullptr;
     tensors.output = y.GetTensorMutableData<float>();
-    CacheLineFloats input_nhwc;  // uninitialised: PadToNhwcRow writes every float
+    std::unique_ptr<float[]> input_nhwc;  // uninitialised: PadToNhwcRow writes every float
     if (path == ConvPath::kPlanes || path == ConvPath::kTiled) {  // they read a zero-padded NHWC copy
       const ChannelsToPixelsFn channels_to_pixels = tile_kernels_ ? tile_kernels_->channels_to_pixels : ChannelsToPixels;
-      input_nhwc = AllocateCacheLineFloats(static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels));
+      input_nhwc.reset(new float[static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels)]);
       ParallelFor(context, g.batch * g.padded_height(),
                   [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.get(), channels_to_pixels); });
       tensors.input_nhwc = input_nhwc.get();
