@@ -1,4 +1,5 @@
-"""``onnxpred rewrite``: replace Conv→Relu/Clip layers by PredictiveConv, then validate the result.
+"""``onnxpred rewrite``: replace Conv→Relu/Clip layers by PredictiveConv (the Relu-like Convs of a quantized
+model by PredictiveQLinearConv), then validate the result.
 
 The output defaults to ``<input stem>.pred.onnx`` beside the input. It is written atomically, only
 after validation passed; models over 2 GB, and models whose input came with external data, keep
@@ -22,7 +23,8 @@ from ..validation import validate
 from .report import comma_list
 
 NAME = "rewrite"
-HELP = "replace Conv->Relu/Clip layers by PredictiveConv, list them and validate the rewritten model"
+HELP = ("replace Conv->Relu/Clip layers by PredictiveConv (quantized ones by PredictiveQLinearConv), list them and "
+        "validate the rewritten model")
 
 
 def add_arguments(parser) -> None:
