@@ -179,7 +179,7 @@ def _search_section(content: dict) -> list[Block]:
                                   "optimistic; the confirmation point is the result."))
     rows = [[entry["label"], str(entry["layers"]), percent(entry["predicted_share_all_conv"]),
              percent(entry["skipped_share_all_conv"]), percent(entry[key]),
-             f"{entry['drop_points']:.2f} ± {entry['noise_points']:.2f}", f"{entry['kl']:.4f}",
+             f"{entry['drop_points']:.2f} ± {entry['noise_points']:.2f}", f"{entry['kl']:.3g}",
              f"{entry['estimated_drop_points']:.2f} ± {entry['estimate_noise_points']:.2f}",
              "yes" if entry["feasible"] else "no", "chosen" if entry["chosen"] else ""] for entry in configurations]
     blocks.append(Paragraph(_drop_model_text(tuning["drop_model"], metric)))
@@ -191,8 +191,8 @@ def _search_section(content: dict) -> list[Block]:
 
 def _drop_model_text(model: dict, metric: str) -> str:
     if model["points_per_kl"] is None:
-        return ("No configuration run lowered the metric, so there was no drop to calibrate the KL divergence with: "
-                "each was judged by its own count plus half its standard error.")
+        return ("No run near the budget lowered the metric, so there was no drop to calibrate the KL divergence "
+                "with: each run was judged by its own count plus half its standard error.")
     return (f"Each configuration was judged by the drop its KL divergence predicts: {model['points_per_kl']:.1f} "
             f"points of {_metric_name(metric)} per unit of KL, pooled over the {model['runs']} runs with a KL up to "
             f"{model['reach_kl']:.3g} ({model['changed_images']} changed images), plus half that estimate's "

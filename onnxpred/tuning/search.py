@@ -152,7 +152,8 @@ class DropModel:
     KL at which the estimate reaches the budget (found by iterating from all runs); runs beyond that reach are
     judged by their own count. Its relative standard
     error is taken as 1/√(images changed, summed over those runs): the changed images are the events the
-    drop is counted from. ``points_per_kl`` is None when those runs show no drop (nothing to calibrate with).
+    drop is counted from. ``points_per_kl`` is None when those runs show no drop (nothing to calibrate with),
+    as when a model's softmax is so flat that its KL divergence says nothing about its top-1 class.
     """
 
     points_per_kl: Optional[float]
