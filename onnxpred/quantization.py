@@ -70,6 +70,9 @@ def quantize(model: ModelLike, data=None, *, calibration_images: int = DEFAULT_C
     spec = PreprocessingSpec.from_model(original)
     chosen = calibration_subset(load_dataset(data), calibration_images)
     fixed_batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+    if fixed_batch and len(chosen) < fixed_batch:
+        raise UserError(f"the model's batch size is fixed to {fixed_batch}: calibrate it on at least {fixed_batch} "
+                        f"images, not {len(chosen)}")
     input_name = inputs[0].name
 
     class Reader(CalibrationDataReader):

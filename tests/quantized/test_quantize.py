@@ -105,6 +105,17 @@ def test_errors_are_one_line_with_their_exit_code(model_path, images, tmp_path, 
     assert model_path.read_bytes() == before and not model_path.with_name("tiny.int8.onnx").exists()
 
 
+def test_a_fixed_batch_needs_as_many_calibration_images(tmp_path, images, capsys):
+    model = tiny_classifier()
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = 4
+    path = tmp_path / "batch4.onnx"
+    onnx.save_model(model, path)
+    assert main(["quantize", str(path), "--data", str(images), "--calibration-images", "3"]) == EXIT_USAGE
+    assert "the model's batch size is fixed to 4: calibrate it on at least 4 images, not 3" in capsys.readouterr().err
+    assert main(["quantize", str(path), "--data", str(images), "--calibration-images", "6"]) == 0  # one whole batch
+
+
 def test_calibration_images_must_be_positive(model_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["quantize", str(model_path), "--calibration-images", "0"])
