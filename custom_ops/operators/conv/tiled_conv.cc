@@ -22,6 +22,9 @@ constexpr int64_t kMaxRunWindows = 3;
 // of VGG-16 and ResNet-18 with half their pairs predicted gather either way.
 constexpr int64_t kHorizontalSumCost = 16;
 constexpr int64_t kMaxGatherPercent = 90;
+// A gather tile vectorises each run of the reduction; a run shorter than this many vectors (a
+// 3-channel stem's 9 floats) leaves its lanes mostly empty, and the rest is computed densely.
+constexpr int64_t kMinGatherRunVectors = 2;
 // A sample task spans enough bands for this many dense tiles, so that the last tile's padding
 // stays a small share of the work on small feature maps.
 constexpr int64_t kMinSampleTaskTiles = 4;
@@ -102,8 +105,12 @@ TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const flo
       batch_bands_(geometry.batch * bands_),
       blocks_per_group_(CeilDiv(geometry.out_channels_per_group(), kernels.dense_channels)),
       chunks_per_group_(CeilDiv(geometry.out_channels_per_group(), kChunkChannels)) {
+  every_output_in_samples_ = taps_.run_length < kMinGatherRunVectors * kernels.lanes &&
+                            pattern.sample_rows.size() < static_cast<size_t>(k_ * k_);
   // Small maps have few samples per band: give each sample task enough bands to fill its tiles.
-  const int64_t samples_per_band = std::max<int64_t>(1, static_cast<int64_t>(pattern.sample_rows.size()) * windows_);
+  const int64_t computed_per_window =
+      every_output_in_samples_ ? k_ * k_ : static_cast<int64_t>(pattern.sample_rows.size());
+  const int64_t samples_per_band = std::max<int64_t>(1, computed_per_window * windows_);
   bands_per_sample_task_ = std::min(bands_, CeilDiv(kMinSampleTaskTiles * kernels.dense_pixels, samples_per_band));
   sample_ranges_ = CeilDiv(bands_, bands_per_sample_task_);
   const int64_t weight_bytes = geometry.macs_per_output() * geometry.out_channels_per_group() * int64_t{sizeof(float)};
@@ -214,23 +221,68 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
   PredictionCounters counters;
   int64_t computed = 0;
   PixelTile<Pixel> tile(kernels_.dense_pixels);
+  uint32_t unmarked = 0;  // where the rest outputs of a single pass mark: read by nothing
   auto flush = [&](int64_t count) {
     uint32_t* marks[kMaxTilePixels];
-    for (int64_t p = 0; p < count; ++p)
-      marks[p] = &ActiveLanes(n, tile.pixels[p].band, tile.pixels[p].window, group, block_index);
+    for (int64_t p = 0; p < count; ++p) {
+      const Pixel& px = tile.pixels[p];
+      const int64_t offset = (px.row - px.band * k_) * k_ + px.col - px.window * k_;
+      const bool sample = !every_output_in_samples_ || pattern.is_sample[static_cast<size_t>(offset)];
+      marks[p] = sample ? &ActiveLanes(n, px.band, px.window, group, block_index) : &unmarked;
+    }
     ComputeDenseTile(tile, count, n, group, block_index, marks, nullptr, counters);
     computed += count * BlockChannels(block_index);
   };
-  for (int64_t band = band_begin; band < band_end; ++band) {
-    for (int64_t window = 0; window < windows_; ++window) {
-      for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
-        const Pixel px{band * k_ + pattern.sample_rows[s], window * k_ + pattern.sample_cols[s], band, window};
-        if (px.row < geometry.out_height && px.col < geometry.out_width) tile.Add(px, PixelInput(n, group, px), flush);
+  if (every_output_in_samples_) {
+    // Row by row, so that a tile's pixels are neighbours; only the samples mark their window.
+    for (int64_t band = band_begin; band < band_end; ++band)
+      for (int64_t i = 0; i < std::min(k_, geometry.out_height - band * k_); ++i)
+        for (int64_t window = 0; window < windows_; ++window)
+          for (int64_t j = 0; j < std::min(k_, geometry.out_width - window * k_); ++j) {
+            const Pixel px{band * k_ + i, window * k_ + j, band, window};
+            tile.Add(px, PixelInput(n, group, px), flush);
+          }
+  } else {
+    for (int64_t band = band_begin; band < band_end; ++band) {
+      for (int64_t window = 0; window < windows_; ++window) {
+        for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
+          const Pixel px{band * k_ + pattern.sample_rows[s], window * k_ + pattern.sample_cols[s], band, window};
+          if (px.row >= geometry.out_height || px.col >= geometry.out_width) continue;
+          tile.Add(px, PixelInput(n, group, px), flush);
+        }
       }
     }
   }
   tile.Finish(flush);
+  if (every_output_in_samples_) counters += ZeroPredictedRest(n, group, block_index, band_begin, band_end);
   counters.macs_executed = computed * geometry.macs_per_output();
+  return counters;
+}
+
+PredictionCounters TiledConv::ZeroPredictedRest(int64_t n, int64_t group, int64_t block_index, int64_t band_begin,
+                                                int64_t band_end) const {
+  const int64_t plane = geometry.out_height * geometry.out_width;
+  const int64_t m0 = group * geometry.out_channels_per_group() + block_index * kernels_.dense_channels;
+  float* y = tensors.output + (n * geometry.out_channels + m0) * plane;
+  const uint32_t all_lanes = static_cast<uint32_t>((uint64_t{1} << BlockChannels(block_index)) - 1);
+  PredictionCounters counters;
+  std::vector<int64_t> rest_offsets;  // row * oW + col of one window's rest outputs
+  for (int64_t band = band_begin; band < band_end; ++band) {
+    for (int64_t window = 0; window < windows_; ++window) {
+      uint32_t predicted = ~ActiveLanes(n, band, window, group, block_index) & all_lanes;
+      if (predicted == 0) continue;
+      rest_offsets.clear();
+      ForEachRestPixel(band, window,
+                       [&](const Pixel& px) { rest_offsets.push_back(px.row * geometry.out_width + px.col); });
+      for (; predicted != 0; predicted &= predicted - 1) {
+        float* y_m = y + __builtin_ctz(predicted) * plane;
+        for (const int64_t offset : rest_offsets) {
+          if (audit) ++(y_m[offset] == 0.f ? counters.pred_hit : counters.pred_miss);
+          y_m[offset] = 0.f;
+        }
+      }
+    }
+  }
   return counters;
 }
 
@@ -258,13 +310,13 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
     counters.zero_diag += inactive * samples;
     counters.predicted += inactive * (area - samples);
   }
-  // Every output is a sample (window 1, or a pattern that fills the window): nothing is left.
-  if (pattern.sample_rows.size() == static_cast<size_t>(k_ * k_)) return counters;
+  // Every output is a sample (window 1, or a pattern that fills the window), or the sample tasks
+  // computed every output: nothing is left.
+  if (every_output_in_samples_ || pattern.sample_rows.size() == static_cast<size_t>(k_ * k_)) return counters;
   int64_t computed = 0;
   const int64_t steps = geometry.macs_per_output() / kernels_.lanes;
   const int64_t gather_percent = std::min(kMaxGatherPercent, 100 * steps / (steps + kHorizontalSumCost));
-  const bool gathering_pays = taps_.run_length >= 2 * kernels_.lanes &&
-                              active_pairs * 100 < gather_percent * windows_ * (m_end - m_begin);
+  const bool gathering_pays = active_pairs * 100 < gather_percent * windows_ * (m_end - m_begin);
   if (gathering_pays) {
     RunRestGathered(n, band, group, block_begin, block_end, counters, computed);
   } else {

@@ -28,7 +28,9 @@ class TiledConv : private ConvCall {
   // from PackWeights.
   TiledConv(const ConvCall& call, const TileKernels& kernels, const float* dense_weights);
 
-  // Phase 1: sampled outputs of a range of bands of windows for one block of channels.
+  // Phase 1: sampled outputs of a range of bands of windows for one block of channels; where the
+  // reduction is too short to gather, every output of the bands, then zeros at the other outputs
+  // of the (window, channel) pairs the samples trigger.
   int64_t SampleTasks() const { return geometry.batch * sample_ranges_ * geometry.group * blocks_per_group_; }
   PredictionCounters RunSampleTask(int64_t task) const;
   // Phase 2, after every sample task: the other outputs of a band for one chunk of channels.
@@ -57,6 +59,10 @@ class TiledConv : private ConvCall {
                  int64_t channels) const;
   template <typename Visit>
   void ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) const;
+  // Zeroes the rest outputs of the pairs a single-pass sample task triggered, counting the hits and
+  // misses of their computed values when auditing.
+  PredictionCounters ZeroPredictedRest(int64_t n, int64_t group, int64_t block_index, int64_t band_begin,
+                                       int64_t band_end) const;
   void RunRestDense(int64_t n, int64_t band, int64_t group, int64_t block_begin, int64_t block_end,
                     PredictionCounters& counters, int64_t& computed) const;
   void RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t block_begin, int64_t block_end,
@@ -69,6 +75,9 @@ class TiledConv : private ConvCall {
   int64_t blocks_per_group_, chunks_per_group_;
   int64_t bands_per_sample_task_ = 1, sample_ranges_ = 1;
   bool blocks_inner_ = false;  // sample tasks: blocks vary fastest (see kBlocksInnerWeightBytes)
+  // The reduction is too short to gather the rest outputs: the sample tasks compute every output
+  // in one pass and zero the predicted ones; the rest tasks only count.
+  bool every_output_in_samples_ = false;
   std::vector<float> block_bias_;  // B (or zeros) per dense block, zero past the group's channels
   std::unique_ptr<uint32_t[]> block_active_;  // ActiveLanes, [N][bands][windows][group][block]
 };
