@@ -57,6 +57,25 @@ struct Avx512 {
     const __m128 pair = _mm_add_ps(quarter, _mm_movehl_ps(quarter, quarter));
     return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
   }
+  // out[j] = the sum of v[j]'s lanes for kLanes vectors: a transposing tree of 45 shuffles and adds,
+  // where 16 calls of Sum take about 130.
+  static void SumEach(const V (&v)[kLanes], float* out) {
+    V half[8], quarter[4], eighth[2];
+    for (int j = 0; j < 8; ++j)  // 256-bit halves: v[j] low, v[j + 8] high
+      half[j] = _mm512_add_ps(_mm512_shuffle_f32x4(v[j], v[j + 8], 0x44),
+                              _mm512_shuffle_f32x4(v[j], v[j + 8], 0xEE));
+    for (int j = 0; j < 4; ++j)  // 128-bit blocks: v[j], v[j + 8], v[j + 4], v[j + 12]
+      quarter[j] = _mm512_add_ps(_mm512_shuffle_f32x4(half[j], half[j + 4], 0x88),
+                                 _mm512_shuffle_f32x4(half[j], half[j + 4], 0xDD));
+    for (int j = 0; j < 2; ++j)  // per block: two floats of quarter[j], two of quarter[j + 2]
+      eighth[j] = _mm512_add_ps(_mm512_shuffle_ps(quarter[j], quarter[j + 2], 0x44),
+                                _mm512_shuffle_ps(quarter[j], quarter[j + 2], 0xEE));
+    const V sums =
+        _mm512_add_ps(_mm512_shuffle_ps(eighth[0], eighth[1], 0x88), _mm512_shuffle_ps(eighth[0], eighth[1], 0xDD));
+    // Lane 4q + r holds the vector of block q (0, 8, 4, 12) plus r's (0, 2, 1, 3): back in order.
+    const __m512i order = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+    _mm512_storeu_ps(out, _mm512_permutexvar_ps(order, sums));
+  }
 };
 #elif defined(__AVX2__)
 struct Avx2 {
@@ -94,6 +113,20 @@ struct Avx2 {
     const __m128 quarter = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     const __m128 pair = _mm_add_ps(quarter, _mm_movehl_ps(quarter, quarter));
     return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+  }
+  // out[j] = the sum of v[j]'s lanes for kLanes vectors, by a transposing tree (see Avx512).
+  static void SumEach(const V (&v)[kLanes], float* out) {
+    V half[4], quarter[2];
+    for (int j = 0; j < 4; ++j)  // 128-bit halves: v[j] low, v[j + 4] high
+      half[j] = _mm256_add_ps(_mm256_permute2f128_ps(v[j], v[j + 4], 0x20),
+                              _mm256_permute2f128_ps(v[j], v[j + 4], 0x31));
+    for (int j = 0; j < 2; ++j)  // per half: two floats of half[j], two of half[j + 2]
+      quarter[j] =
+          _mm256_add_ps(_mm256_shuffle_ps(half[j], half[j + 2], 0x44), _mm256_shuffle_ps(half[j], half[j + 2], 0xEE));
+    const V sums = _mm256_add_ps(_mm256_shuffle_ps(quarter[0], quarter[1], 0x88),
+                                 _mm256_shuffle_ps(quarter[0], quarter[1], 0xDD));
+    // Lane 4q + r holds the vector of half q (0, 4) plus r's (0, 2, 1, 3): back in order.
+    _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(sums, _mm256_setr_epi32(0, 2, 1, 3, 4, 6, 5, 7)));
   }
 };
 #else
@@ -137,6 +170,9 @@ struct Portable {
     return positive > clip_max ? clip_max : positive;
   }
   static float Sum(V v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+  static void SumEach(const V (&v)[kLanes], float* out) {
+    for (int j = 0; j < kLanes; ++j) out[j] = Sum(v[j]);
+  }
 };
 #endif
 
