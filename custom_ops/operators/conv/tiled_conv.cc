@@ -6,9 +6,15 @@
 namespace onnxpred {
 namespace {
 
-// Phase 2 works on chunks of this many channels of a group, so that their weights stay in L2
-// while the chunk's windows are visited. A multiple of every dense block size.
-constexpr int64_t kChunkChannels = 64;
+// Phase 2 works on chunks of channels of a group, so that their weights stay in L2 while the
+// chunk's windows are visited: the most channels, up to kMaxChunkChannels, whose weights take at
+// most kChunkWeightBytes, and at least kMinChunkChannels. More channels make larger groups of
+// channels that share a run's windows (fewer short gather tiles): 128 against 64 channels ran
+// 1-2% faster at k = 2 on 128-channel 3x3 layers (576 KiB of weights) and no faster at 256 (1.1 MiB).
+// Multiples of every dense block size.
+constexpr int64_t kMinChunkChannels = 64;
+constexpr int64_t kMaxChunkChannels = 128;
+constexpr int64_t kChunkWeightBytes = 640 << 10;
 constexpr int64_t kMaxTilePixels = 16;
 constexpr int64_t kMaxTileChannels = 32;
 // Phase 2 gathers the rest outputs of up to this many windows into shared tiles (3 at k = 2).
@@ -104,7 +110,10 @@ TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const flo
       windows_(CeilDiv(geometry.out_width, pattern.size)),
       batch_bands_(geometry.batch * bands_),
       blocks_per_group_(CeilDiv(geometry.out_channels_per_group(), kernels.dense_channels)),
-      chunks_per_group_(CeilDiv(geometry.out_channels_per_group(), kChunkChannels)) {
+      chunk_channels_(geometry.macs_per_output() * kMaxChunkChannels * int64_t{sizeof(float)} <= kChunkWeightBytes
+                          ? kMaxChunkChannels
+                          : kMinChunkChannels),
+      chunks_per_group_(CeilDiv(geometry.out_channels_per_group(), chunk_channels_)) {
   every_output_in_samples_ = taps_.run_length < kMinGatherRunVectors * kernels.lanes &&
                             pattern.sample_rows.size() < static_cast<size_t>(k_ * k_);
   // Small maps have few samples per band: give each sample task enough bands to fill its tiles.
@@ -292,9 +301,9 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
   const int64_t group = task / batch_bands_ / chunks_per_group_;
   const int64_t n = batch_band / bands_, band = batch_band % bands_;
   const int64_t per_group = geometry.out_channels_per_group();
-  const int64_t m_begin = group * per_group + chunk * kChunkChannels;
-  const int64_t m_end = group * per_group + std::min(per_group, (chunk + 1) * kChunkChannels);
-  const int64_t block_begin = chunk * kChunkChannels / kernels_.dense_channels;
+  const int64_t m_begin = group * per_group + chunk * chunk_channels_;
+  const int64_t m_end = group * per_group + std::min(per_group, (chunk + 1) * chunk_channels_);
+  const int64_t block_begin = chunk * chunk_channels_ / kernels_.dense_channels;
   const int64_t block_end = block_begin + CeilDiv(m_end - m_begin, kernels_.dense_channels);
 
   PredictionCounters counters;
@@ -354,7 +363,7 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
   // channels of one subset gather that subset's rest outputs together.
   const int64_t full_window_rest = k_ * k_ - static_cast<int64_t>(pattern.sample_rows.size());
   const int64_t run_windows = std::clamp<int64_t>(tile_pixels / full_window_rest, 1, kMaxRunWindows);
-  int64_t subset_channels[1 << kMaxRunWindows][kChunkChannels];
+  int64_t subset_channels[1 << kMaxRunWindows][kMaxChunkChannels];
   const float* weights[kMaxTileChannels];
   // Zeroed once: the flat finish loops also pass over the slots a short tile leaves unwritten.
   float sums[kMaxTilePixels * kMaxTileChannels] = {}, bias[kMaxTilePixels * kMaxTileChannels];

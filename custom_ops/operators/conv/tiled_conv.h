@@ -72,7 +72,7 @@ class TiledConv : private ConvCall {
   const float* dense_weights_;
   TapLayout taps_;
   int64_t k_, bands_, windows_, batch_bands_;
-  int64_t blocks_per_group_, chunks_per_group_;
+  int64_t blocks_per_group_, chunk_channels_, chunks_per_group_;
   int64_t bands_per_sample_task_ = 1, sample_ranges_ = 1;
   bool blocks_inner_ = false;  // sample tasks: blocks vary fastest (see kBlocksInnerWeightBytes)
   // The reduction is too short to gather the rest outputs: the sample tasks compute every output
