@@ -242,7 +242,6 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     tile.epilogue.threshold += first;
     uint8_t* y = call_.output + (n * g.out_channels + first) * plane;
     PixelBatch batch;
-    // A sample's every channel is computed; a rest output's where its window keeps the channel.
     // A sample's every channel is written and updates its window's keeps; a rest output is written
     // where its window keeps the channel, y_zero_point elsewhere.
     auto flush = [&](bool rest) {
