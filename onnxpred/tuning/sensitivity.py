@@ -115,7 +115,7 @@ def measure_layers(
         times = {}
         if timer is not None:
             timed = set_windows(plain, {layer: predictor})
-            layer_times = {t: timer.layer(original, timed, layer, eligible.activation, t, skipped_macs=skipped)
+            layer_times = {t: timer.layer(original, timed, eligible, t, skipped_macs=skipped)
                            for t in timing_threads}
             times = {t: value for t, value in layer_times.items() if value is not None}
         results[layer].append(Measured(

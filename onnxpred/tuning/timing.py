@@ -2,10 +2,10 @@
 the original end to end.
 
 Per layer, as ``onnxpred bench`` attributes it (:mod:`onnxpred.bench.model`): onnxruntime's profiler
-gives each node's kernel time; in the original a Conv and its activation run as one fused node named
-after the activation's output, which the PredictiveConv keeps. A model with only that layer rewritten
-also runs the NCHWc reorder nodes onnxruntime inserts around a custom op: their time beyond the
-original's reorders is charged to the layer. End to end: both sessions run in turn on the same images
+gives each node's kernel time; in the original a Conv and its activation (or its int8 form) run as one
+fused node, attributed to the layer by :func:`onnxpred.bench.model.original_layer_times`. A model with
+only that layer rewritten also runs the layout nodes onnxruntime inserts around a custom op (NCHWc
+reorders; NHWC Transposes around int8 layers): their time beyond the original's is charged to the layer. End to end: both sessions run in turn on the same images
 (:func:`onnxpred.bench.timing.time_in_turn`), at every thread count asked.
 """
 
@@ -19,14 +19,15 @@ from typing import Optional, Sequence
 import numpy as np
 import onnx
 
-from ..bench.model import profile_node_times
+from ..bench.model import layout_us, original_layer_times, profile_node_times
 from ..bench.timing import time_in_turn
+from ..evaluation.evaluate import EligibleLayer
 from ..runtime import quiet_options, session
 
 
 @dataclass(frozen=True)
 class LayerTime:
-    """One layer per image, µs: onnxruntime's fused Conv, the PredictiveConv and the extra reorders."""
+    """One layer per image, µs: onnxruntime's fused Conv, the PredictiveConv and the extra layout nodes."""
 
     original_us: float
     predictive_us: float
@@ -61,10 +62,6 @@ class EndToEnd:
                 "speedup": self.original_ms / self.tuned_ms if self.tuned_ms else None}
 
 
-def _reorder_us(nodes: dict) -> float:
-    return sum(t for name, t in nodes.items() if "reorder" in name.lower())
-
-
 class Timer:
     """Measures time in onnxruntime on this machine; tests substitute their own."""
 
@@ -84,20 +81,20 @@ class Timer:
         nodes, _ = profile_node_times(path, self.feeds * self.repeats, threads, self._workdir.name, tag)
         return nodes
 
-    def layer(self, original: onnx.ModelProto, rewritten: onnx.ModelProto, name: str, activation: str,
-              threads: int, skipped_macs: float) -> Optional[LayerTime]:
-        """Layer ``name`` (output ``activation``) in ``rewritten``, where it is the only PredictiveConv; None
-        without a measurement when its kernels skip no MACs (``skipped_macs``): then it cannot be faster
-        than onnxruntime's Conv, and profiling it would only take time."""
+    def layer(self, original: onnx.ModelProto, rewritten: onnx.ModelProto, layer: EligibleLayer, threads: int,
+              skipped_macs: float) -> Optional[LayerTime]:
+        """``layer`` in ``rewritten``, where it is the only rewritten layer; None without a measurement when its
+        kernels skip no MACs (``skipped_macs``): then it cannot be faster than onnxruntime's Conv, and
+        profiling it would only take time."""
         if skipped_macs <= 0:
             return None
         if threads not in self._original:
             self._original[threads] = self._profile(original, threads, f"original{threads}")
         original_nodes = self._original[threads]
         nodes = self._profile(rewritten, threads, "layer")
-        fused = sum(t for node, t in original_nodes.items() if node.startswith(activation))
-        extra_reorders = max(0.0, _reorder_us(nodes) - _reorder_us(original_nodes))
-        return LayerTime(fused, nodes.get(name, 0.0), extra_reorders)
+        (fused,) = original_layer_times(original, [layer], original_nodes)
+        extra_layout = max(0.0, layout_us(nodes) - layout_us(original_nodes))
+        return LayerTime(fused, nodes.get(layer.name, 0.0), extra_layout)
 
     def end_to_end(self, original: onnx.ModelProto, tuned: onnx.ModelProto, threads: int) -> EndToEnd:
         first = session(original, **quiet_options(threads))

@@ -166,7 +166,7 @@ class _Timer(Timer):
         super().__init__([])
         self.layer_pays = layer_pays
 
-    def layer(self, original, rewritten, name, activation, threads, skipped_macs):
+    def layer(self, original, rewritten, layer, threads, skipped_macs):
         return LayerTime(100.0, 40.0, 10.0) if self.layer_pays else LayerTime(100.0, 150.0, 30.0)
 
     def end_to_end(self, original, tuned, threads):
