@@ -45,6 +45,10 @@ QuantWeights PackQuantWeights(const int8_t* weights, int64_t out_channels, int64
   packed.groups = QuantGroups(in_channels, tiles.layout);
   packed.packed.assign(static_cast<size_t>(blocks * taps * packed.groups * lanes * 4), 0);
   packed.sums.assign(static_cast<size_t>(blocks * lanes), 0);
+  const int64_t element = bytes ? 1 : 2;
+  packed.chunks = CeilDiv(in_channels, tiles.gather_channels);
+  packed.row_bytes = taps * packed.chunks * tiles.gather_channels * element;
+  packed.rows.assign(static_cast<size_t>(out_channels * packed.row_bytes), 0);
   for (int64_t m = 0; m < out_channels; ++m) {
     const int64_t block = m / lanes, lane = m % lanes;
     for (int64_t c = 0; c < in_channels; ++c) {
@@ -53,11 +57,15 @@ QuantWeights PackQuantWeights(const int8_t* weights, int64_t out_channels, int64
         packed.sums[static_cast<size_t>(m)] += w;
         uint8_t* group = packed.packed.data() +
                          (((block * taps + tap) * packed.groups + c / per_group) * lanes + lane) * 4;
+        uint8_t* row = packed.rows.data() + m * packed.row_bytes +
+                       (tap * packed.chunks * tiles.gather_channels + c) * element;
         if (bytes) {
           group[c % per_group] = static_cast<uint8_t>(w);
+          *row = static_cast<uint8_t>(w);
         } else {
           const int16_t wide = w;
           std::memcpy(group + 2 * (c % per_group), &wide, sizeof wide);
+          std::memcpy(row, &wide, sizeof wide);
         }
       }
     }
@@ -191,6 +199,44 @@ class QuantConv::PixelBatch {
   }
 };
 
+void QuantConv::GatherRest(int64_t block, uint64_t keep, const std::vector<PendingPixel>& rest, int64_t rest_count,
+                           const uint8_t* image, uint8_t* y) const {
+  const ConvGeometry& g = call_.geometry;
+  const QuantTileKernels& tiles = call_.tiles;
+  const QuantEpilogue& e = call_.epilogue;
+  const int64_t stride = call_.weights.groups * 4, plane = g.out_height * g.out_width;
+  const QuantGather gather{tap_offsets_.data(), g.kernel_h * g.kernel_w, call_.weights.chunks};
+  int64_t channels[64];
+  int channel_count = 0;
+  for (uint64_t bits = keep; bits != 0; bits &= bits - 1) channels[channel_count++] = __builtin_ctzll(bits);
+  const uint8_t* pixels[kMaxQuantGatherPixels];
+  const uint8_t* weights[kMaxQuantGatherChannels];
+  int32_t sums[kMaxQuantGatherChannels * kMaxQuantGatherPixels];
+  for (int64_t p0 = 0; p0 < rest_count; p0 += kMaxQuantGatherPixels) {
+    const int pixel_count = static_cast<int>(std::min<int64_t>(kMaxQuantGatherPixels, rest_count - p0));
+    for (int p = 0; p < pixel_count; ++p) {
+      const PendingPixel& px = rest[static_cast<size_t>(p0 + p)];
+      pixels[p] = image + (px.row * g.stride_h * g.padded_width() + px.col * g.stride_w) * stride;
+    }
+    for (int c0 = 0; c0 < channel_count; c0 += kMaxQuantGatherChannels) {
+      const int count = std::min(kMaxQuantGatherChannels, channel_count - c0);
+      for (int c = 0; c < count; ++c) {
+        weights[c] = call_.weights.rows.data() + (block * tiles.lanes + channels[c0 + c]) * call_.weights.row_bytes;
+      }
+      tiles.gather[count - 1][pixel_count - 1](gather, pixels, weights, sums);
+      for (int c = 0; c < count; ++c) {
+        const int64_t m = block * tiles.lanes + channels[c0 + c];
+        for (int p = 0; p < pixel_count; ++p) {
+          const PendingPixel& px = rest[static_cast<size_t>(p0 + p)];
+          const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(sums[c * pixel_count + p]) +
+                                                   static_cast<uint32_t>(e.offset[m]));
+          y[channels[c0 + c] * plane + px.row * g.out_width + px.col] = Requantize(acc, e.scale[m], e);
+        }
+      }
+    }
+  }
+}
+
 PredictionCounters QuantConv::RunTask(int64_t task) const {
   const ConvGeometry& g = call_.geometry;
   const WindowPattern& pattern = call_.pattern;
@@ -230,6 +276,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
 
   PredictionCounters counters;
   std::vector<uint8_t> dense_row(static_cast<size_t>(g.out_width * lanes));
+  std::vector<PendingPixel> rest(static_cast<size_t>(k_ * k_));  // a window's rest outputs
   uint8_t out[kMaxQuantPixels * 64];
   uint64_t zero_bits[kMaxQuantPixels];
   for (int64_t block = 0; block < blocks_; ++block) {
@@ -294,16 +341,26 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     for (int64_t b = 0; b < windows && k_ > 1; ++b) {
       const int64_t c0 = b % windows_ * k_, c1 = std::min(c0 + k_, g.out_width);
       const int64_t band_r0 = r0 + b / windows_ * k_, band_r1 = std::min(band_r0 + k_, g.out_height);
-      const bool computed = keeps[static_cast<size_t>(b * blocks_ + block)] != 0 || call_.audit;
+      const uint64_t keep = keeps[static_cast<size_t>(b * blocks_ + block)];
+      // A few kept channels are gathered; more are computed with the whole block (and audit checks
+      // every predicted output that way).
+      const bool gathered = keep != 0 && !call_.audit && __builtin_popcountll(keep) * kGatherCost < valid;
+      const bool computed = (keep != 0 || call_.audit) && !gathered;
+      int64_t rest_count = 0;
       for (int64_t r = band_r0; r < band_r1; ++r)
         for (int64_t c = c0; c < c1; ++c) {
           if (is_sample(r, c)) continue;
           if (computed) {
             if (batch.Add(pointer(r, c), r, c, b)) flush(true);
-          } else {
-            for (int64_t l = 0; l < valid; ++l) y[l * plane + r * g.out_width + c] = y_zero_point;
+            continue;
           }
+          for (int64_t l = 0; l < valid; ++l) y[l * plane + r * g.out_width + c] = y_zero_point;
+          rest[rest_count++] = {r, c, b};
         }
+      if (gathered) {
+        GatherRest(block, keep, rest, rest_count, image, y);
+        counters.macs_executed += __builtin_popcountll(keep) * rest_count * macs;
+      }
     }
     flush(true);
   }

@@ -13,13 +13,21 @@
 
 namespace onnxpred {
 
-// W [M][C][kH][kW] int8 packed once for one table: [block][tap][group][lane][4 bytes], plus each
-// channel's weight sum (the biased-bytes layout's zero-point correction). Padding weights are 0.
+// W [M][C][kH][kW] int8 packed once for one table: for the tiles [block][tap][group][lane][4 bytes],
+// for the gather tiles a row per channel [tap][chunk][gather_channels], plus each channel's weight
+// sum (the biased-bytes layout's zero-point correction). Padding weights are 0.
 struct QuantWeights {
-  std::vector<uint8_t, CacheLineAllocator<uint8_t>> packed;  // full-width loads never straddle two lines
+  using Bytes = std::vector<uint8_t, CacheLineAllocator<uint8_t>>;  // full-width loads never straddle two lines
+  Bytes packed;
+  Bytes rows;
   std::vector<int32_t> sums;  // [blocks * lanes]
   int64_t groups = 0;         // 4-byte channel groups per tap
+  int64_t chunks = 0;         // gather chunks per tap
+  int64_t row_bytes = 0;      // of a channel's gather row
 };
+
+// Bytes a tile may read past the input copy's last pixel (a gather chunk running on; zero weights).
+constexpr int64_t kQuantInputSlack = 64;
 QuantWeights PackQuantWeights(const int8_t* weights, int64_t out_channels, int64_t in_channels, int64_t taps,
                               const QuantTileKernels& tiles);
 
@@ -65,9 +73,16 @@ class QuantConv {
     int64_t row, col, window;
   };
   class PixelBatch;
+  // Writes the rest outputs `rest` of one window for the channels of `block` set in `keep`, through
+  // the gather tiles (the others of the block are y_zero_point already).
+  void GatherRest(int64_t block, uint64_t keep, const std::vector<PendingPixel>& rest, int64_t rest_count,
+                  const uint8_t* image, uint8_t* y) const;
 
   // A task of a small plane takes whole bands up to about this many outputs.
   static constexpr int64_t kTaskPixels = 36;
+  // A gathered output costs about this many of a tile's (reductions along the lanes, a sum at the
+  // end): a window's rest is gathered when it keeps fewer than 1/kGatherCost of a block's channels.
+  static constexpr int64_t kGatherCost = 2;
 
   const QuantCall& call_;
   int64_t k_, bands_, windows_, blocks_;  // per image: bands of k rows, windows per band, channel blocks

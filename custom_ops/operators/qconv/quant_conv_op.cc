@@ -268,7 +268,7 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
     // Kept per thread between calls: a fresh copy of a large layer's input costs its page faults each time.
     // (A lambda names the running thread's thread_local, not this one's: the tasks get a pointer.)
     thread_local std::vector<uint8_t> copy_buffer;
-    copy_buffer.resize(static_cast<size_t>(copy_rows * g.padded_width() * stride));
+    copy_buffer.resize(static_cast<size_t>(copy_rows * g.padded_width() * stride + kQuantInputSlack));
     uint8_t* copy = copy_buffer.data();
     const uint8_t* x = static_cast<const uint8_t*>(input(kX).GetTensorRawData());
     ParallelFor(context, copy_rows, [&](int64_t row) {

@@ -5,8 +5,11 @@
 // Every table is integer-exact: the same bits as onnxpred/reference_quantized.py.
 #pragma once
 
+#include <array>
+#include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace onnxpred {
 
@@ -41,11 +44,52 @@ using QuantTileFn = void (*)(const QuantTile& tile, const uint8_t* const* pixels
 
 constexpr int kMaxQuantPixels = 6;
 
+// A's byte from acc: the requantization of every tile's epilogue, one output at a time.
+inline uint8_t Requantize(int32_t acc, float scale, const QuantEpilogue& e) {
+  float v = static_cast<float>(acc) * scale;
+  v = v > 0.f ? v : 0.f;
+  v = v < e.range ? v : e.range;
+  return static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)) + e.zero_point);  // to nearest even
+}
+
+// The rest outputs of a few channels a window keeps, when computing its whole block would cost
+// more: each output's reduction runs along the vector lanes, chunk by chunk of a tap's channels.
+struct QuantGather {
+  const int64_t* tap_offsets;  // as QuantTile's
+  int64_t taps;
+  int64_t chunks;              // chunks of gather_channels channels per tap
+};
+
+// sums[c * P + p] = the raw sum (QuantEpilogue::offset not added) of channel c at pixel p, for c < C
+// and p < P (the table slot + 1 each). weights[c]: the channel's [tap][chunk] row of PackQuantWeights.
+using QuantGatherFn = void (*)(const QuantGather& gather, const uint8_t* const* pixels,
+                               const uint8_t* const* weights, int32_t* sums);
+
+constexpr int kMaxQuantGatherChannels = 4;
+constexpr int kMaxQuantGatherPixels = 3;
+using GatherFns = std::array<std::array<QuantGatherFn, kMaxQuantGatherPixels>, kMaxQuantGatherChannels>;
+
+// The gather table of `Kernel`, whose static Run<C, P> computes C channels x P pixels.
+template <typename Kernel, int C, int... P>
+constexpr std::array<QuantGatherFn, kMaxQuantGatherPixels> GatherRow(std::integer_sequence<int, P...>) {
+  return {&Kernel::template Run<C, P + 1>...};
+}
+template <typename Kernel, int... C>
+constexpr GatherFns GatherTable(std::integer_sequence<int, C...>) {
+  return {GatherRow<Kernel, C + 1>(std::make_integer_sequence<int, kMaxQuantGatherPixels>())...};
+}
+template <typename Kernel>
+constexpr GatherFns GatherTable() {
+  return GatherTable<Kernel>(std::make_integer_sequence<int, kMaxQuantGatherChannels>());
+}
+
 struct QuantTileKernels {
   const char* name;
   QuantInputLayout layout;
   int64_t lanes;                      // output channels per block, <= 64
   QuantTileFn tile[kMaxQuantPixels];  // tile[p - 1] computes p pixels
+  int64_t gather_channels;            // channels per chunk of a gather row (a vector's worth)
+  GatherFns gather;                   // gather[c - 1][p - 1]
 };
 
 const QuantTileKernels& Avx512VnniQuantTiles();

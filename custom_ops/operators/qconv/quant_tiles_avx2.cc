@@ -66,9 +66,38 @@ void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* out, ui
   }
 }
 
+// C channels x P pixels, 16 input channels (int16) a vpmaddwd, summed across the lanes at the end.
+struct Avx2Gather {
+  template <int C, int P>
+  static void Run(const QuantGather& g, const uint8_t* const* pixels, const uint8_t* const* weights, int32_t* sums) {
+    __m256i acc[C][P];
+    for (int c = 0; c < C; ++c)
+      for (int p = 0; p < P; ++p) acc[c][p] = _mm256_setzero_si256();
+    for (int64_t tap = 0; tap < g.taps; ++tap) {
+      for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
+        __m256i x[P];
+        for (int p = 0; p < P; ++p) {
+          x[p] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pixels[p] + g.tap_offsets[tap] + 32 * chunk));
+        }
+        for (int c = 0; c < C; ++c) {
+          const uint8_t* row = weights[c] + (tap * g.chunks + chunk) * 32;
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
+          for (int p = 0; p < P; ++p) acc[c][p] = _mm256_add_epi32(acc[c][p], _mm256_madd_epi16(x[p], w));
+        }
+      }
+    }
+    for (int c = 0; c < C; ++c)
+      for (int p = 0; p < P; ++p) {
+        const __m128i half = _mm_add_epi32(_mm256_castsi256_si128(acc[c][p]), _mm256_extracti128_si256(acc[c][p], 1));
+        const __m128i quarter = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0x4e));
+        sums[c * P + p] = _mm_cvtsi128_si32(_mm_add_epi32(quarter, _mm_shuffle_epi32(quarter, 0xb1)));
+      }
+  }
+};
+
 template <int... P>
 constexpr QuantTileKernels MakeTable(std::integer_sequence<int, P...>) {
-  return {"avx2", QuantInputLayout::kCentredShorts, kLanes, {&Avx2Tile<P + 1>...}};
+  return {"avx2", QuantInputLayout::kCentredShorts, kLanes, {&Avx2Tile<P + 1>...}, 16, GatherTable<Avx2Gather>()};
 }
 
 }  // namespace

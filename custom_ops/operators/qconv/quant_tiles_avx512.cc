@@ -50,9 +50,31 @@ void VnniTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* out, ui
   }
 }
 
+// C channels x P pixels, 64 input channels a vpdpbusd, summed across the lanes at the end.
+struct VnniGather {
+  template <int C, int P>
+  static void Run(const QuantGather& g, const uint8_t* const* pixels, const uint8_t* const* weights, int32_t* sums) {
+    __m512i acc[C][P];
+    for (int c = 0; c < C; ++c)
+      for (int p = 0; p < P; ++p) acc[c][p] = _mm512_setzero_si512();
+    for (int64_t tap = 0; tap < g.taps; ++tap) {
+      for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
+        __m512i x[P];
+        for (int p = 0; p < P; ++p) x[p] = _mm512_loadu_si512(pixels[p] + g.tap_offsets[tap] + 64 * chunk);
+        for (int c = 0; c < C; ++c) {
+          const __m512i w = _mm512_loadu_si512(weights[c] + (tap * g.chunks + chunk) * 64);
+          for (int p = 0; p < P; ++p) acc[c][p] = _mm512_dpbusd_epi32(acc[c][p], x[p], w);
+        }
+      }
+    }
+    for (int c = 0; c < C; ++c)
+      for (int p = 0; p < P; ++p) sums[c * P + p] = _mm512_reduce_add_epi32(acc[c][p]);
+  }
+};
+
 template <int... P>
 constexpr QuantTileKernels MakeTable(std::integer_sequence<int, P...>) {
-  return {"avx512", QuantInputLayout::kBiasedBytes, kLanes, {&VnniTile<P + 1>...}};
+  return {"avx512", QuantInputLayout::kBiasedBytes, kLanes, {&VnniTile<P + 1>...}, 64, GatherTable<VnniGather>()};
 }
 
 }  // namespace

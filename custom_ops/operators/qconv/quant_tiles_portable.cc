@@ -1,5 +1,4 @@
 // The portable int8 tiles: plain C++ over the centred-shorts layout, 16 channels a block.
-#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -34,16 +33,36 @@ void PortableTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* out
     for (int64_t l = 0; l < kLanes; ++l) {
       const int32_t sum = static_cast<int32_t>(acc[p][l] + static_cast<uint32_t>(e.offset[l]));
       if (sum <= e.threshold[l]) zero_bits[p] |= uint64_t{1} << l;
-      float v = static_cast<float>(sum) * e.scale[l];
-      v = std::fmin(std::fmax(v, 0.f), e.range);
-      out[p * kLanes + l] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)) + e.zero_point);
+      out[p * kLanes + l] = Requantize(sum, e.scale[l], e);
     }
   }
 }
 
+// C channels x P pixels over the gather rows' chunks of 16 int16 channels.
+struct PortableGather {
+  template <int C, int P>
+  static void Run(const QuantGather& g, const uint8_t* const* pixels, const uint8_t* const* weights, int32_t* sums) {
+    for (int c = 0; c < C; ++c) {
+      for (int p = 0; p < P; ++p) {
+        uint32_t acc = 0;
+        for (int64_t tap = 0; tap < g.taps; ++tap) {
+          for (int64_t i = 0; i < g.chunks * 16; ++i) {
+            int16_t x, w;
+            std::memcpy(&x, pixels[p] + g.tap_offsets[tap] + 2 * i, sizeof x);
+            std::memcpy(&w, weights[c] + (tap * g.chunks * 16 + i) * 2, sizeof w);
+            acc += static_cast<uint32_t>(int32_t{x} * w);
+          }
+        }
+        sums[c * P + p] = static_cast<int32_t>(acc);
+      }
+    }
+  }
+};
+
 template <int... P>
 constexpr QuantTileKernels MakeTable(std::integer_sequence<int, P...>) {
-  return {"portable", QuantInputLayout::kCentredShorts, kLanes, {&PortableTile<P + 1>...}};
+  return {"portable", QuantInputLayout::kCentredShorts, kLanes, {&PortableTile<P + 1>...}, 16,
+          GatherTable<PortableGather>()};
 }
 
 }  // namespace
