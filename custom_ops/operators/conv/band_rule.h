@@ -57,16 +57,18 @@ void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, const uint64_t
   int64_t kept = 0, predicted_zero = 0;
   for (int64_t i = 0; i < rows; ++i) {
     const uint64_t* sample = masks.sample_row(i);
+    for (int64_t w = 0; w < words; ++w) {  // counted a word at a time: no bits past the row's end
+      kept += __builtin_popcountll(sample[w] | active[w]);
+      counters.zero_diag += __builtin_popcountll(sample[w] & ~active[w]);
+    }
+    // Only vectors with a predicted output are read and written (all of them when auditing).
     float* row = band + i * width;
     for (int64_t c = 0; c < width; c += kLanes) {
       const int64_t count = std::min(kLanes, width - c);
       const uint32_t valid = static_cast<uint32_t>((uint64_t{1} << count) - 1);
-      const uint32_t samples = static_cast<uint32_t>(sample[c / 64] >> (c % 64)) & valid;
-      const uint32_t window_active = static_cast<uint32_t>(active[c / 64] >> (c % 64)) & valid;
-      const uint32_t keep = samples | window_active;
+      const uint32_t keep = static_cast<uint32_t>((sample[c / 64] | active[c / 64]) >> (c % 64)) & valid;
+      if (keep == valid && !audit) continue;
       const typename Isa::V values = Isa::LoadPartial(row + c, count);
-      kept += Isa::CountLanes(keep);
-      counters.zero_diag += Isa::CountLanes(samples & ~window_active);
       if (audit) predicted_zero += Isa::CountLanes(Isa::ZeroLanes(values) & ~keep & valid);
       if (keep != valid) Isa::StorePartial(row + c, Isa::KeepLanes(keep, values), count);
     }
