@@ -146,6 +146,23 @@ def test_int8_output_and_extreme_zero_points_on_every_path(kernel_path):
     assert np.abs(acc).max() > 2**24
 
 
+def test_ties_round_to_even_on_every_path(kernel_path):
+    """s = 0.5 puts every odd acc on a tie (k + 0.5): each path and onnxruntime round it to even."""
+    rng = np.random.default_rng(9)
+    x, w, b, params = random_layer(rng, np.uint8, 8, 20, 3, 8, 30, bias_spread=200)
+    w = (w // 16).astype(np.int8)  # small sums, mostly within the output range
+    params.update(x_scale=np.float32(1), x_zero_point=np.uint8(128), w_scale=np.float32(0.5), y_scale=np.float32(1),
+                  y_zero_point=np.uint8(0))
+    for window in (1, 2):
+        ours, _ = run_qlinear(x, w, params, b, window=window, pads=[1, 1, 1, 1])
+        expected, _ = reference(x, w, params, b, window=window, pads=[1, 1, 1, 1])
+        np.testing.assert_array_equal(ours, expected)
+    theirs = onnxruntime_all(qlinear_model(w, params, b, op_type="QLinearConv", pads=[1, 1, 1, 1]), x)
+    np.testing.assert_array_equal(run_qlinear(x, w, params, b, window=1, pads=[1, 1, 1, 1])[0], theirs)
+    acc = rq.accumulate(x, 128, w, b, rq.ConvAttributes(pads=(1, 1, 1, 1)))
+    assert ((acc % 2 == 1) & (acc > 0) & (acc < 500)).sum() > 100  # many ties inside the range
+
+
 def test_a_margin_predicts_only_what_its_real_threshold_allows():
     """The integer thresholds of the reference: margin 0 is the clamp value; a margin m predicts a sample
     exactly when acc * x_scale * w_scale <= -m (to a double rounding)."""

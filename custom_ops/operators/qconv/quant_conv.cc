@@ -212,8 +212,8 @@ void QuantConv::GatherRest(int64_t block, uint64_t keep, const std::vector<Pendi
   const uint8_t* pixels[kMaxQuantGatherPixels];
   const uint8_t* weights[kMaxQuantGatherChannels];
   int32_t sums[kMaxQuantGatherChannels * kMaxQuantGatherPixels];
-  for (int64_t p0 = 0; p0 < rest_count; p0 += kMaxQuantGatherPixels) {
-    const int pixel_count = static_cast<int>(std::min<int64_t>(kMaxQuantGatherPixels, rest_count - p0));
+  for (int64_t p0 = 0; p0 < rest_count; p0 += tiles.gather_pixels) {
+    const int pixel_count = static_cast<int>(std::min(tiles.gather_pixels, rest_count - p0));
     for (int p = 0; p < pixel_count; ++p) {
       const PendingPixel& px = rest[static_cast<size_t>(p0 + p)];
       pixels[p] = image + (px.row * g.stride_h * g.padded_width() + px.col * g.stride_w) * stride;

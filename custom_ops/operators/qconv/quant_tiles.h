@@ -6,7 +6,6 @@
 #pragma once
 
 #include <array>
-#include <cmath>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -49,7 +48,11 @@ inline uint8_t Requantize(int32_t acc, float scale, const QuantEpilogue& e) {
   float v = static_cast<float>(acc) * scale;
   v = v > 0.f ? v : 0.f;
   v = v < e.range ? v : e.range;
-  return static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)) + e.zero_point);  // to nearest even
+  // Rounded to nearest even without a libm call: adding and taking back 1.5 * 2^23 leaves no
+  // fraction bits to a float in [0, 2^22) (v <= 255 here), and float addition rounds to nearest even
+  // (the compiler may not fold it: it is not exact).
+  const float rounded = (v + 12582912.f) - 12582912.f;
+  return static_cast<uint8_t>(static_cast<int32_t>(rounded) + e.zero_point);
 }
 
 // The rest outputs of a few channels a window keeps, when computing its whole block would cost
@@ -66,21 +69,22 @@ using QuantGatherFn = void (*)(const QuantGather& gather, const uint8_t* const* 
                                const uint8_t* const* weights, int32_t* sums);
 
 constexpr int kMaxQuantGatherChannels = 4;
-constexpr int kMaxQuantGatherPixels = 3;
+constexpr int kMaxQuantGatherPixels = 6;
 using GatherFns = std::array<std::array<QuantGatherFn, kMaxQuantGatherPixels>, kMaxQuantGatherChannels>;
 
-// The gather table of `Kernel`, whose static Run<C, P> computes C channels x P pixels.
-template <typename Kernel, int C, int... P>
+// The gather table of `Kernel`, whose static Run<C, P> computes C channels x P pixels, for P up to
+// MaxPixels (the slots beyond are null: a table says how many pixels its gather tiles take).
+template <typename Kernel, int MaxPixels, int C, int... P>
 constexpr std::array<QuantGatherFn, kMaxQuantGatherPixels> GatherRow(std::integer_sequence<int, P...>) {
-  return {&Kernel::template Run<C, P + 1>...};
+  return {(P < MaxPixels ? &Kernel::template Run<C, (P < MaxPixels ? P + 1 : MaxPixels)> : nullptr)...};
 }
-template <typename Kernel, int... C>
+template <typename Kernel, int MaxPixels, int... C>
 constexpr GatherFns GatherTable(std::integer_sequence<int, C...>) {
-  return {GatherRow<Kernel, C + 1>(std::make_integer_sequence<int, kMaxQuantGatherPixels>())...};
+  return {GatherRow<Kernel, MaxPixels, C + 1>(std::make_integer_sequence<int, kMaxQuantGatherPixels>())...};
 }
-template <typename Kernel>
+template <typename Kernel, int MaxPixels>
 constexpr GatherFns GatherTable() {
-  return GatherTable<Kernel>(std::make_integer_sequence<int, kMaxQuantGatherChannels>());
+  return GatherTable<Kernel, MaxPixels>(std::make_integer_sequence<int, kMaxQuantGatherChannels>());
 }
 
 struct QuantTileKernels {
@@ -89,6 +93,7 @@ struct QuantTileKernels {
   int64_t lanes;                      // output channels per block, <= 64
   QuantTileFn tile[kMaxQuantPixels];  // tile[p - 1] computes p pixels
   int64_t gather_channels;            // channels per chunk of a gather row (a vector's worth)
+  int64_t gather_pixels;              // the most pixels a gather tile takes, <= kMaxQuantGatherPixels
   GatherFns gather;                   // gather[c - 1][p - 1]
 };
 

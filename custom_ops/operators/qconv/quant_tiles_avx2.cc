@@ -97,7 +97,8 @@ struct Avx2Gather {
 
 template <int... P>
 constexpr QuantTileKernels MakeTable(std::integer_sequence<int, P...>) {
-  return {"avx2", QuantInputLayout::kCentredShorts, kLanes, {&Avx2Tile<P + 1>...}, 16, GatherTable<Avx2Gather>()};
+  return {"avx2", QuantInputLayout::kCentredShorts, kLanes, {&Avx2Tile<P + 1>...}, 16, 3,
+          GatherTable<Avx2Gather, 3>()};
 }
 
 }  // namespace

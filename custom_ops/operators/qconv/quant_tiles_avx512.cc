@@ -74,7 +74,8 @@ struct VnniGather {
 
 template <int... P>
 constexpr QuantTileKernels MakeTable(std::integer_sequence<int, P...>) {
-  return {"avx512", QuantInputLayout::kBiasedBytes, kLanes, {&VnniTile<P + 1>...}, 64, GatherTable<VnniGather>()};
+  return {"avx512", QuantInputLayout::kBiasedBytes, kLanes, {&VnniTile<P + 1>...}, 64, 6,
+          GatherTable<VnniGather, 6>()};
 }
 
 }  // namespace

@@ -61,8 +61,8 @@ struct PortableGather {
 
 template <int... P>
 constexpr QuantTileKernels MakeTable(std::integer_sequence<int, P...>) {
-  return {"portable", QuantInputLayout::kCentredShorts, kLanes, {&PortableTile<P + 1>...}, 16,
-          GatherTable<PortableGather>()};
+  return {"portable", QuantInputLayout::kCentredShorts, kLanes, {&PortableTile<P + 1>...}, 16, 3,
+          GatherTable<PortableGather, 3>()};
 }
 
 }  // namespace
