@@ -274,6 +274,14 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     for (int64_t block = 0; samples[static_cast<size_t>(b)] == 0 && block < blocks_; ++block)
       keeps[static_cast<size_t>(b * blocks_ + block)] = lane_mask(block);
 
+  // With windows of several outputs, the task's rows start as y_zero_point, which predicted
+  // outputs keep: only computed outputs are stored.
+  if (k_ > 1) {
+    for (int64_t m = 0; m < g.out_channels; ++m) {
+      std::memset(call_.output + (n * g.out_channels + m) * plane + r0 * g.out_width, y_zero_point,
+                  static_cast<size_t>((r1 - r0) * g.out_width));
+    }
+  }
   PredictionCounters counters;
   std::vector<uint8_t> dense_row(static_cast<size_t>(g.out_width * lanes));
   std::vector<PendingPixel> rest(static_cast<size_t>(k_ * k_));  // a window's rest outputs
@@ -290,7 +298,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     uint8_t* y = call_.output + (n * g.out_channels + first) * plane;
     PixelBatch batch;
     // A sample's every channel is written and updates its window's keeps; a rest output is written
-    // where its window keeps the channel, y_zero_point elsewhere.
+    // where its window keeps the channel (elsewhere it stays y_zero_point).
     auto flush = [&](bool rest) {
       if (batch.count == 0) return;
       tiles.tile[batch.count - 1](tile, batch.pointers, out, zero_bits);
@@ -311,9 +319,11 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
           if (keep != 0) counters.macs_executed += valid * macs;
           for (int64_t l = 0; l < valid; ++l) {
             const uint8_t value = out[p * lanes + l];
-            const bool kept = (keep >> l) & 1;
-            y[l * plane + offsets[p]] = kept ? value : y_zero_point;
-            if (!kept && call_.audit) ++(value == y_zero_point ? counters.pred_hit : counters.pred_miss);
+            if ((keep >> l) & 1) {
+              y[l * plane + offsets[p]] = value;
+            } else if (call_.audit) {
+              ++(value == y_zero_point ? counters.pred_hit : counters.pred_miss);
+            }
           }
         }
       }
@@ -352,10 +362,9 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
           if (is_sample(r, c)) continue;
           if (computed) {
             if (batch.Add(pointer(r, c), r, c, b)) flush(true);
-            continue;
+          } else {
+            rest[rest_count++] = {r, c, b};
           }
-          for (int64_t l = 0; l < valid; ++l) y[l * plane + r * g.out_width + c] = y_zero_point;
-          rest[rest_count++] = {r, c, b};
         }
       if (gathered) {
         GatherRest(block, keep, rest, rest_count, image, y);

@@ -74,7 +74,7 @@ class QuantConv {
   };
   class PixelBatch;
   // Writes the rest outputs `rest` of one window for the channels of `block` set in `keep`, through
-  // the gather tiles (the others of the block are y_zero_point already).
+  // the gather tiles (the others of the block stay y_zero_point).
   void GatherRest(int64_t block, uint64_t keep, const std::vector<PendingPixel>& rest, int64_t rest_count,
                   const uint8_t* image, uint8_t* y) const;
 
