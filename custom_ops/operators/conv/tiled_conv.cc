@@ -7,11 +7,11 @@ namespace onnxpred {
 namespace {
 
 // Phase 2 works on chunks of channels of a group, so that their weights stay in L2 while the
-// chunk's windows are visited: the most channels, up to kMaxChunkChannels, whose weights take at
-// most kChunkWeightBytes, and at least kMinChunkChannels. More channels make larger groups of
-// channels that share a run's windows (fewer short gather tiles): 128 against 64 channels ran
-// 1-2% faster at k = 2 on 128-channel 3x3 layers (576 KiB of weights) and no faster at 256 (1.1 MiB).
-// Multiples of every dense block size.
+// chunk's windows are visited: kMaxChunkChannels where their weights take at most
+// kChunkWeightBytes, else kMinChunkChannels. More channels make larger groups of channels that
+// share a run's windows (fewer short gather tiles): 128 against 64 channels ran 1-2% faster at
+// k = 2 on 128-channel 3x3 layers (576 KiB of weights) and no faster at 256 (1.1 MiB); 32 at 512
+// input channels (to fit L2) ran no faster either. Multiples of every dense block size.
 constexpr int64_t kMinChunkChannels = 64;
 constexpr int64_t kMaxChunkChannels = 128;
 constexpr int64_t kChunkWeightBytes = 640 << 10;
@@ -29,7 +29,8 @@ constexpr int64_t kMaxRunWindows = 3;
 constexpr int64_t kHorizontalSumCost = 16;
 constexpr int64_t kMaxGatherPercent = 90;
 // A gather tile vectorises each run of the reduction; a run shorter than this many vectors (a
-// 3-channel stem's 9 floats) leaves its lanes mostly empty, and the rest is computed densely.
+// 3-channel stem's 9 floats) leaves its lanes mostly empty: such a layer is computed in one dense
+// pass instead.
 constexpr int64_t kMinGatherRunVectors = 2;
 // A sample task spans enough bands for this many dense tiles, so that the last tile's padding
 // stays a small share of the work on small feature maps.
