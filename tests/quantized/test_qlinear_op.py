@@ -185,6 +185,21 @@ def test_the_result_does_not_depend_on_the_thread_count():
         np.testing.assert_array_equal(a, b_)
 
 
+def test_one_session_shared_by_threads_gives_each_its_result():
+    """Each calling thread keeps its own input copy between calls: concurrent runs do not mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(4)
+    layers = [random_layer(rng, np.uint8, 24, 40, 3, 15, 15 + i) for i in range(4)]
+    _, w, b, params = layers[0]
+    session = onnxpred.session(qlinear_model(w, params, b, pads=[1, 1, 1, 1], window=2), intra_op_num_threads=2)
+    inputs = [layer[0] for layer in layers] * 4
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda x: session.run(None, {"x": x})[0], inputs))
+    for x, y in zip(inputs, results):
+        np.testing.assert_array_equal(y, reference(x, w, params, b, pads=[1, 1, 1, 1], window=2)[0])
+
+
 # --- Window 1 against onnxruntime's int8 convolution ---------------------------------------------------
 
 
