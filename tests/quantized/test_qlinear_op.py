@@ -109,7 +109,7 @@ LAYERS = [
 
 @pytest.mark.parametrize("window", [1, 2, 3, 4])
 @pytest.mark.parametrize("layer", LAYERS, ids=[layer[0] for layer in LAYERS])
-def test_every_path_equals_the_reference(kernel_path, layer, window):
+def test_every_path_equals_the_reference(int8_kernel_path, layer, window):
     _, in_channels, out_channels, kernel, height, width, conv = layer
     rng = np.random.default_rng([window, in_channels, out_channels])
     margins = itertools.cycle([0.0, 0.25, 2.0])
@@ -127,7 +127,7 @@ def test_every_path_equals_the_reference(kernel_path, layer, window):
             assert expected_counters[op.COUNTER_NAMES.index("predicted")] > 0  # the data exercises prediction
 
 
-def test_int8_output_and_extreme_zero_points_on_every_path(kernel_path):
+def test_int8_output_and_extreme_zero_points_on_every_path(int8_kernel_path):
     """Y of the other type than x, y_zero_point at the type's maximum (every output is the clamp value),
     and accumulators beyond 2**24, where the int32 -> float32 conversion rounds."""
     rng = np.random.default_rng(7)
@@ -146,7 +146,7 @@ def test_int8_output_and_extreme_zero_points_on_every_path(kernel_path):
     assert np.abs(acc).max() > 2**24
 
 
-def test_ties_round_to_even_on_every_path(kernel_path):
+def test_ties_round_to_even_on_every_path(int8_kernel_path):
     """s = 0.5 puts every odd acc on a tie (k + 0.5): each path and onnxruntime round it to even."""
     rng = np.random.default_rng(9)
     x, w, b, params = random_layer(rng, np.uint8, 8, 20, 3, 8, 30, bias_spread=200)
@@ -213,7 +213,7 @@ def onnxruntime_all(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("x_type", [np.uint8, np.int8])
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
-def test_window_1_equals_onnxruntimes_qlinearconv(kernel_path, x_type, per_channel):
+def test_window_1_equals_onnxruntimes_qlinearconv(int8_kernel_path, x_type, per_channel):
     """Y = max(QLinearConv, y_zero_point) bit for bit: the requantization is onnxruntime's."""
     rng = np.random.default_rng([per_channel, x_type == np.int8])
     for in_channels, kernel, conv in ((24, 3, dict(pads=[1, 1, 1, 1])), (40, 3, dict(strides=[2, 2])),
