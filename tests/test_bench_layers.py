@@ -1,11 +1,20 @@
-"""bench-layers builds inputs with the predicted share it states, for any pattern and margin."""
+"""bench-layers builds inputs with the predicted share it states, for any pattern and margin; its clocks and
+--against time what they say."""
 
 from __future__ import annotations
 
+import shutil
+import time
+from pathlib import Path
+
 import pytest
 
-from onnxpred import reference
+from onnxpred import library_path, reference
+from onnxpred.bench import layers
 from onnxpred.bench.layers import LayerShape, layer_inputs, predictive_model
+from onnxpred.bench.timing import time_sessions_in_turn
+from onnxpred.cli import main
+from onnxpred.errors import EXIT_INPUT, EXIT_USAGE
 from onnxpred.runtime import session
 
 
@@ -20,3 +29,78 @@ def test_layer_inputs_trigger_the_stated_share_of_windows(pattern, margin):
     triggered = round(share * 16) * layer.out_channels
     assert counters[1] == triggered * samples  # zero_diag
     assert counters[2] == triggered * (window**2 - samples)  # predicted
+
+
+class _Sleeper:
+    """A stand-in session whose run takes wall-clock time but almost no CPU time."""
+
+    def run(self, outputs, feeds):
+        time.sleep(0.02)
+
+
+class _Spinner:
+    """A stand-in session whose run keeps the calling thread busy, its first run longest."""
+
+    def __init__(self):
+        self.runs = 0
+
+    def run(self, outputs, feeds):
+        seconds = 0.03 if self.runs == 0 else 0.01
+        self.runs += 1
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+
+def test_the_cpu_clock_counts_the_calling_threads_work_and_takes_the_minimum():
+    wall_sleep, wall_spin = time_sessions_in_turn([_Sleeper(), _Spinner()], [{}], repeats=3, clock="wall")
+    cpu_sleep, cpu_spin = time_sessions_in_turn([_Sleeper(), _Spinner()], [{}], repeats=3, clock="cpu")
+    assert wall_sleep >= 20 and cpu_sleep < 5
+    assert 10 <= cpu_spin < 20  # the minimum: the 30 ms first run is not it
+
+
+def test_the_cpu_clock_is_refused_with_more_than_one_thread(capsys):
+    assert main(["bench-layers", "--clock", "cpu", "--threads", "1,2"]) == EXIT_USAGE
+    assert "--clock cpu needs --threads 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench-layers", "--clock", "gpu"])
+
+
+@pytest.mark.parametrize("contents, message", [(None, "no such file"), (b"not ELF", "not an onnxpred op library")])
+def test_against_refuses_what_is_not_an_op_library(tmp_path, capsys, contents, message):
+    library = tmp_path / "lib.so"
+    if contents is not None:
+        library.write_bytes(contents)
+    assert main(["bench-layers", "--against", str(library)]) == EXIT_INPUT
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def library_copy_mapped_while_timing(tmp_path, monkeypatch, module) -> tuple[Path, list[bool]]:
+    """A copy of the installed library at another path (loaded again, as a second build would be), and a
+    list that gets, each time ``module`` times its sessions, whether the copy is mapped into this process."""
+    copy = tmp_path / "copy.so"
+    shutil.copyfile(library_path(), copy)
+    mapped = []
+
+    def timed(sessions, *args):
+        mapped.append(str(copy) in Path("/proc/self/maps").read_text())
+        return time_sessions_in_turn(sessions, *args)
+
+    monkeypatch.setattr(module, "time_sessions_in_turn", timed)
+    return copy, mapped
+
+
+def test_against_times_a_second_copy_of_the_library_in_turn(tmp_path, capsys, monkeypatch):
+    copy, mapped_while_timing = library_copy_mapped_while_timing(tmp_path, monkeypatch, layers)
+    assert main(["bench-layers", "--models", "resnet18", "--layer", "layer4", "-k", "3", "--shares", "0.5",
+                 "--clock", "cpu", "--repeats", "3", "--against", str(copy)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "clock cpu" in lines[0] and str(copy) in lines[1]
+    assert lines[2].split()[-2:] == ["ms", "ratio"]
+    rows = [line.split() for line in lines[4:]]
+    assert [row[1] for row in rows] == ["layer4.0.conv1", "layer4"] and all(row[6] == "1" for row in rows)
+    for row in rows:
+        predictive_ms, against_ms, ratio = float(row[8]), float(row[-2]), float(row[-1])
+        assert ratio == pytest.approx(against_ms / predictive_ms, rel=0.05) and 0.5 < ratio < 2
+    assert mapped_while_timing == [True, True]  # its own mapping beside the installed library's

@@ -1,12 +1,21 @@
-"""The per-layer table of `onnxpred bench` attributes the original's fused nodes to their layers."""
+"""The per-layer table of `onnxpred bench` attributes the original's fused nodes to their layers; --clock and
+--against add what they say."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
+from test_bench_layers import library_copy_mapped_while_timing
+from test_cli_rewrite import tiny_classifier
 
+from onnxpred.bench import model as bench_model
 from onnxpred.bench.model import profile_node_times, original_layer_times
+from onnxpred.cli import main
+from onnxpred.errors import EXIT_INPUT, EXIT_USAGE
 from onnxpred.evaluation.evaluate import eligible_layers
 from onnxpred.rewriter.api import rewrite_with_summary
 
@@ -49,3 +58,37 @@ def test_every_layer_of_a_residual_block_gets_its_original_and_predictive_time(t
     assert all(predictive_nodes.get(layer.name, 0) > 0 for layer in layers), sorted(predictive_nodes)
     # Each original node is counted once: the two layers together take no more than the whole graph.
     assert sum(original_us) <= sum(original_nodes.values())
+
+
+@pytest.fixture
+def classifier_path(tmp_path):
+    path = tmp_path / "tiny.onnx"
+    onnx.save_model(tiny_classifier(), path)
+    return path
+
+
+def test_bench_against_a_copy_of_the_library_prints_both_and_their_ratio(classifier_path, tmp_path, capsys,
+                                                                          monkeypatch):
+    copy, mapped_while_timing = library_copy_mapped_while_timing(tmp_path, monkeypatch, bench_model)
+    assert main(["bench", str(classifier_path), "-k", "2", "--images", "2", "--repeats", "2", "--clock", "cpu",
+                 "--against", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "1 thread(s)" in out and "2 thread(s)" not in out  # --clock cpu: one thread unless told
+    assert "end to end by the calling thread's CPU time" in out
+    header = next(line for line in out.splitlines() if line.startswith("layer "))
+    assert header.split()[-3:] == ["against", "µs", "ratio"]
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("conv")}
+    assert sorted(rows) == ["conv1", "conv2"] and all(float(row[-1]) > 0 for row in rows.values())
+    end_to_end = re.search(r"rewritten ([\d.]+) ms.*; against ([\d.]+) ms, ratio ([\d.]+)", out)
+    assert end_to_end and float(end_to_end[3]) > 0
+    assert mapped_while_timing == [True]
+
+
+@pytest.mark.parametrize("arguments, code, message", [
+    (["--clock", "cpu", "--threads", "2"], EXIT_USAGE, "--clock cpu needs --threads 1"),
+    (["--threads", "one"], EXIT_USAGE, "--threads expects integers"),
+    (["--against", "missing.so"], EXIT_INPUT, "--against missing.so: no such file"),
+])
+def test_bench_refuses_bad_comparison_options(classifier_path, capsys, arguments, code, message):
+    assert main(["bench", str(classifier_path), *arguments]) == code
+    assert message in capsys.readouterr().err

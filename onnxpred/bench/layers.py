@@ -19,8 +19,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .. import op
 from ..reference import sampling_pattern
-from ..runtime import quiet_options, session
-from .timing import time_in_turn
+from ..runtime import session
+from .libraries import bench_options, bench_session
+from .timing import time_sessions_in_turn
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,16 @@ class LayerTiming:
     macs_dense: int
     macs_executed: int
     predicted_share: float  # measured: predicted outputs / outputs
+    against_ms: Optional[float] = None  # PredictiveConv with the --against library
 
     @property
     def speedup(self) -> float:
         return self.onnxruntime_ms / self.predictive_ms
+
+    @property
+    def against_ratio(self) -> float:
+        """The --against library's time over the installed one's (below 1: it is faster)."""
+        return self.against_ms / self.predictive_ms
 
     @property
     def efficiency(self) -> float:
@@ -233,9 +240,12 @@ def _sampled_window_max(pre: np.ndarray, pattern: np.ndarray) -> np.ndarray:
 
 
 def time_layer(layer: LayerShape, window: int, share: float, threads: int, repeats: int = 10,
-               pattern: str = "diagonal", margin: float = 0.0, int8: bool = False) -> LayerTiming:
+               pattern: str = "diagonal", margin: float = 0.0, int8: bool = False, clock: str = "wall",
+               against: Optional[str] = None) -> LayerTiming:
     """One layer against onnxruntime's Conv+Relu, or with ``int8`` its QLinearConv against
-    PredictiveQLinearConv (the float inputs quantized, :class:`QuantizedLayer`; ``margin`` in real units)."""
+    PredictiveQLinearConv (the float inputs quantized, :class:`QuantizedLayer`; ``margin`` in real units).
+    ``clock``: see :func:`time_sessions_in_turn`; ``against``: another op library's path, whose
+    PredictiveConv is timed in turn with the other two."""
     x, w, b = layer_inputs(layer, window, share, pattern=pattern, margin=margin)
     if int8:
         quantized = QuantizedLayer.of(layer, x, w, b)
@@ -244,19 +254,23 @@ def time_layer(layer: LayerShape, window: int, share: float, threads: int, repea
         x = quantized.x
     else:
         models = (conv_relu_model(layer, w, b), predictive_model(layer, w, b, window, pattern=pattern, margin=margin))
-    dense, predictive = (session(model, **quiet_options(threads)) for model in models)
+    sessions = [bench_session(model, bench_options(threads)) for model in models]
+    if against:
+        sessions.append(bench_session(models[1], bench_options(threads, against)))
     feeds = {"X": x}
-    _, counters = predictive.run(None, feeds)
+    _, counters = sessions[1].run(None, feeds)
     stats = dict(zip(op.COUNTER_NAMES, counters.tolist()))
-    dense.run(None, feeds)
-    dense_ms, predictive_ms = time_in_turn(dense, predictive, [feeds], repeats)
+    for other in [sessions[0], *sessions[2:]]:  # a first run each, as the predictive session's above
+        other.run(None, feeds)
+    dense_ms, predictive_ms, *against_ms = time_sessions_in_turn(sessions, [feeds], repeats, clock)
     return LayerTiming(layer, window, share, threads, dense_ms, predictive_ms, stats["macs_dense"],
-                       stats["macs_executed"], stats["predicted"] / stats["outputs"])
+                       stats["macs_executed"], stats["predicted"] / stats["outputs"], *against_ms)
 
 
 def run_layer_benchmark(models: Sequence[str], windows: Sequence[int], shares: Sequence[float],
                         threads: Sequence[int], repeats: int = 10, layer_filter: Optional[str] = None,
-                        pattern: str = "diagonal", margin: float = 0.0, int8: bool = False):
+                        pattern: str = "diagonal", margin: float = 0.0, int8: bool = False, clock: str = "wall",
+                        against: Optional[str] = None):
     """Yields one LayerTiming per (model layer, window, share, thread count)."""
     for model in models:
         for layer in MODEL_LAYERS[model]:
@@ -265,4 +279,5 @@ def run_layer_benchmark(models: Sequence[str], windows: Sequence[int], shares: S
             for window in windows:
                 for share in shares if window > 1 else [0.0]:
                     for n_threads in threads:
-                        yield model, time_layer(layer, window, share, n_threads, repeats, pattern, margin, int8)
+                        yield model, time_layer(layer, window, share, n_threads, repeats, pattern, margin, int8,
+                                                clock, against)

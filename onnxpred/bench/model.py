@@ -27,8 +27,9 @@ from .. import op
 from ..datasets import PreprocessingSpec, batches, load_dataset
 from ..evaluation.evaluate import EligibleLayer, eligible_layers
 from ..rewriter.api import rewrite_with_summary
-from ..runtime import quiet_options, session, session_options
-from .timing import time_in_turn
+from ..runtime import session
+from .libraries import bench_options, bench_session
+from .timing import time_sessions_in_turn
 
 # Layout conversions onnxruntime inserts: NCHWc reorders (float), Transposes to and from NHWC (int8).
 REORDER_OPS = ("ReorderInput", "ReorderOutput", "Transpose")
@@ -41,10 +42,16 @@ class LayerTime:
     predictive_us: float
     macs_dense: int
     macs_executed: int
+    against_us: Optional[float] = None  # PredictiveConv with the --against library
 
     @property
     def speedup(self) -> float:
         return self.original_us / self.predictive_us if self.predictive_us else float("nan")
+
+    @property
+    def against_ratio(self) -> float:
+        """The --against library's time over the installed one's (below 1: it is faster)."""
+        return self.against_us / self.predictive_us if self.predictive_us else float("nan")
 
     @property
     def efficiency(self) -> float:
@@ -60,14 +67,21 @@ class ModelTiming:
     reorder_nodes: dict = field(default_factory=dict)  # model -> count of layout nodes (REORDER_OPS)
     reorder_us: float = 0.0  # time of the reorders in the rewritten model, per image
     peak_rss_mb: dict = field(default_factory=dict)
+    against_ms: Optional[float] = None  # the rewritten model with the --against library
 
     @property
     def speedup(self) -> float:
         return self.original_ms / self.predictive_ms
 
+    @property
+    def against_ratio(self) -> float:
+        """The --against library's time over the installed one's (below 1: it is faster)."""
+        return self.against_ms / self.predictive_ms
 
-def _options(threads: int, optimized_path: Optional[str] = None, profile_prefix: Optional[str] = None):
-    opts = session_options(**quiet_options(threads))
+
+def _options(threads: int, optimized_path: Optional[str] = None, profile_prefix: Optional[str] = None,
+             library: Optional[str] = None):
+    opts = bench_options(threads, library)
     if optimized_path:
         opts.optimized_model_filepath = optimized_path
     if profile_prefix:
@@ -76,16 +90,12 @@ def _options(threads: int, optimized_path: Optional[str] = None, profile_prefix:
     return opts
 
 
-def _session(model_path: str, opts):
-    import onnxruntime as ort
-
-    return ort.InferenceSession(model_path, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
-def profile_node_times(model_path: str, feeds_list, threads: int, workdir: str, tag: str) -> tuple[dict, Counter]:
-    """Mean kernel time per node (µs per image) and the op-type counts of the optimized graph."""
+def profile_node_times(model_path: str, feeds_list, threads: int, workdir: str, tag: str,
+                       library: Optional[str] = None) -> tuple[dict, Counter]:
+    """Mean kernel time per node (µs per image) and the op-type counts of the optimized graph, with the op
+    library ``library`` (None: the installed one)."""
     optimized = os.path.join(workdir, f"{tag}.optimized.onnx")
-    sess = _session(model_path, _options(threads, optimized, os.path.join(workdir, tag)))
+    sess = bench_session(model_path, _options(threads, optimized, os.path.join(workdir, tag), library))
     for feeds in feeds_list:
         sess.run(None, feeds)
     events = json.loads(Path(sess.end_profiling()).read_text())
@@ -121,8 +131,11 @@ def _peak_rss_mb(model_path: str, input_name: str, images: np.ndarray, threads: 
 
 
 def benchmark_model(model_path: str, window: int, data: Optional[str] = None, images: int = 8,
-                    threads: Sequence[int] = (1, 2), repeats: int = 3) -> list[ModelTiming]:
-    """Times ``model_path`` and its rewrite with ``window`` at each thread count."""
+                    threads: Sequence[int] = (1, 2), repeats: int = 3, clock: str = "wall",
+                    against: Optional[str] = None) -> list[ModelTiming]:
+    """Times ``model_path`` and its rewrite with ``window`` at each thread count, end to end by ``clock``
+    (:func:`time_sessions_in_turn`); with ``against`` (another op library's path) the rewrite with that
+    library too, in turn with the other two."""
     model = onnx.load(model_path)
     rewritten, _ = rewrite_with_summary(model, window=window, expose_counters=True)
     spec = PreprocessingSpec.from_model(model)
@@ -137,15 +150,19 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
         layers = eligible_layers(rewritten)
         layer_macs = _layer_macs(predictive_path, layers, feeds_list)
         for n_threads in threads:
-            original_ms, predictive_ms = time_in_turn(
-                _session(model_path, _options(n_threads)), _session(predictive_path, _options(n_threads)),
-                feeds_list, repeats)
+            timed = [(model_path, None), (predictive_path, None)] + ([(predictive_path, against)] if against else [])
+            sessions = [bench_session(path, _options(n_threads, library=library)) for path, library in timed]
+            original_ms, predictive_ms, *against_ms = time_sessions_in_turn(sessions, feeds_list, repeats, clock)
             original_nodes, original_ops = profile_node_times(model_path, feeds_list, n_threads, workdir, "original")
             predictive_nodes, predictive_ops = profile_node_times(predictive_path, feeds_list, n_threads, workdir, "rewritten")
-            timing = ModelTiming(n_threads, original_ms, predictive_ms)
+            against_nodes = {}
+            if against:
+                against_nodes, _ = profile_node_times(predictive_path, feeds_list, n_threads, workdir, "against", against)
+            timing = ModelTiming(n_threads, original_ms, predictive_ms, against_ms=against_ms[0] if against else None)
             original_us = original_layer_times(model, layers, original_nodes)
             for layer, (dense, executed), us in zip(layers, layer_macs, original_us):
-                timing.layers.append(LayerTime(layer.name, us, predictive_nodes.get(layer.name, 0.0), dense, executed))
+                timing.layers.append(LayerTime(layer.name, us, predictive_nodes.get(layer.name, 0.0), dense, executed,
+                                               against_nodes.get(layer.name, 0.0) if against else None))
             timing.reorder_nodes = {"original": sum(original_ops[o] for o in REORDER_OPS),
                                     "rewritten": sum(predictive_ops[o] for o in REORDER_OPS)}
             timing.reorder_us = layout_us(predictive_nodes)

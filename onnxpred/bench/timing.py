@@ -1,4 +1,4 @@
-"""Timing two onnxruntime sessions fairly against each other in one process."""
+"""Timing onnxruntime sessions fairly against each other in one process."""
 
 from __future__ import annotations
 
@@ -6,16 +6,41 @@ import statistics
 import time
 from typing import Sequence
 
+# wall: elapsed time, median over runs, right at any thread count but swayed by other processes.
+# cpu: the calling thread's CPU time, minimum over runs: steadier on a shared machine, but only right at
+# 1 intra-op thread, where onnxruntime runs every kernel on the calling thread (its pool threads' time
+# is not the caller's).
+CLOCKS = ("wall", "cpu")
+
+
+def check_clock(clock: str, threads: Sequence[int]) -> None:
+    """ValueError unless ``clock`` can time sessions of every thread count in ``threads``."""
+    if clock not in CLOCKS:
+        raise ValueError(f"--clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    if clock == "cpu" and any(n != 1 for n in threads):
+        raise ValueError("--clock cpu needs --threads 1: it reads the calling thread's CPU time, which misses "
+                         f"the time of onnxruntime's worker threads (got --threads {','.join(map(str, threads))})")
+
+
+def time_sessions_in_turn(sessions: Sequence, feeds_list: Sequence[dict], repeats: int,
+                          clock: str = "wall") -> list[float]:
+    """Milliseconds per run of each session, run one after the other for every input so all see the same
+    machine. wall: the median over all runs; cpu: per input the minimum over ``repeats``, averaged over
+    the inputs (a rewritten model's time depends on its input)."""
+    read = time.thread_time if clock == "cpu" else time.perf_counter
+    times = [[[] for _ in feeds_list] for _ in sessions]  # [session][input] -> seconds of each repeat
+    for _ in range(repeats):
+        for index, feeds in enumerate(feeds_list):
+            for session, session_times in zip(sessions, times):
+                start = read()
+                session.run(None, feeds)
+                session_times[index].append(read() - start)
+    if clock == "cpu":
+        return [statistics.fmean(min(runs) for runs in session_times) * 1e3 for session_times in times]
+    return [statistics.median(t for runs in session_times for t in runs) * 1e3 for session_times in times]
+
 
 def time_in_turn(first, second, feeds_list: Sequence[dict], repeats: int) -> tuple[float, float]:
-    """Median milliseconds per run of each session, run alternately so both see the same machine."""
-    first_times, second_times = [], []
-    for _ in range(repeats):
-        for feeds in feeds_list:
-            start = time.perf_counter()
-            first.run(None, feeds)
-            first_times.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            second.run(None, feeds)
-            second_times.append(time.perf_counter() - start)
-    return statistics.median(first_times) * 1e3, statistics.median(second_times) * 1e3
+    """Median wall-clock milliseconds per run of two sessions, run alternately."""
+    first_ms, second_ms = time_sessions_in_turn([first, second], feeds_list, repeats)
+    return first_ms, second_ms
