@@ -180,6 +180,12 @@ QuantConv::QuantConv(const QuantCall& call)
   bands_per_task_ = std::clamp<int64_t>(kTaskPixels / (k_ * g.out_width), 1, bands_);
   tasks_per_image_ = CeilDiv(bands_, bands_per_task_);
   const int64_t stride = call.weights.groups * 4;
+  // Both in tenths of a dense tile's multiply-add vector, per output.
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  const bool bytes = call.tiles.layout == QuantInputLayout::kBiasedBytes;
+  const int64_t vector_bytes = call.tiles.gather_channels * (bytes ? 1 : 2);
+  gathered_cost_ = kGatherVectorCost * taps * call.weights.chunks + kGatherOutputCost;
+  dense_cost_ = 10 * taps * stride / vector_bytes + kDenseOutputCost;
   for (int64_t i = 0; i < g.kernel_h; ++i)
     for (int64_t j = 0; j < g.kernel_w; ++j)
       tap_offsets_.push_back((i * g.dilation_h * g.padded_width() + j * g.dilation_w) * stride);
@@ -352,9 +358,10 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       const int64_t c0 = b % windows_ * k_, c1 = std::min(c0 + k_, g.out_width);
       const int64_t band_r0 = r0 + b / windows_ * k_, band_r1 = std::min(band_r0 + k_, g.out_height);
       const uint64_t keep = keeps[static_cast<size_t>(b * blocks_ + block)];
-      // A few kept channels are gathered; more are computed with the whole block (and audit checks
-      // every predicted output that way).
-      const bool gathered = keep != 0 && !call_.audit && __builtin_popcountll(keep) * kGatherCost < valid;
+      // The kept channels are gathered where that costs less than the whole block (audit computes
+      // the block, to check every predicted output).
+      const bool gathered =
+          keep != 0 && !call_.audit && __builtin_popcountll(keep) * gathered_cost_ < valid * dense_cost_;
       const bool computed = (keep != 0 || call_.audit) && !gathered;
       int64_t rest_count = 0;
       for (int64_t r = band_r0; r < band_r1; ++r)

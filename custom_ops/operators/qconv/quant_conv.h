@@ -80,15 +80,27 @@ class QuantConv {
 
   // A task of a small plane takes whole bands up to about this many outputs.
   static constexpr int64_t kTaskPixels = 36;
-  // A gathered output costs about this many of a tile's (reductions along the lanes, a sum at the
-  // end): a window's rest is gathered when it keeps fewer than 1/kGatherCost of a block's channels.
-  static constexpr int64_t kGatherCost = 2;
+  // A window's rest is gathered when kept channels x gathered_cost_ < the block's channels x
+  // dense_cost_, per output in tenths of a dense tile's multiply-add vector (64 MACs on AVX-512).
+  // A dense output costs its share of the tile's vectors plus kDenseOutputCost (epilogue, store);
+  // a gathered one a vector per tap and chunk of gather_channels (a 3-channel stem's 27 MACs take 9
+  // vectors), each kGatherVectorCost, plus kGatherOutputCost (horizontal sum, scalar requantization,
+  // its share of the calls' setup and part-filled tiles). Tiles alone (AVX-512, 1 thread): dense
+  // 0.83 ns a vector + 1.2 ns an output, gather 4 x 6 0.96 ns + 3.3 ns. In VGG-16 int8 at k = 3 the
+  // fixed part is larger, about 8 ns: it puts K = 576's break-even at half the block, the old rule,
+  // where 55% and 70% ran 5% and 12% slower; 61% at K = 1152 ran as 50% did (within 2%). So a
+  // window gathers below 9% kept at K = 27, 50% at 576, 61% at 1152, 70% at 2304 and 76% at 4608
+  // (where 63-81% ran alike, 50% 13% slower). The AVX2 gather tiles cost 1.4 dense vectors a vector.
+  static constexpr int64_t kDenseOutputCost = 14;
+  static constexpr int64_t kGatherVectorCost = 12;
+  static constexpr int64_t kGatherOutputCost = 100;
 
   const QuantCall& call_;
   int64_t k_, bands_, windows_, blocks_;  // per image: bands of k rows, windows per band, channel blocks
   int64_t bands_per_task_, tasks_per_image_;
   std::vector<bool> dense_rows_;  // [k]: row i of a window is all samples, on a plane wide enough
   std::vector<int64_t> tap_offsets_;
+  int64_t gathered_cost_, dense_cost_;  // per output, see kGatherOutputCost
 };
 
 }  // namespace onnxpred
