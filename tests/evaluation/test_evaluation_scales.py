@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from conftest import PADS
+from onnx import helper
 
 import onnxpred
 from onnxpred import reference
@@ -20,9 +20,11 @@ def test_standard_deviations_are_those_of_the_activations_inputs(tiny_net, tiny_
     assert preactivation_tensors(original, rewritten) == {"conv1": "conv1", "conv2": "conv2"}
     sd = preactivation_sd(original, rewritten, load_dataset(tiny_data[0]), PreprocessingSpec.from_model(original),
                           batch_size=3)
+    pads = {node.name: helper.get_attribute_value(next(a for a in node.attribute if a.name == "pads"))
+            for node in original.graph.node if node.op_type == "Conv"}
     x, expected = tiny_pixels, {}
     for name, (w, b) in zip(("conv1", "conv2"), tiny_net.weights):
-        p = reference.conv2d(x, w, b, reference.ConvAttributes(pads=PADS))
+        p = reference.conv2d(x, w, b, reference.ConvAttributes(pads=tuple(pads[name])))
         expected[name] = float(p.std())
         x = np.maximum(p, 0).astype(np.float32)
     assert sd == pytest.approx(expected, rel=1e-6)

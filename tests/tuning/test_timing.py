@@ -12,15 +12,15 @@ from onnxpred.quantization import quantize
 from onnxpred.rewriter.api import rewrite
 from onnxpred.tuning.timing import Timer
 
-from conftest import SIZE
-
 
 @pytest.mark.parametrize("quantized", [False, True])
 def test_a_layer_is_timed_in_both_models(small_net, small_data, tmp_path, quantized):
     original = quantize(small_net, small_data, calibration_images=4) if quantized else onnx.load(small_net)
     rewritten = rewrite(original, window=2)
     layer = eligible_layers(rewritten)[0]
-    timer = Timer([{"input": np.random.default_rng(0).normal(size=(1, 3, SIZE, SIZE)).astype(np.float32)}], repeats=2)
+    _, channels, height, width = (d.dim_value for d in original.graph.input[0].type.tensor_type.shape.dim)
+    image = np.random.default_rng(0).normal(size=(1, channels, height, width)).astype(np.float32)
+    timer = Timer([{"input": image}], repeats=2)
     try:
         timed = timer.layer(original, rewritten, layer, threads=1, skipped_macs=1.0)
     finally:
