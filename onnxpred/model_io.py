@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import onnx
@@ -85,6 +85,12 @@ def payload_bytes(model: onnx.ModelProto) -> int:
     """Bytes of the initializers' values, from their shapes: ``ByteSize`` fails on models over 2 GB,
     and reading ``raw_data`` would copy it."""
     return sum(tensor_bytes(tensor) for tensor in model.graph.initializer)
+
+
+def needs_external_data(model: onnx.ModelProto, inputs: Sequence[Path] = ()) -> bool:
+    """Whether ``model`` is written with its tensors in a data file beside it: when it is too large for one
+    protobuf (over ~2 GB), or when ``inputs``, the files of the model it came from, had such a file."""
+    return len(inputs) > 1 or payload_bytes(model) > LARGE_MODEL_BYTES
 
 
 def tensor_bytes(tensor: onnx.TensorProto) -> int:
@@ -207,7 +213,7 @@ def save_model(
     path = Path(path)
     check_output_path(path, protected)
     if external_data is None:
-        external_data = payload_bytes(model) > LARGE_MODEL_BYTES
+        external_data = needs_external_data(model)
     with staged_output(path) as staged:
         write_model(model, staged, external_data=external_data)
     return path

@@ -21,7 +21,7 @@ import onnx
 
 from .datasets import LabelledImage, PreprocessingSpec, batches, load_dataset
 from .errors import UnsupportedModelError, UserError
-from .model_io import LARGE_MODEL_BYTES, load_model, payload_bytes, write_model
+from .model_io import load_model, needs_external_data, write_model
 from .runtime import ModelLike
 from .validation import first_line, onnxruntime_errors
 
@@ -89,7 +89,7 @@ def quantize(model: ModelLike, data=None, *, calibration_images: int = DEFAULT_C
 
     with tempfile.TemporaryDirectory(prefix="onnxpred-quantize-") as folder:
         source, prepared, target = (Path(folder) / name for name in ("float.onnx", "prepared.onnx", "int8.onnx"))
-        large = payload_bytes(original) > LARGE_MODEL_BYTES  # protobuf's limit: tensors in a data file
+        large = needs_external_data(original)
         write_model(original, source, external_data=large)
         try:
             with _quiet_quantizer():

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from ..model_io import LARGE_MODEL_BYTES, check_output_path, model_files, payload_bytes, staged_output, write_model
+from ..model_io import check_output_path, model_files, needs_external_data, staged_output, write_model
 from ..quantization import DEFAULT_CALIBRATION_IMAGES, quantize
 from .report import positive_int
 
@@ -40,7 +40,7 @@ def run(args) -> int:
     output = args.output or default_output(args.model)
     check_output_path(output, model_files(args.model))  # before the work, not after it
     quantized = quantize(args.model, args.data, calibration_images=args.calibration_images)
-    external_data = payload_bytes(quantized) > LARGE_MODEL_BYTES
+    external_data = needs_external_data(quantized)
     with staged_output(output) as staged:
         write_model(quantized, staged, external_data=external_data)
     ops = Counter(node.op_type for node in quantized.graph.node)

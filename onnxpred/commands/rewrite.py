@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import op
 from ..errors import InputError, UserError
 from ..evaluation.scales import layer_scales
-from ..model_io import LARGE_MODEL_BYTES, check_output_path, model_files, payload_bytes, staged_output, write_model
+from ..model_io import check_output_path, model_files, needs_external_data, staged_output, write_model
 from ..rewriter.api import rewrite_with_summary
 from ..rewriter.selection import Predictor, margins_in_sd
 from ..validation import validate
@@ -97,7 +97,7 @@ def run(args) -> int:
         print(f"no eligible Conv->activation layer in {args.model}: nothing written "
               "(--write-unchanged writes the model anyway)")
         return 0
-    external_data = len(inputs) > 1 or payload_bytes(model) > LARGE_MODEL_BYTES
+    external_data = needs_external_data(model, inputs)
     with staged_output(output) as staged:
         write_model(model, staged, external_data=external_data)
         del model  # validation loads what it needs; a large model should not stay in memory twice

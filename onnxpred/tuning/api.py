@@ -473,7 +473,7 @@ def write_outputs(result: TuneResult, model_path: Path, output: Optional[Path] =
     ``write_unchanged`` when nothing was."""
     import json
 
-    from ..model_io import LARGE_MODEL_BYTES, check_output_path, model_files, payload_bytes, staged_output
+    from ..model_io import check_output_path, model_files, needs_external_data, staged_output
     from ..model_io import write_model as write_model_file
     from ..model_io import write_text
     from ..validation import validate
@@ -487,7 +487,7 @@ def write_outputs(result: TuneResult, model_path: Path, output: Optional[Path] =
     if write_model and model is not None:
         check_output_path(model_out, inputs)
         check_output_path(map_out, inputs)
-        external = len(inputs) > 1 or payload_bytes(model) > LARGE_MODEL_BYTES
+        external = needs_external_data(model, inputs)
         with staged_output(model_out) as staged:
             write_model_file(model, staged, external_data=external)
             if result.model is not None:
