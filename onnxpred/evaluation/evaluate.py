@@ -100,6 +100,11 @@ class AccuracyTally:
         self.kl_sum += float(softmax_kl(reference_logits, logits).sum())
 
     @property
+    def changed(self) -> int:
+        """Images whose top-1 class differs from the original's."""
+        return self.images - self.agreement
+
+    @property
     def mean_kl(self) -> float:
         return self.kl_sum / self.images if self.images else 0.0
 

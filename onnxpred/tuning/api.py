@@ -30,8 +30,8 @@ from ..rewriter.api import rewrite_with_summary
 from ..model_io import load_model
 from ..rewriter.selection import Margin, Predictor
 from ..runtime import quiet_options, session
-from .search import (METRICS, OBJECTIVES, Configuration, DropModel, Search, counted_macs, gain_of,
-                     lagrangian_path, metric_points)
+from .search import (METRICS, OBJECTIVES, Configuration, Search, counted_macs, gain_of, lagrangian_path,
+                     metric_points)
 from .sensitivity import measure_layers
 from .space import DEFAULT_MARGINS, DEFAULT_WINDOWS, SearchSpace, screen
 from .split import DEFAULT_CONFIRMATION_FRACTION, DEFAULT_SEED, split_images
@@ -301,7 +301,7 @@ def tune(
         "layers": _layer_entries(layers, screened, measured, config, dropped, gain, conv_macs),
         "window_map": window_map,
         "tuning": {"original": _accuracy(search.original_tally, agreement=False),
-                   "drop_model": (search.drop_model or DropModel.fit([], max_drop)).to_json(),
+                   "drop_model": search.drop_model.to_json(),
                    "configurations": [t.to_json(conv_macs) | {"chosen": best is not None and t is best}
                                       for t in search.tried]},
         "confirmation": None if confirmation is None else {

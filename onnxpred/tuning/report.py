@@ -104,9 +104,9 @@ def _confirmation_section(content: dict) -> list[Block]:
         blocks += [
             Heading("Confirmation (images the search never saw)"),
             Paragraph(f"{tuned['images']} images; 95% Wilson intervals. Drop of {_metric_name(content['metric'])}: "
-                      f"{confirmation['drop_points']:.2f} points{_fp32_drop_text(confirmation)}. MACs are shares of all Conv layers' dense MACs: of "
-                      "the predicted outputs, and the ones the kernels actually skipped (they compute some predicted "
-                      "outputs anyway where skipping would be slower)."),
+                      f"{confirmation['drop_points']:.2f} points{_fp32_drop_text(confirmation)}. MACs are shares of "
+                      "all Conv layers' dense MACs: of the predicted outputs, and the ones the kernels actually "
+                      "skipped (they compute some predicted outputs anyway where skipping would be slower)."),
             Table(["model", "top-1 [95% CI]", "top-1 agreement [95% CI]", "MACs predicted", "MACs skipped"], rows),
         ]
     if content["end_to_end"]:
@@ -211,8 +211,8 @@ def _method_section(content: dict) -> list[Block]:
                   "on all tuning images, narrowing on the last that keeps the budget as judged by the drop its "
                   "whole-model KL divergence predicts (drop ≈ β · KL, β pooled over the runs near the budget), "
                   "plus half that estimate's standard error: one run's own count of a few changed images is "
-                  "noisy, and the search would favour the runs whose count happened to be low. The window map beside "
-                  "the model holds the chosen settings with absolute margins (onnxpred rewrite --window-map)."),
+                  "noisy, and the search would favour the runs whose count happened to be low. The window map "
+                  "beside the model holds the chosen settings with absolute margins (onnxpred rewrite --window-map)."),
     ]
 
 

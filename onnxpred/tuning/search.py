@@ -103,9 +103,9 @@ class Tried:
     feasible: bool = False
 
     @property
-    def changed(self) -> int:
-        """Images whose top-1 class differs from the original's."""
-        return self.tally.images - self.tally.agreement
+    def judged_points(self) -> float:
+        """What the budget is held against: the estimated drop plus :data:`NOISE_WEIGHT` standard errors."""
+        return self.estimate_points + NOISE_WEIGHT * self.estimate_noise
 
     def to_json(self, conv_macs: Optional[int]) -> dict:
         return {"label": self.label, "layers": len(self.config),
@@ -119,7 +119,7 @@ class Tried:
                 "skipped_share_all_conv": self.skipped_macs / conv_macs if conv_macs else None,
                 "drop_points": self.drop_points, "noise_points": self.noise_points, "kl": self.kl,
                 "estimated_drop_points": self.estimate_points, "estimate_noise_points": self.estimate_noise,
-                "judged_drop_points": self.estimate_points + NOISE_WEIGHT * self.estimate_noise,
+                "judged_drop_points": self.judged_points,
                 "feasible": self.feasible}
 
 
@@ -134,7 +134,7 @@ def drop_noise(tally: AccuracyTally, metric: str) -> float:
     """Standard error of the drop of ``metric`` in points, from the images whose top-1 class changed: each
     changes the paired difference by at most one, so its variance is at most changed / n²."""
     trials = tally.labelled if metric == "top1" else tally.images
-    return 100.0 * math.sqrt(tally.images - tally.agreement) / trials if trials else float("inf")
+    return 100.0 * math.sqrt(tally.changed) / trials if trials else float("inf")
 
 
 def counted_macs(counters: np.ndarray, images: int) -> tuple[float, float]:
@@ -150,10 +150,10 @@ class DropModel:
 
     β is the pooled ratio Σ drop / Σ KL over the runs whose KL is at most :data:`CALIBRATION_REACH` times the
     KL at which the estimate reaches the budget (found by iterating from all runs); runs beyond that reach are
-    judged by their own count. Its relative standard
-    error is taken as 1/√(images changed, summed over those runs): the changed images are the events the
-    drop is counted from. ``points_per_kl`` is None when those runs show no drop (nothing to calibrate with),
-    as when a model's softmax is so flat that its KL divergence says nothing about its top-1 class.
+    judged by their own count. Its relative standard error is taken as 1/√(images changed, summed over those
+    runs): the changed images are the events the drop is counted from. ``points_per_kl`` is None when those
+    runs show no drop (nothing to calibrate with), as when a model's softmax is so flat that its KL
+    divergence says nothing about its top-1 class.
     """
 
     points_per_kl: Optional[float]
@@ -175,7 +175,7 @@ class DropModel:
             if new_reach == reach:
                 break
             reach = new_reach
-        return cls(beta, reach, len(fitted), sum(t.changed for t in fitted))
+        return cls(beta, reach, len(fitted), sum(t.tally.changed for t in fitted))
 
     def judge(self, tried: "Tried") -> tuple[float, float]:
         """(estimated drop, its standard error) of one run, in points: from its KL within the reach, from
@@ -187,7 +187,8 @@ class DropModel:
 
     def to_json(self) -> dict:
         reach = self.reach_kl if math.isfinite(self.reach_kl) else None
-        return {"points_per_kl": self.points_per_kl, "reach_kl": reach, "runs": self.runs, "changed_images": self.changed}
+        return {"points_per_kl": self.points_per_kl, "reach_kl": reach, "runs": self.runs,
+                "changed_images": self.changed}
 
 
 @dataclass
@@ -204,7 +205,10 @@ class Search:
     tried: list = field(default_factory=list)
     original_tally: Optional[AccuracyTally] = None
     cut_short: bool = False  # the deadline stopped the narrowing
-    drop_model: Optional[DropModel] = None  # fitted on every run so far
+    drop_model: DropModel = field(init=False)  # fitted on every run so far
+
+    def __post_init__(self):
+        self.drop_model = DropModel.fit([], self.max_drop)
 
     def model_for(self, config: Configuration) -> onnx.ModelProto:
         """``base`` with the configuration's predictors (the other layers stay at window 1, exactly Conv)."""
@@ -231,7 +235,7 @@ class Search:
         self.drop_model = DropModel.fit(self.tried, self.max_drop)
         for tried in self.tried:
             tried.estimate_points, tried.estimate_noise = self.drop_model.judge(tried)
-            tried.feasible = tried.estimate_points + NOISE_WEIGHT * tried.estimate_noise <= self.max_drop + 1e-9
+            tried.feasible = tried.judged_points <= self.max_drop + 1e-9
 
     def best_on_path(self, path: Sequence[Configuration], deadline: float,
                      on_round: Optional[Callable[[int], object]] = None) -> Optional[Tried]:

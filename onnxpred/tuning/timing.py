@@ -5,8 +5,9 @@ Per layer, as ``onnxpred bench`` attributes it (:mod:`onnxpred.bench.model`): on
 gives each node's kernel time; in the original a Conv and its activation (or its int8 form) run as one
 fused node, attributed to the layer by :func:`onnxpred.bench.model.original_layer_times`. A model with
 only that layer rewritten also runs the layout nodes onnxruntime inserts around a custom op (NCHWc
-reorders; NHWC Transposes around int8 layers): their time beyond the original's is charged to the layer. End to end: both sessions run in turn on the same images
-(:func:`onnxpred.bench.timing.time_in_turn`), at every thread count asked.
+reorders; NHWC Transposes around int8 layers): their time beyond the original's is charged to the layer.
+End to end: both sessions run in turn on the same images (:func:`onnxpred.bench.timing.time_in_turn`), at
+every thread count asked.
 """
 
 from __future__ import annotations
