@@ -22,7 +22,7 @@ def _cpu_flags() -> set:
 
 _REQUIRED_FLAGS = {"avx2": {"avx2", "fma"}, "avx512": {"avx512f"}}
 # PredictiveQLinearConv's AVX-512 path multiplies with VNNI (vpdpbusd) and refuses a CPU without it.
-_REQUIRED_FLAGS_INT8 = {**_REQUIRED_FLAGS, "avx512": {"avx512f", "avx512_vnni"}}
+_REQUIRED_FLAGS_INT8 = {**_REQUIRED_FLAGS, "avx512": {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}}
 
 
 def _use_kernel(path: str, required: dict, monkeypatch) -> str:

@@ -16,7 +16,9 @@ namespace onnxpred {
 const QuantTileKernels& SelectQuantTileKernels(const std::string& request) {
 #if defined(ONNXPRED_X86_TILES)
   __builtin_cpu_init();
-  const bool has_vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
+  // The VNNI tiles' masked byte stores need AVX-512 BW and VL, which every VNNI CPU has.
+  const bool has_vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni") &&
+                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
   const bool has_avx2 = __builtin_cpu_supports("avx2");
   switch (ChooseIsa(request, has_vnni, has_avx2)) {
     case Isa::kAvx512:
@@ -98,7 +100,7 @@ int32_t ZeroThreshold(float scale, bool zero_point_is_max, float margin, float x
 namespace {
 
 // dst[j * dst_stride + i] = src[i * src_stride + j] ^ flip for i < rows, j < cols: the input copy's
-// NCHW -> NHWC and a dense output row's pixels x channels -> Y's planes.
+// NCHW -> NHWC, and a block's outputs pixels x channels -> Y's planes.
 void TransposeBytes(const uint8_t* src, int64_t src_stride, uint8_t* dst, int64_t dst_stride, int64_t rows,
                     int64_t cols, uint8_t flip) {
   int64_t whole_rows = 0, whole_cols = 0;
@@ -170,12 +172,6 @@ QuantConv::QuantConv(const QuantCall& call)
       windows_(CeilDiv(call.geometry.out_width, call.pattern.size)),
       blocks_(CeilDiv(call.geometry.out_channels, call.tiles.lanes)) {
   const ConvGeometry& g = call.geometry;
-  // Rows of whole tiles, mostly: narrower planes batch pixels across rows instead.
-  const bool wide = g.out_width >= 4 * kMaxQuantPixels;
-  for (int64_t i = 0; i < k_; ++i) {
-    const auto row = call.pattern.is_sample.begin() + i * k_;
-    dense_rows_.push_back(wide && std::all_of(row, row + k_, [](uint8_t sample) { return sample != 0; }));
-  }
   // Small planes put several bands in a task, so that its tiles are mostly full.
   bands_per_task_ = std::clamp<int64_t>(kTaskPixels / (k_ * g.out_width), 1, bands_);
   tasks_per_image_ = CeilDiv(bands_, bands_per_task_);
@@ -191,26 +187,30 @@ QuantConv::QuantConv(const QuantCall& call)
       tap_offsets_.push_back((i * g.dilation_h * g.padded_width() + j * g.dilation_w) * stride);
 }
 
-// Up to kMaxQuantPixels pixels for one tile call, with where each one's output goes.
+// Up to kMaxQuantPixels pixels for one tile call: where each one's input and output are, the
+// channels it stores, and its window.
 class QuantConv::PixelBatch {
  public:
   const uint8_t* pointers[kMaxQuantPixels];
-  PendingPixel pixels[kMaxQuantPixels];
+  uint8_t* outs[kMaxQuantPixels];
+  uint64_t store[kMaxQuantPixels];
+  int64_t windows[kMaxQuantPixels];
   int count = 0;
 
-  bool Add(const uint8_t* pointer, int64_t row, int64_t col, int64_t window) {
+  bool Add(const uint8_t* pointer, uint8_t* out, uint64_t store_lanes, int64_t window) {
     pointers[count] = pointer;
-    pixels[count++] = {row, col, window};
+    outs[count] = out;
+    store[count] = store_lanes;
+    windows[count++] = window;
     return count == kMaxQuantPixels;
   }
 };
 
-void QuantConv::GatherRest(int64_t block, uint64_t keep, const std::vector<PendingPixel>& rest, int64_t rest_count,
-                           const uint8_t* image, uint8_t* y) const {
+void QuantConv::GatherRest(int64_t block, uint64_t keep, const std::vector<PendingPixel>& rest,
+                           int64_t rest_count) const {
   const ConvGeometry& g = call_.geometry;
   const QuantTileKernels& tiles = call_.tiles;
   const QuantEpilogue& e = call_.epilogue;
-  const int64_t stride = call_.weights.groups * 4, plane = g.out_height * g.out_width;
   const QuantGather gather{tap_offsets_.data(), g.kernel_h * g.kernel_w, call_.weights.chunks};
   int64_t channels[64];
   int channel_count = 0;
@@ -220,10 +220,7 @@ void QuantConv::GatherRest(int64_t block, uint64_t keep, const std::vector<Pendi
   int32_t sums[kMaxQuantGatherChannels * kMaxQuantGatherPixels];
   for (int64_t p0 = 0; p0 < rest_count; p0 += tiles.gather_pixels) {
     const int pixel_count = static_cast<int>(std::min(tiles.gather_pixels, rest_count - p0));
-    for (int p = 0; p < pixel_count; ++p) {
-      const PendingPixel& px = rest[static_cast<size_t>(p0 + p)];
-      pixels[p] = image + (px.row * g.stride_h * g.padded_width() + px.col * g.stride_w) * stride;
-    }
+    for (int p = 0; p < pixel_count; ++p) pixels[p] = rest[static_cast<size_t>(p0 + p)].input;
     for (int c0 = 0; c0 < channel_count; c0 += kMaxQuantGatherChannels) {
       const int count = std::min(kMaxQuantGatherChannels, channel_count - c0);
       for (int c = 0; c < count; ++c) {
@@ -233,10 +230,9 @@ void QuantConv::GatherRest(int64_t block, uint64_t keep, const std::vector<Pendi
       for (int c = 0; c < count; ++c) {
         const int64_t m = block * tiles.lanes + channels[c0 + c];
         for (int p = 0; p < pixel_count; ++p) {
-          const PendingPixel& px = rest[static_cast<size_t>(p0 + p)];
           const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(sums[c * pixel_count + p]) +
                                                    static_cast<uint32_t>(e.offset[m]));
-          y[channels[c0 + c] * plane + px.row * g.out_width + px.col] = Requantize(acc, e.scale[m], e);
+          rest[static_cast<size_t>(p0 + p)].out[channels[c0 + c]] = Requantize(acc, e.scale[m], e);
         }
       }
     }
@@ -262,6 +258,10 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   auto pointer = [&](int64_t r, int64_t c) {
     return image + (r * g.stride_h * g.padded_width() + c * g.stride_w) * stride;
   };
+  // A block's outputs of the task's rows, pixel-major [pixel][lane] as the tiles write them, go to
+  // Y's planes in one transpose when the block is done.
+  std::vector<uint8_t> staged(static_cast<size_t>((r1 - r0) * g.out_width * lanes));
+  auto staged_at = [&](int64_t r, int64_t c) { return staged.data() + ((r - r0) * g.out_width + c) * lanes; };
 
   // Each window's samples and rest outputs inside the plane; a window without a sample keeps all.
   std::vector<int64_t> samples(static_cast<size_t>(windows), 0), rests(static_cast<size_t>(windows), 0);
@@ -280,18 +280,9 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     for (int64_t block = 0; samples[static_cast<size_t>(b)] == 0 && block < blocks_; ++block)
       keeps[static_cast<size_t>(b * blocks_ + block)] = lane_mask(block);
 
-  // With windows of several outputs, the task's rows start as y_zero_point, which predicted
-  // outputs keep: only computed outputs are stored.
-  if (k_ > 1) {
-    for (int64_t m = 0; m < g.out_channels; ++m) {
-      std::memset(call_.output + (n * g.out_channels + m) * plane + r0 * g.out_width, y_zero_point,
-                  static_cast<size_t>((r1 - r0) * g.out_width));
-    }
-  }
   PredictionCounters counters;
-  std::vector<uint8_t> dense_row(static_cast<size_t>(g.out_width * lanes));
   std::vector<PendingPixel> rest(static_cast<size_t>(k_ * k_));  // a window's rest outputs
-  uint8_t out[kMaxQuantPixels * 64];
+  uint8_t audited[kMaxQuantPixels * 64];  // audit: a batch's rest outputs, every channel
   uint64_t zero_bits[kMaxQuantPixels];
   for (int64_t block = 0; block < blocks_; ++block) {
     const int64_t first = block * lanes, valid = valid_lanes(block);
@@ -301,59 +292,54 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     tile.epilogue.offset += first;
     tile.epilogue.scale += first;
     tile.epilogue.threshold += first;
-    uint8_t* y = call_.output + (n * g.out_channels + first) * plane;
+    // With windows of several outputs, predicted outputs keep y_zero_point: only computed ones are stored.
+    if (k_ > 1) std::fill(staged.begin(), staged.end(), y_zero_point);
     PixelBatch batch;
-    // A sample's every channel is written and updates its window's keeps; a rest output is written
-    // where its window keeps the channel (elsewhere it stays y_zero_point).
-    auto flush = [&](bool rest) {
+    // A sample stores every channel and updates its window's keeps; a rest output stores the
+    // channels its window keeps.
+    auto flush_samples = [&] {
       if (batch.count == 0) return;
-      tiles.tile[batch.count - 1](tile, batch.pointers, out, zero_bits);
-      int64_t offsets[kMaxQuantPixels];
-      for (int p = 0; p < batch.count; ++p) offsets[p] = batch.pixels[p].row * g.out_width + batch.pixels[p].col;
-      if (!rest) {
-        for (int p = 0; p < batch.count; ++p) {
-          keeps[static_cast<size_t>(batch.pixels[p].window * blocks_ + block)] |= ~zero_bits[p] & mask;
-        }
-        counters.macs_executed += batch.count * valid * macs;
+      tiles.tile[batch.count - 1](tile, batch.pointers, batch.outs, batch.store, zero_bits);
+      for (int p = 0; p < batch.count; ++p) {
+        keeps[static_cast<size_t>(batch.windows[p] * blocks_ + block)] |= ~zero_bits[p] & mask;
+      }
+      counters.macs_executed += batch.count * valid * macs;
+      batch.count = 0;
+    };
+    auto flush_rest = [&] {
+      if (batch.count == 0) return;
+      if (!call_.audit) {
+        tiles.tile[batch.count - 1](tile, batch.pointers, batch.outs, batch.store, zero_bits);
+        counters.macs_executed += batch.count * valid * macs;  // a computed window keeps a channel
+        batch.count = 0;
+        return;
+      }
+      // Audit computes every channel, to count the predicted outputs that were right.
+      uint8_t* outs[kMaxQuantPixels];
+      uint64_t every[kMaxQuantPixels];
+      for (int p = 0; p < batch.count; ++p) {
+        outs[p] = audited + p * lanes;
+        every[p] = mask;
+      }
+      tiles.tile[batch.count - 1](tile, batch.pointers, outs, every, zero_bits);
+      for (int p = 0; p < batch.count; ++p) {
+        const uint64_t keep = batch.store[p];
+        if (keep != 0) counters.macs_executed += valid * macs;
         for (int64_t l = 0; l < valid; ++l) {
-          uint8_t* y_lane = y + l * plane;
-          for (int p = 0; p < batch.count; ++p) y_lane[offsets[p]] = out[p * lanes + l];
-        }
-      } else {
-        for (int p = 0; p < batch.count; ++p) {
-          const uint64_t keep = keeps[static_cast<size_t>(batch.pixels[p].window * blocks_ + block)];
-          if (keep != 0) counters.macs_executed += valid * macs;
-          for (int64_t l = 0; l < valid; ++l) {
-            const uint8_t value = out[p * lanes + l];
-            if ((keep >> l) & 1) {
-              y[l * plane + offsets[p]] = value;
-            } else if (call_.audit) {
-              ++(value == y_zero_point ? counters.pred_hit : counters.pred_miss);
-            }
+          const uint8_t value = outs[p][l];
+          if ((keep >> l) & 1) {
+            batch.outs[p][l] = value;
+          } else {
+            ++(value == y_zero_point ? counters.pred_hit : counters.pred_miss);
           }
         }
       }
       batch.count = 0;
     };
-    for (int64_t r = r0; r < r1; ++r) {
-      if (!dense_rows_[static_cast<size_t>(r % k_)]) {
-        for (int64_t c = 0; c < g.out_width; ++c)
-          if (is_sample(r, c) && batch.Add(pointer(r, c), r, c, window_of(r, c))) flush(false);
-        continue;
-      }
-      // Every column a sample: the tiles fill a row of pixels x channels, transposed into Y at once.
-      for (int64_t c0 = 0; c0 < g.out_width; c0 += kMaxQuantPixels) {
-        const int64_t count = std::min<int64_t>(kMaxQuantPixels, g.out_width - c0);
-        for (int64_t p = 0; p < count; ++p) batch.pointers[p] = pointer(r, c0 + p);
-        tiles.tile[count - 1](tile, batch.pointers, dense_row.data() + c0 * lanes, zero_bits);
-        for (int64_t p = 0; p < count; ++p) {
-          keeps[static_cast<size_t>(window_of(r, c0 + p) * blocks_ + block)] |= ~zero_bits[p] & mask;
-        }
-      }
-      counters.macs_executed += g.out_width * valid * macs;
-      TransposeBytes(dense_row.data(), lanes, y + r * g.out_width, plane, g.out_width, valid, 0);
-    }
-    flush(false);
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < g.out_width; ++c)
+        if (is_sample(r, c) && batch.Add(pointer(r, c), staged_at(r, c), mask, window_of(r, c))) flush_samples();
+    flush_samples();
     for (int64_t b = 0; b < windows && k_ > 1; ++b) {
       const int64_t c0 = b % windows_ * k_, c1 = std::min(c0 + k_, g.out_width);
       const int64_t band_r0 = r0 + b / windows_ * k_, band_r1 = std::min(band_r0 + k_, g.out_height);
@@ -368,17 +354,19 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
         for (int64_t c = c0; c < c1; ++c) {
           if (is_sample(r, c)) continue;
           if (computed) {
-            if (batch.Add(pointer(r, c), r, c, b)) flush(true);
+            if (batch.Add(pointer(r, c), staged_at(r, c), keep, b)) flush_rest();
           } else {
-            rest[rest_count++] = {r, c, b};
+            rest[static_cast<size_t>(rest_count++)] = {pointer(r, c), staged_at(r, c)};
           }
         }
       if (gathered) {
-        GatherRest(block, keep, rest, rest_count, image, y);
+        GatherRest(block, keep, rest, rest_count);
         counters.macs_executed += __builtin_popcountll(keep) * rest_count * macs;
       }
     }
-    flush(true);
+    flush_rest();
+    TransposeBytes(staged.data(), lanes, call_.output + (n * g.out_channels + first) * plane + r0 * g.out_width,
+                   plane, (r1 - r0) * g.out_width, valid, 0);
   }
   for (int64_t b = 0; b < windows; ++b)
     for (int64_t block = 0; block < blocks_; ++block) {

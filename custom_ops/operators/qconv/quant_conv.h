@@ -59,9 +59,10 @@ struct QuantCall {
 };
 
 // The plan of a call: a task is a band of k output rows of one image (a row of windows), or a few
-// on small planes, whose samples are computed first (all channels, dense tiles along the rows),
-// then the rest outputs of the windows that are not triggered, gathered per block of channels;
-// triggered ones get y_zero_point.
+// on small planes. Block of channels by block, its samples are computed first (dense tiles of
+// consecutive samples), then the rest outputs of the windows that keep a channel, by the tiles
+// with masked stores or gathered per kept channel; triggered ones stay y_zero_point. A block's
+// outputs are staged pixel-major and transposed into Y's planes at once.
 class QuantConv {
  public:
   explicit QuantConv(const QuantCall& call);
@@ -70,13 +71,13 @@ class QuantConv {
 
  private:
   struct PendingPixel {
-    int64_t row, col, window;
+    const uint8_t* input;  // the pixel's first tap in the input copy
+    uint8_t* out;          // its outputs, a byte a lane of the block
   };
   class PixelBatch;
   // Writes the rest outputs `rest` of one window for the channels of `block` set in `keep`, through
   // the gather tiles (the others of the block stay y_zero_point).
-  void GatherRest(int64_t block, uint64_t keep, const std::vector<PendingPixel>& rest, int64_t rest_count,
-                  const uint8_t* image, uint8_t* y) const;
+  void GatherRest(int64_t block, uint64_t keep, const std::vector<PendingPixel>& rest, int64_t rest_count) const;
 
   // A task of a small plane takes whole bands up to about this many outputs.
   static constexpr int64_t kTaskPixels = 36;
@@ -98,7 +99,6 @@ class QuantConv {
   const QuantCall& call_;
   int64_t k_, bands_, windows_, blocks_;  // per image: bands of k rows, windows per band, channel blocks
   int64_t bands_per_task_, tasks_per_image_;
-  std::vector<bool> dense_rows_;  // [k]: row i of a window is all samples, on a plane wide enough
   std::vector<int64_t> tap_offsets_;
   int64_t gathered_cost_, dense_cost_;  // per output, see kGatherOutputCost
 };

@@ -37,9 +37,12 @@ struct QuantTile {
   QuantEpilogue epilogue;
 };
 
-// Computes pixels p < P (P: the table slot + 1) x lanes l: out[p * lanes + l] = A (Y's byte) and
-// bit l of zero_bits[p] = (acc <= T). `pixels[p]` points at pixel p's first tap in the input copy.
-using QuantTileFn = void (*)(const QuantTile& tile, const uint8_t* const* pixels, uint8_t* out, uint64_t* zero_bits);
+// Computes pixels p < P (P: the table slot + 1) x lanes l: outs[p][l] = A (Y's byte) for the lanes
+// set in store[p] (the others are left as they are), and bit l of zero_bits[p] = (acc <= T).
+// `pixels[p]` points at pixel p's first tap in the input copy. The masked store lets a window's
+// rest outputs go straight to their place while its predicted channels keep y_zero_point.
+using QuantTileFn = void (*)(const QuantTile& tile, const uint8_t* const* pixels, uint8_t* const* outs,
+                             const uint64_t* store, uint64_t* zero_bits);
 
 constexpr int kMaxQuantPixels = 6;
 

@@ -19,17 +19,30 @@ inline __m256i BroadcastGroup(const uint8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-// The low byte of each int32 of `q`, 8 bytes to `out`.
-inline void StoreLowBytes(__m256i q, uint8_t* out) {
+// The low byte of each int32 of `q` to out[i] where bit i of `keep` is set (8 bytes at most).
+inline void StoreLowBytes(__m256i q, uint8_t keep, uint8_t* out) {
   const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
   const __m256i bytes = _mm256_shuffle_epi8(q, pick);
   const __m128i both = _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256(bytes, 1));
-  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), both);
+  if (keep == 0xff) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out), both);
+    return;
+  }
+  // A byte mask from the bits: each byte of `spread` holds its own bit, which adding 0x7f carries
+  // into the byte's top bit.
+  const uint64_t spread = (keep * 0x0101010101010101ull) & 0x8040201008040201ull;
+  const uint64_t mask = ((((spread + 0x7f7f7f7f7f7f7f7full) | spread) & 0x8080808080808080ull) >> 7) * 0xff;
+  const uint64_t values = static_cast<uint64_t>(_mm_cvtsi128_si64(both));
+  uint64_t old;
+  std::memcpy(&old, out, sizeof old);
+  const uint64_t merged = (values & mask) | (old & ~mask);
+  std::memcpy(out, &merged, sizeof merged);
 }
 
 template <int P>
-void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* out, uint64_t* zero_bits) {
+void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* outs, const uint64_t* store,
+              uint64_t* zero_bits) {
   __m256i acc[P][2];
   for (int p = 0; p < P; ++p) acc[p][0] = acc[p][1] = _mm256_setzero_si256();
   const uint8_t* w = t.weights;
@@ -60,7 +73,8 @@ void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* out, ui
       __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(sum), _mm256_loadu_ps(e.scale + 8 * v));
       f = _mm256_min_ps(_mm256_max_ps(f, zero), range);
       // vcvtps2dq rounds as MXCSR says: to nearest even, onnxruntime's assumption too.
-      StoreLowBytes(_mm256_add_epi32(_mm256_cvtps_epi32(f), zero_point), out + p * kLanes + 8 * v);
+      StoreLowBytes(_mm256_add_epi32(_mm256_cvtps_epi32(f), zero_point), static_cast<uint8_t>(store[p] >> (8 * v)),
+                    outs[p] + 8 * v);
     }
     zero_bits[p] = bits;
   }

@@ -13,7 +13,8 @@ namespace {
 constexpr int64_t kLanes = 64;
 
 template <int P>
-void VnniTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* out, uint64_t* zero_bits) {
+void VnniTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* outs, const uint64_t* store,
+              uint64_t* zero_bits) {
   __m512i acc[P][4];
   for (int p = 0; p < P; ++p)
     for (int v = 0; v < 4; ++v) acc[p][v] = _mm512_setzero_si512();
@@ -44,7 +45,7 @@ void VnniTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* out, ui
       f = _mm512_min_ps(_mm512_max_ps(f, zero), range);
       const __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
                                          zero_point);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + p * kLanes + 16 * v), _mm512_cvtepi32_epi8(q));
+      _mm_mask_storeu_epi8(outs[p] + 16 * v, static_cast<__mmask16>(store[p] >> (16 * v)), _mm512_cvtepi32_epi8(q));
     }
     zero_bits[p] = bits;
   }

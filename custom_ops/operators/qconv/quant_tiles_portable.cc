@@ -10,7 +10,8 @@ namespace {
 constexpr int64_t kLanes = 16;
 
 template <int P>
-void PortableTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* out, uint64_t* zero_bits) {
+void PortableTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* outs, const uint64_t* store,
+                  uint64_t* zero_bits) {
   // uint32: int32 arithmetic wrapping modulo 2^32, as the SIMD tables' (signed overflow is undefined in C++).
   uint32_t acc[P][kLanes] = {};
   const uint8_t* w = t.weights;
@@ -33,7 +34,7 @@ void PortableTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* out
     for (int64_t l = 0; l < kLanes; ++l) {
       const int32_t sum = static_cast<int32_t>(acc[p][l] + static_cast<uint32_t>(e.offset[l]));
       if (sum <= e.threshold[l]) zero_bits[p] |= uint64_t{1} << l;
-      out[p * kLanes + l] = Requantize(sum, e.scale[l], e);
+      if ((store[p] >> l) & 1) outs[p][l] = Requantize(sum, e.scale[l], e);
     }
   }
 }
