@@ -294,9 +294,9 @@ def check_model(model: onnx.ModelProto, *, names_only: bool = False) -> None:
 
 
 def _type_inference(spec: OpSpec):
-    """The shape and type inference of ``spec``'s op: Y [N, M, oH, oW] from its X, W and Conv attributes,
-    of the type of its ``Y`` type variable's first input (float32 for PredictiveConv, y_zero_point's for
-    PredictiveQLinearConv); counters int64 [7]."""
+    """The shape and type inference of ``spec``'s op: Y [N, M, oH, oW] ([N, oH, oW, M] with channels_last)
+    from its X, W and Conv attributes, of the type of its ``Y`` type variable's first input (float32 for
+    PredictiveConv, y_zero_point's for PredictiveQLinearConv); counters int64 [7]."""
     names = spec.input_names
     x_index, w_index = 0, names.index("W" if "W" in names else "w")
     y_variable = spec.outputs[0]["type"]
@@ -304,7 +304,11 @@ def _type_inference(spec: OpSpec):
     y_types = spec.type_constraints[y_variable]
 
     def infer(ctx) -> None:
+        layout = ctx.get_attribute("channels_last") if "channels_last" in spec.attributes else None
+        channels_last = layout is not None and layout.i == 1
         x_dims = _dims(ctx.get_input_type(x_index))
+        if channels_last and x_dims is not None:
+            x_dims = [x_dims[0], x_dims[3], x_dims[1], x_dims[2]]
         w_dims = _dims(ctx.get_input_type(w_index))
         dims: list[Optional[int]] = [None] * 4
         if x_dims is not None:
@@ -328,6 +332,8 @@ def _type_inference(spec: OpSpec):
         elem_type = source.tensor_type.elem_type if source is not None and source.HasField("tensor_type") else 0
         if not elem_type and len(y_types) == 1:
             elem_type = TensorProto.DataType.Value(y_types[0].upper())
+        if channels_last:
+            dims = [dims[0], dims[2], dims[3], dims[1]]
         if elem_type:
             ctx.set_output_type(0, helper.make_tensor_type_proto(elem_type, dims if x_dims is not None else None))
         if ctx.get_num_outputs() > 1:

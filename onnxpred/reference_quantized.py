@@ -122,12 +122,20 @@ def predictive_qlinear_conv(
     pattern: str = _DEFAULTS["pattern"],
     margin: float = _DEFAULTS["margin"],
     audit: bool = False,
+    channels_last: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """PredictiveQLinearConv on NumPy arrays (QLinearConv's inputs, ``x_zero_point`` and ``y_zero_point``
     NumPy scalars or 0-d/1-element arrays of their types): returns ``(Y, counters int64[7])``, Y of
-    y_zero_point's type. The attributes' defaults and ranges are the contract's (:mod:`onnxpred.op`)."""
+    y_zero_point's type. The attributes' defaults and ranges are the contract's (:mod:`onnxpred.op`);
+    ``channels_last``: x and Y are NHWC, the same arithmetic on the transposed tensors."""
     for name, value in (("window", window), ("pattern", pattern), ("margin", margin)):
         ATTRIBUTES[name].check(value)
+    if channels_last:
+        y, counters = predictive_qlinear_conv(
+            x.transpose(0, 3, 1, 2), x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, b,
+            strides=strides, pads=pads, dilations=dilations, group=group, window=window, pattern=pattern,
+            margin=margin, audit=audit)
+        return np.ascontiguousarray(y.transpose(0, 2, 3, 1)), counters
     x_zp, y_zp = np.asarray(x_zero_point).reshape(-1), np.asarray(y_zero_point).reshape(-1)
     if x.dtype not in ACTIVATION_TYPES or x_zp.dtype != x.dtype or x_zp.size != 1:
         raise ValueError(f"x must be uint8 or int8 and x_zero_point one value of its type; got {x.dtype}, "

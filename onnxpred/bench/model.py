@@ -137,7 +137,7 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
     (:func:`time_sessions_in_turn`); with ``against`` (another op library's path) the rewrite with that
     library too, in turn with the other two."""
     model = onnx.load(model_path)
-    rewritten, _ = rewrite_with_summary(model, window=window, expose_counters=True)
+    rewritten, _ = rewrite_with_summary(model, window=window, expose_counters=True, channels_last=True)
     spec = PreprocessingSpec.from_model(model)
     input_name = model.graph.input[0].name
     dataset = load_dataset(data)[:images]

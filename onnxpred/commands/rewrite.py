@@ -91,6 +91,7 @@ def run(args) -> int:
         scales=scales,
         audit=args.audit,
         expose_counters=args.counters,
+        channels_last=True,
     )
     print(summary.format_table())
     if summary.layers_rewritten == 0 and not args.write_unchanged:

@@ -13,6 +13,7 @@ from .graph import GraphContext
 from ..model_io import load_model
 from .passes.fold_batch_norm import FoldBatchNorm
 from .passes.fold_pad import FoldPad
+from .passes.channels_last import MICROSOFT_DOMAIN, ChannelsLast
 from .passes.fuse_predictive_conv import FusePredictiveConv
 from .passes.name_layers import NameLayers
 from .passes.resolve_auto_pad import ResolveAutoPad
@@ -36,6 +37,7 @@ def rewrite_with_summary(
     scales: Optional[Mapping[str, float]] = None,
     audit: bool = False,
     expose_counters: bool = False,
+    channels_last: bool = False,
 ) -> tuple[onnx.ModelProto, RewriteSummary]:
     """Rewrite a model and say what was rewritten and what was left alone, and why.
 
@@ -48,6 +50,9 @@ def rewrite_with_summary(
     (:func:`onnxpred.evaluation.scales.preactivation_sd` measures it). ``layers`` / ``exclude``: layer
     (Conv node) names to rewrite only / to leave alone. ``audit``: PredictiveConv's audit attribute.
     ``expose_counters``: each PredictiveConv's counters become the graph output ``<layer>.counters``.
+    ``channels_last``: the int8 layers and the 8-bit MaxPools between them run NHWC, as onnxruntime runs
+    its own int8 model (:class:`~onnxpred.rewriter.passes.channels_last.ChannelsLast`): the form to deploy;
+    without it every rewritten layer reads and writes its original NCHW tensors.
     A model that already holds PredictiveConv nodes must keep to the op's contract.
     """
     model = load_model(model_or_path)
@@ -64,6 +69,10 @@ def rewrite_with_summary(
         if result.changes:
             prepasses[pass_type.description] = result.changes
     fusion = FusePredictiveConv(selection, scales=scales, audit=audit, expose_counters=expose_counters)(ctx)
+    if channels_last:
+        layout = ChannelsLast()(ctx)
+        if layout.changes:
+            prepasses[ChannelsLast.description] = layout.changes
     return _with_graph(model, ctx), RewriteSummary(fusion.rewritten, fusion.left_alone, prepasses)
 
 
@@ -83,6 +92,9 @@ def _with_graph(model: onnx.ModelProto, ctx: GraphContext) -> onnx.ModelProto:
     model.graph.CopyFrom(graph)
     if not any(o.domain == op.DOMAIN for o in model.opset_import):
         model.opset_import.append(op.opset_import())
+    if any(node.domain == MICROSOFT_DOMAIN for node in graph.node) and not any(
+            o.domain == MICROSOFT_DOMAIN for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid(MICROSOFT_DOMAIN, 1))
     return model
 
 

@@ -41,7 +41,8 @@ class LeftAlone:
 class RewriteSummary:
     rewritten: list[LayerRewrite]
     left_alone: list[LeftAlone]
-    # Pre-pass edits by kind ("BatchNormalization folded": [one line per edit]).
+    # The other passes' edits by kind ("BatchNormalization folded": [one line per edit]): the pre-passes
+    # and, when asked for, the channels-last layout after the fusion.
     prepasses: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -80,7 +81,7 @@ class RewriteSummary:
             left = [(l.name, l.op_type, si(l.macs), l.reason) for l in self.left_alone]
             lines += ["", *_table(("left alone", "op", "MACs/image", "reason"), left, right=(2,))]
         if self.prepasses:
-            lines += ["", "pre-passes: " + ", ".join(f"{len(v)} {k}" for k, v in self.prepasses.items())]
+            lines += ["", "graph passes: " + ", ".join(f"{len(v)} {k}" for k, v in self.prepasses.items())]
         share = f" ({self.rewritten_macs / self.conv_macs:.1%})" if self.conv_macs else ""
         unknown = f"; {self.unknown_macs} layers of unknown size not counted" if self.unknown_macs else ""
         lines += [

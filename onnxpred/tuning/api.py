@@ -239,7 +239,7 @@ def tune(
     tuned = confirmation = None
     predicted_share = skipped_share = None
     if config:
-        tuned, _ = rewrite_with_summary(original, layers=list(config), window_map=window_map)
+        tuned, _ = rewrite_with_summary(original, layers=list(config), window_map=window_map, channels_last=True)
         counting, _ = rewrite_with_summary(original, layers=list(config), window_map=window_map, expose_counters=True)
         confirmation = evaluator(original, [("tuned", counting)], eligible_layers(counting), split.confirmation, spec,
                                  batch_size=batch_size_for(original, batch_size, len(split.confirmation)),
@@ -349,7 +349,7 @@ def _never_slower(original, config: Configuration, objective: str, thread_counts
     the layer that saves least until the tuned model is faster at every thread count (or nothing is left)."""
     dropped: list[str] = []
     while True:
-        tuned, _ = rewrite_with_summary(original, layers=list(config),
+        tuned, _ = rewrite_with_summary(original, layers=list(config), channels_last=True,
                                         window_map={layer: m.predictor.to_json() for layer, m in config.items()})
         timings = [timer.end_to_end(original, tuned, threads) for threads in thread_counts]
         if objective != "latency" or all(t.pays for t in timings):

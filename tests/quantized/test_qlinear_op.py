@@ -127,6 +127,34 @@ def test_every_path_equals_the_reference(int8_kernel_path, layer, window):
             assert expected_counters[op.COUNTER_NAMES.index("predicted")] > 0  # the data exercises prediction
 
 
+@pytest.mark.parametrize("window", [1, 2, 3])
+@pytest.mark.parametrize("layer", LAYERS, ids=[layer[0] for layer in LAYERS])
+def test_channels_last_reads_and_writes_nhwc_on_every_path(int8_kernel_path, layer, window):
+    """channels_last = 1: the same outputs and counters as the NCHW op, on x and Y transposed to NHWC."""
+    _, in_channels, out_channels, kernel, height, width, conv = layer
+    rng = np.random.default_rng([window, in_channels, out_channels, 1])
+    for i, x_type in enumerate((np.uint8, np.int8)):
+        x, w, b, params = random_layer(rng, x_type, in_channels, out_channels, kernel, height, width, batch=1 + i)
+        attributes = dict(conv, window=window, pattern=op.PATTERNS[i], audit=i)
+        expected_y, expected_counters = reference(x, w, params, b, **attributes)
+        x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        y, counters = run_qlinear(x_nhwc, w, params, b, threads=1 + i, channels_last=1, **attributes)
+        np.testing.assert_array_equal(y, expected_y.transpose(0, 2, 3, 1))
+        assert_counters_match(counters, expected_counters)
+        reference_y, _ = reference(x_nhwc, w, params, b, channels_last=True, **attributes)
+        np.testing.assert_array_equal(reference_y, y)
+
+
+def test_shape_inference_types_a_channels_last_output_nhwc():
+    x, w, b, params = random_layer(np.random.default_rng(0), np.uint8, 8, 24, 3, 10, 12)
+    model = qlinear_model(w, params, b, pads=[1, 1, 1, 1], strides=[2, 2], channels_last=1)
+    model.graph.input[0].CopyFrom(helper.make_tensor_value_info("x", TensorProto.UINT8, [2, 10, 12, 8]))
+    del model.graph.output[:]
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    y = next(v for v in inferred.graph.value_info if v.name == "Y")
+    assert [d.dim_value for d in y.type.tensor_type.shape.dim] == [2, 5, 6, 24]
+
+
 def test_int8_output_and_extreme_zero_points_on_every_path(int8_kernel_path):
     """Y of the other type than x, y_zero_point at the type's maximum (every output is the clamp value),
     and accumulators beyond 2**24, where the int32 -> float32 conversion rounds."""

@@ -137,7 +137,7 @@ void TransposeBytes(const uint8_t* src, int64_t src_stride, uint8_t* dst, int64_
 
 }  // namespace
 
-void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const ConvGeometry& g,
+void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const ConvGeometry& g, bool channels_last,
                    QuantInputLayout layout, int64_t groups, int64_t row, uint8_t* copy) {
   const int64_t hp = g.padded_height(), wp = g.padded_width(), stride = groups * 4;
   const int64_t n = row / hp, h = row % hp - g.pad_top;
@@ -148,13 +148,16 @@ void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const 
   // meet zero weights, so their value does not matter.
   std::memset(dst, bytes ? x_zero_point + bias : 0, static_cast<size_t>(wp * stride));
   if (h < 0 || h >= g.in_height) return;
-  const uint8_t* rows = x + (n * g.in_channels * g.in_height + h) * g.in_width;
-  const int64_t channel_stride = g.in_height * g.in_width;
+  // x's element (c, w) of this row is rows[c * channel_step + w * pixel_step].
+  const int64_t channel_step = channels_last ? 1 : g.in_height * g.in_width;
+  const int64_t pixel_step = channels_last ? g.in_channels : 1;
+  const uint8_t* rows = x + (channels_last ? (n * g.in_height + h) * g.in_width * g.in_channels
+                                           : (n * g.in_channels * g.in_height + h) * g.in_width);
   uint8_t* pixels = dst + g.pad_left * stride;
   if (!bytes) {
     for (int64_t w = 0; w < g.in_width; ++w) {
       for (int64_t c = 0; c < g.in_channels; ++c) {
-        const uint8_t raw = rows[c * channel_stride + w];
+        const uint8_t raw = rows[c * channel_step + w * pixel_step];
         const int32_t value = x_signed ? static_cast<int8_t>(raw) : raw;
         const int16_t centred = static_cast<int16_t>(value - x_zero_point);
         std::memcpy(pixels + w * stride + 2 * c, &centred, sizeof centred);
@@ -162,7 +165,24 @@ void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const 
     }
     return;
   }
-  TransposeBytes(rows, channel_stride, pixels, stride, g.in_channels, g.in_width, static_cast<uint8_t>(bias));
+  if (!channels_last) {
+    TransposeBytes(rows, channel_step, pixels, stride, g.in_channels, g.in_width, static_cast<uint8_t>(bias));
+    return;
+  }
+  // Eight channels a word (a byte loop of unknown length is not vectorized at -O2).
+  const uint64_t flip = static_cast<uint64_t>(bias) * 0x0101010101010101ull;
+  for (int64_t w = 0; w < g.in_width; ++w) {
+    const uint8_t* from = rows + w * pixel_step;
+    uint8_t* to = pixels + w * stride;
+    int64_t c = 0;
+    for (; c + 8 <= g.in_channels; c += 8) {
+      uint64_t word;
+      std::memcpy(&word, from + c, sizeof word);
+      word ^= flip;
+      std::memcpy(to + c, &word, sizeof word);
+    }
+    for (; c < g.in_channels; ++c) to[c] = static_cast<uint8_t>(from[c] ^ bias);
+  }
 }
 
 QuantConv::QuantConv(const QuantCall& call)
@@ -365,8 +385,21 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       }
     }
     flush_rest();
-    TransposeBytes(staged.data(), lanes, call_.output + (n * g.out_channels + first) * plane + r0 * g.out_width,
-                   plane, (r1 - r0) * g.out_width, valid, 0);
+    const int64_t task_pixels = (r1 - r0) * g.out_width;
+    if (call_.channels_last) {
+      uint8_t* y = call_.output + (n * plane + r0 * g.out_width) * g.out_channels + first;
+      for (int64_t p = 0; p < task_pixels; ++p) {
+        // In 16-byte pieces: a memcpy of a variable size is a library call per pixel.
+        const uint8_t* from = staged.data() + p * lanes;
+        uint8_t* to = y + p * g.out_channels;
+        int64_t l = 0;
+        for (; l + 16 <= valid; l += 16) std::memcpy(to + l, from + l, 16);
+        for (; l < valid; ++l) to[l] = from[l];
+      }
+    } else {
+      TransposeBytes(staged.data(), lanes, call_.output + (n * g.out_channels + first) * plane + r0 * g.out_width,
+                     plane, task_pixels, valid, 0);
+    }
   }
   for (int64_t b = 0; b < windows; ++b)
     for (int64_t block = 0; block < blocks_; ++block) {

@@ -42,8 +42,9 @@ float OutputScale(float x_scale, float w_scale, float y_scale);
 // margin > 0, floor(-margin / (x_scale * w_scale)) in double, clamped to int32.
 int32_t ZeroThreshold(float scale, bool zero_point_is_max, float margin, float x_scale, float w_scale);
 
-// Writes padded row `row` (0 <= row < N * Hp) of the NHWC copy of x (NCHW, int8 when `x_signed`).
-void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const ConvGeometry& g,
+// Writes padded row `row` (0 <= row < N * Hp) of the NHWC copy of x (NCHW, or NHWC when
+// `channels_last`; int8 when `x_signed`).
+void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const ConvGeometry& g, bool channels_last,
                    QuantInputLayout layout, int64_t groups, int64_t row, uint8_t* copy);
 
 // One call: its geometry, settings, tensors and per-channel parameters (padded to whole blocks).
@@ -51,18 +52,19 @@ struct QuantCall {
   const ConvGeometry& geometry;
   const WindowPattern& pattern;
   bool audit;
+  bool channels_last;        // Y is NHWC
   const QuantTileKernels& tiles;
   const QuantWeights& weights;
   const uint8_t* input;      // the NHWC copy, [N][Hp][Wp][groups * 4 bytes]
   QuantEpilogue epilogue;    // from channel 0
-  uint8_t* output;           // Y [N][M][oH][oW], bytes of Y's type
+  uint8_t* output;           // Y [N][M][oH][oW] ([N][oH][oW][M] channels last), bytes of Y's type
 };
 
 // The plan of a call: a task is a band of k output rows of one image (a row of windows), or a few
 // on small planes. Block of channels by block, its samples are computed first (dense tiles of
 // consecutive samples), then the rest outputs of the windows that keep a channel, by the tiles
 // with masked stores or gathered per kept channel; triggered ones stay y_zero_point. A block's
-// outputs are staged pixel-major and transposed into Y's planes at once.
+// outputs are staged pixel-major, then transposed into Y's planes or copied into its NHWC pixels.
 class QuantConv {
  public:
   explicit QuantConv(const QuantCall& call);

@@ -114,6 +114,7 @@ PredictiveQLinearConvKernel::PredictiveQLinearConvKernel(const OrtKernelInfo* ra
   pattern_ = WindowPattern::Named(Read<c::kPattern>(raw_info), Read<c::kWindow>(raw_info));
   margin_ = Read<c::kMargin>(raw_info);
   audit_ = Read<c::kAudit>(raw_info) == 1;
+  channels_last_ = Read<c::kChannelsLast>(raw_info) == 1;
   if (conv_.group != 1) {
     throw InvalidArgument("attribute 'group' must be 1: grouped and depthwise int8 convolutions are not supported");
   }
@@ -246,7 +247,10 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
     throw InvalidArgument("input w has shape " + ShapeString(info[kW].shape) + ", not the constant's " +
                           ShapeString(weight_shape_));
   }
-  const ConvGeometry g = ResolveConvGeometry(conv_, info[kX].shape, weight_shape_);
+  // The geometry is resolved on x's NCHW shape; a channels-last x is [N, H, W, C].
+  std::vector<int64_t> x_shape = info[kX].shape;
+  if (channels_last_ && x_shape.size() == 4) x_shape = {x_shape[0], x_shape[3], x_shape[1], x_shape[2]};
+  const ConvGeometry g = ResolveConvGeometry(conv_, x_shape, weight_shape_);
   const int64_t out_channels = g.out_channels;
   ChannelParams per_call;
   const ChannelParams& params = constant_params_ ? *constant_params_ : (per_call = ResolveParams(input, info[kX].type));
@@ -254,7 +258,9 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
   const int32_t x_zero_point = params.x_zero_point, y_zero_point = params.y_zero_point, y_max = params.y_max;
   const ElementType y_type = params.y_type;
 
-  const std::vector<int64_t> y_shape{g.batch, out_channels, g.out_height, g.out_width};
+  const std::vector<int64_t> y_shape = channels_last_
+                                           ? std::vector<int64_t>{g.batch, g.out_height, g.out_width, out_channels}
+                                           : std::vector<int64_t>{g.batch, out_channels, g.out_height, g.out_width};
   Ort::UnownedValue y = context.GetOutput(kOutputY, y_shape);
   const ElementType y_allocated = y.GetTensorTypeAndShapeInfo().GetElementType();
   if (y_allocated != y_type) {
@@ -272,9 +278,9 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
     uint8_t* copy = copy_buffer.data();
     const uint8_t* x = static_cast<const uint8_t*>(input(kX).GetTensorRawData());
     ParallelFor(context, copy_rows, [&](int64_t row) {
-      QuantInputRow(x, x_signed, x_zero_point, g, tiles_->layout, weights_.groups, row, copy);
+      QuantInputRow(x, x_signed, x_zero_point, g, channels_last_, tiles_->layout, weights_.groups, row, copy);
     });
-    const QuantCall call{g, pattern_, audit_, *tiles_, weights_, copy,
+    const QuantCall call{g, pattern_, audit_, channels_last_, *tiles_, weights_, copy,
                          QuantEpilogue{params.offset.data(), params.scale.data(), params.threshold.data(), y_zero_point,
                                        static_cast<float>(y_max - y_zero_point)},
                          static_cast<uint8_t*>(y.GetTensorMutableRawData())};

@@ -39,6 +39,7 @@ class PredictiveQLinearConvKernel {
   ConvShapeAttributes conv_;
   float margin_;
   bool audit_;
+  bool channels_last_;  // x and Y NHWC
   WindowPattern pattern_;
   const QuantTileKernels* tiles_;
   std::vector<int64_t> weight_shape_;  // of the constant w
