@@ -40,11 +40,13 @@ def test_short_reduction_computes_every_output_then_zeroes_the_predicted(kernel_
 
 
 @pytest.mark.parametrize("window", [2, 3])
-def test_gather_tiles_of_every_size_match_reference(kernel_path, window):
+@pytest.mark.parametrize("activation", [{}, {"activation": "Clip", "clip_max": 2.0}], ids=["Relu", "Clip"])
+def test_gather_tiles_of_every_size_match_reference(kernel_path, window, activation):
     """40 input channels gather on every instruction set; 70 output channels make one chunk of three
-    dense blocks, the last one short, whose subsets of active windows fill gather tiles of every size."""
+    dense blocks, the last one short, whose subsets of active windows fill gather tiles of every size,
+    each finishing its outputs (bias, residual, activation) itself."""
     x, w, b, z = _integer_layer(10 + window, 40, 70, 17, 22)
-    attributes = dict(pads=(1, 1, 1, 1), window=window, audit=True)
+    attributes = dict(pads=(1, 1, 1, 1), window=window, audit=True, **activation)
     y, counters = run_op(x, w, b, z, **attributes)
     expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
     np.testing.assert_array_equal(y, expected_y)

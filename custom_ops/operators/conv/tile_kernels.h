@@ -46,11 +46,19 @@ struct DenseTileEpilogue {
 using DenseEpilogueFn = void (*)(float* values, int64_t count, int64_t channels, const DenseTileEpilogue& epilogue,
                                  int64_t& dropped_zero, int64_t& dropped_nonzero);
 
-// Gather tile: out[i * gather_pixels + p] = sum_k weights_i[k] * pixel_p[offset(k)] for up to
-// `gather_channels` channels, each with its own weights ([kH][runs][run_length], contiguous along K),
-// and up to `gather_pixels` pixels.
+// Gather tile: sum_i,p = sum_k weights_i[k] * pixel_p[offset(k)] for up to `gather_channels`
+// channels, each with its own weights ([kH][runs][run_length], contiguous along K), and up to
+// `gather_pixels` pixels, finished in the tile: P = sum_i,p + bias[i] + residuals[i][offsets[p]]
+// (PreActivation's order; residuals may be null) and rows[i][offsets[p]] = act(P).
+struct GatherTileEpilogue {
+  const float* bias;              // per channel
+  float* const* rows;             // per channel: its plane of Y
+  const float* const* residuals;  // per channel: its plane of Z; or null
+  const int64_t* offsets;         // per pixel: row * oW + col
+  float clip_max;
+};
 using GatherTileFn = void (*)(const TapLayout& taps, const float* const* weights, const float* const* pixels,
-                              float* out);
+                              const GatherTileEpilogue& epilogue);
 
 // Pointwise tile, for 1x1 stride-1 unpadded convolutions read straight from NCHW: for up to
 // `pointwise_channels` channels i and `pixels` consecutive pixels q, sum_i,q = sum_c weights_i[c] *

@@ -365,9 +365,9 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
   const int64_t full_window_rest = k_ * k_ - static_cast<int64_t>(pattern.sample_rows.size());
   const int64_t run_windows = std::clamp<int64_t>(tile_pixels / full_window_rest, 1, kMaxRunWindows);
   int64_t subset_channels[1 << kMaxRunWindows][kMaxChunkChannels];
-  const float* weights[kMaxTileChannels];
-  // Zeroed once: the flat finish loops also pass over the slots a short tile leaves unwritten.
-  float sums[kMaxTilePixels * kMaxTileChannels] = {}, bias[kMaxTilePixels * kMaxTileChannels];
+  const float* weights[kMaxGatherChannels];
+  float bias[kMaxGatherChannels], *rows[kMaxGatherChannels];
+  const float* residuals[kMaxGatherChannels];
   const size_t run_outputs =
       static_cast<size_t>(run_windows * std::min(k_, geometry.out_height) * std::min(k_, geometry.out_width));
   std::vector<Pixel> rest(run_outputs);
@@ -428,27 +428,17 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
           inputs[p] = PixelInput(n, group, rest[r]);
           offsets[p] = rest_offsets[r];
         }
+        const GatherTileEpilogue epilogue{bias, rows, z ? residuals : nullptr, offsets, activation.clip_max};
         for (int64_t first = 0; first < active_count; first += tile_channels) {
           const int64_t channels = std::min(tile_channels, active_count - first);
-          for (int64_t i = 0; i < channels; ++i) weights[i] = tensors.packed_weights + channel_list[first + i] * k;
-          kernels_.gather[channels - 1][count - 1](taps_, weights, inputs, sums);
-          // act(sum + B + Z) over the whole tile in one flat loop the compiler vectorises; the stores
-          // then scatter to the channels' planes.
-          const int64_t values = channels * tile_pixels;
           for (int64_t i = 0; i < channels; ++i) {
-            const float b = tensors.bias ? tensors.bias[channel_list[first + i]] : 0.f;
-            for (int64_t p = 0; p < tile_pixels; ++p) bias[i * tile_pixels + p] = b;
+            const int64_t m = channel_list[first + i];
+            weights[i] = tensors.packed_weights + m * k;
+            bias[i] = tensors.bias ? tensors.bias[m] : 0.f;
+            rows[i] = y + m * plane;
+            if (z) residuals[i] = z + m * plane;
           }
-          for (int64_t v = 0; v < values; ++v) sums[v] += bias[v];
-          if (z) {
-            for (int64_t i = 0; i < channels; ++i)
-              for (int64_t p = 0; p < count; ++p) sums[i * tile_pixels + p] += z[channel_list[first + i] * plane + offsets[p]];
-          }
-          for (int64_t v = 0; v < values; ++v) sums[v] = Activate(sums[v], activation);
-          for (int64_t i = 0; i < channels; ++i) {
-            float* y_m = y + channel_list[first + i] * plane;
-            for (int64_t p = 0; p < count; ++p) y_m[offsets[p]] = sums[i * tile_pixels + p];
-          }
+          kernels_.gather[channels - 1][count - 1](taps_, weights, inputs, epilogue);
           computed += channels * count;
         }
       }

@@ -89,9 +89,10 @@ void FinishDenseTile(float* values, int64_t count, int64_t channels, const Dense
 }
 
 // kChannels channels x kPixels pixels, vectorised along the reduction; horizontal sums at the end,
-// stored kStride apart per channel.
-template <typename Isa, int kChannels, int kPixels, int kStride>
-void GatherTile(const TapLayout& taps, const float* const* weights, const float* const* pixels, float* out) {
+// then each output finished and stored to its channel's plane.
+template <typename Isa, int kChannels, int kPixels>
+void GatherTile(const TapLayout& taps, const float* const* weights, const float* const* pixels,
+                const GatherTileEpilogue& e) {
   using V = typename Isa::V;
   constexpr int kLanes = Isa::kLanes;
   V acc[kChannels][kPixels];
@@ -139,14 +140,14 @@ void GatherTile(const TapLayout& taps, const float* const* weights, const float*
   // channels. Where the accumulators fill at least half a vector, SumEach reduces a vector of them
   // at a time (the last group padded with zeros).
   constexpr int kCount = kChannels * kPixels;
+  constexpr int kGroups = (kCount + kLanes - 1) / kLanes;
+  float sums[kGroups * kLanes];  // [channel][pixel]
   if constexpr (2 * kCount < kLanes) {
 #pragma GCC unroll 8
     for (int i = 0; i < kChannels; ++i)
 #pragma GCC unroll 8
-      for (int p = 0; p < kPixels; ++p) out[i * kStride + p] = Isa::Sum(acc[i][p]);
+      for (int p = 0; p < kPixels; ++p) sums[i * kPixels + p] = Isa::Sum(acc[i][p]);
   } else {
-    constexpr int kGroups = (kCount + kLanes - 1) / kLanes;
-    float sums[kGroups * kLanes];
 #pragma GCC unroll 4
     for (int g = 0; g < kGroups; ++g) {
       V group[kLanes];
@@ -157,10 +158,20 @@ void GatherTile(const TapLayout& taps, const float* const* weights, const float*
       }
       Isa::SumEach(group, sums + g * kLanes);
     }
+  }
+  // Scalar: the outputs scatter to kChannels planes, and a store-to-load round trip into vectors
+  // would cost more than the few adds it saves.
 #pragma GCC unroll 8
-    for (int i = 0; i < kChannels; ++i)
+  for (int i = 0; i < kChannels; ++i) {
+    float* row = e.rows[i];
+    const float* residual = e.residuals ? e.residuals[i] : nullptr;
 #pragma GCC unroll 8
-      for (int p = 0; p < kPixels; ++p) out[i * kStride + p] = sums[i * kPixels + p];
+    for (int p = 0; p < kPixels; ++p) {
+      float v = sums[i * kPixels + p] + e.bias[i];
+      if (residual) v += residual[e.offsets[p]];
+      const float positive = v <= 0.f ? 0.f : v;  // Activate(): NaN propagates
+      row[e.offsets[p]] = positive > e.clip_max ? e.clip_max : positive;
+    }
   }
 }
 
@@ -262,9 +273,9 @@ void FillDenseTiles(DenseTileFn* table, std::index_sequence<kPixelCounts...>) {
   ((table[kPixelCounts] = &DenseTile<Isa, kVectors, static_cast<int>(kPixelCounts) + 1>), ...);
 }
 
-template <typename Isa, int kChannels, int kStride, size_t... kPixelCounts>
+template <typename Isa, int kChannels, size_t... kPixelCounts>
 void FillGatherTiles(GatherTileFn* table, std::index_sequence<kPixelCounts...>) {
-  ((table[kPixelCounts] = &GatherTile<Isa, kChannels, static_cast<int>(kPixelCounts) + 1, kStride>), ...);
+  ((table[kPixelCounts] = &GatherTile<Isa, kChannels, static_cast<int>(kPixelCounts) + 1>), ...);
 }
 
 template <typename Isa, int kDenseVectors, int kDensePixels, int kGatherChannels, int kGatherPixels,
@@ -292,10 +303,10 @@ TileKernels MakeTileKernels(const char* name) {
   FillPointwiseTiles<Isa, kPointwiseChannels>(kernels.pointwise, std::make_index_sequence<kPointwiseVectors>());
   static_assert(kGatherPixels <= kMaxGatherPixels, "gather tile too wide");
   constexpr auto kPixelCounts = std::make_index_sequence<kGatherPixels>();
-  FillGatherTiles<Isa, 1, kGatherPixels>(kernels.gather[0], kPixelCounts);
-  if constexpr (kGatherChannels >= 2) FillGatherTiles<Isa, 2, kGatherPixels>(kernels.gather[1], kPixelCounts);
-  if constexpr (kGatherChannels >= 3) FillGatherTiles<Isa, 3, kGatherPixels>(kernels.gather[2], kPixelCounts);
-  if constexpr (kGatherChannels >= 4) FillGatherTiles<Isa, 4, kGatherPixels>(kernels.gather[3], kPixelCounts);
+  FillGatherTiles<Isa, 1>(kernels.gather[0], kPixelCounts);
+  if constexpr (kGatherChannels >= 2) FillGatherTiles<Isa, 2>(kernels.gather[1], kPixelCounts);
+  if constexpr (kGatherChannels >= 3) FillGatherTiles<Isa, 3>(kernels.gather[2], kPixelCounts);
+  if constexpr (kGatherChannels >= 4) FillGatherTiles<Isa, 4>(kernels.gather[3], kPixelCounts);
   return kernels;
 }
 
