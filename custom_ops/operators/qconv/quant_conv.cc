@@ -192,6 +192,10 @@ QuantConv::QuantConv(const QuantCall& call)
       windows_(CeilDiv(call.geometry.out_width, call.pattern.size)),
       blocks_(CeilDiv(call.geometry.out_channels, call.tiles.lanes)) {
   const ConvGeometry& g = call.geometry;
+  for (int64_t c = 0; c < g.out_width; ++c) {
+    column_phase_.push_back(c % k_);
+    column_window_.push_back(c / k_);
+  }
   // Small planes put several bands in a task, so that its tiles are mostly full.
   bands_per_task_ = std::clamp<int64_t>(kTaskPixels / (k_ * g.out_width), 1, bands_);
   tasks_per_image_ = CeilDiv(bands_, bands_per_task_);
@@ -270,11 +274,21 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   const int64_t stride = call_.weights.groups * 4, macs = g.macs_per_output();
   const uint8_t* image = call_.input + n * g.padded_height() * g.padded_width() * stride;
   const uint8_t y_zero_point = static_cast<uint8_t>(call_.epilogue.zero_point);
+  // Per row of the task, its offset in a window and its band's first window among the task's (the
+  // per-pixel lookups below are hot at small reductions: no division there).
+  std::vector<int64_t> row_phase(static_cast<size_t>(r1 - r0)), row_windows(static_cast<size_t>(r1 - r0));
+  for (int64_t r = r0; r < r1; ++r) {
+    row_phase[static_cast<size_t>(r - r0)] = r % k_ * k_;
+    row_windows[static_cast<size_t>(r - r0)] = (r / k_ - band0) * windows_;
+  }
   auto is_sample = [&](int64_t r, int64_t c) {
-    return pattern.is_sample[static_cast<size_t>(r % k_ * k_ + c % k_)] != 0;
+    return pattern.is_sample[static_cast<size_t>(row_phase[static_cast<size_t>(r - r0)] +
+                                                 column_phase_[static_cast<size_t>(c)])] != 0;
   };
   // The task's windows, band by band.
-  auto window_of = [&](int64_t r, int64_t c) { return (r / k_ - band0) * windows_ + c / k_; };
+  auto window_of = [&](int64_t r, int64_t c) {
+    return row_windows[static_cast<size_t>(r - r0)] + column_window_[static_cast<size_t>(c)];
+  };
   auto pointer = [&](int64_t r, int64_t c) {
     return image + (r * g.stride_h * g.padded_width() + c * g.stride_w) * stride;
   };

@@ -102,6 +102,7 @@ class QuantConv {
   int64_t k_, bands_, windows_, blocks_;  // per image: bands of k rows, windows per band, channel blocks
   int64_t bands_per_task_, tasks_per_image_;
   std::vector<int64_t> tap_offsets_;
+  std::vector<int64_t> column_phase_, column_window_;  // per output column: c % k, c / k
   int64_t gathered_cost_, dense_cost_;  // per output, see kGatherOutputCost
 };
 
