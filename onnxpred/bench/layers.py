@@ -1,5 +1,6 @@
 """Per-layer benchmark: one Conv→activation run by onnxruntime's Conv and by PredictiveConv, or (int8)
-by onnxruntime's QLinearConv and by PredictiveQLinearConv.
+by onnxruntime's QLinearConv and by PredictiveQLinearConv, both channels last (NHWC) as onnxruntime runs
+its int8 models and as ``onnxpred rewrite`` writes them.
 
 Inputs are built to give a stated *predicted share*: the fraction of (channel, window) pairs that
 trigger (every sample ≤ −margin). For each output channel, the bias is set to minus the
@@ -19,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .. import op
 from ..reference import sampling_pattern
+from ..rewriter.passes.channels_last import MICROSOFT_DOMAIN
 from ..runtime import session
 from .libraries import bench_options, bench_session
 from .timing import time_sessions_in_turn
@@ -172,16 +174,20 @@ class QuantizedLayer:
 
 
 def qlinear_conv_model(layer: LayerShape, quantized: QuantizedLayer) -> onnx.ModelProto:
-    """onnxruntime's own int8 QLinearConv, Relu-like by its zero point."""
-    node = helper.make_node("QLinearConv", list(QuantizedLayer.INPUTS), ["Y"], **layer.conv_attributes)
+    """onnxruntime's own int8 QLinearConv, Relu-like by its zero point, channels last: the NHWC kernel
+    onnxruntime runs inside its int8 models (its NCHW QLinearConv would add two Transposes)."""
+    node = helper.make_node("QLinearConv", list(QuantizedLayer.INPUTS), ["Y"], domain=MICROSOFT_DOMAIN,
+                            channels_last=1, **layer.conv_attributes)
     return _model([node], quantized.constants, ["Y"], TensorProto.UINT8)
 
 
 def predictive_qlinear_model(layer: LayerShape, quantized: QuantizedLayer, window: int, audit: bool = False,
                              pattern: Optional[str] = None, margin: Optional[float] = None) -> onnx.ModelProto:
-    """The same int8 layer as one PredictiveQLinearConv with its counters as a second output."""
+    """The same int8 layer as one PredictiveQLinearConv with its counters as a second output, channels
+    last as in the models ``onnxpred rewrite`` writes."""
     node = op.make_node(list(QuantizedLayer.INPUTS), ["Y", "counters"], name=layer.name, op_type=op.QLINEAR_OP_TYPE,
-                        window=window, audit=audit, pattern=pattern, margin=margin, **layer.conv_attributes)
+                        window=window, audit=audit, pattern=pattern, margin=margin, channels_last=1,
+                        **layer.conv_attributes)
     return _model([node], quantized.constants, ["Y", "counters"], TensorProto.UINT8)
 
 
@@ -195,7 +201,8 @@ def _model(nodes, constants, outputs, data_type: int = TensorProto.FLOAT) -> onn
         [helper.make_tensor_value_info(o, TensorProto.INT64 if o == "counters" else data_type, None) for o in outputs],
         [numpy_helper.from_array(value, name) for name, value in constants],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), op.opset_import()])
+    imports = [helper.make_opsetid("", 17), op.opset_import(), helper.make_opsetid(MICROSOFT_DOMAIN, 1)]
+    return helper.make_model(graph, opset_imports=imports)
 
 
 def layer_inputs(layer: LayerShape, window: int, share: float, seed: int = 0, pattern: str = "diagonal",
@@ -251,7 +258,7 @@ def time_layer(layer: LayerShape, window: int, share: float, threads: int, repea
         quantized = QuantizedLayer.of(layer, x, w, b)
         models = (qlinear_conv_model(layer, quantized),
                   predictive_qlinear_model(layer, quantized, window, pattern=pattern, margin=margin))
-        x = quantized.x
+        x = np.ascontiguousarray(quantized.x.transpose(0, 2, 3, 1))  # both channels last
     else:
         models = (conv_relu_model(layer, w, b), predictive_model(layer, w, b, window, pattern=pattern, margin=margin))
     sessions = [bench_session(model, bench_options(threads)) for model in models]
