@@ -234,31 +234,27 @@ void QuantConv::GatherRest(int64_t block, uint64_t keep, const std::vector<Pendi
                            int64_t rest_count) const {
   const ConvGeometry& g = call_.geometry;
   const QuantTileKernels& tiles = call_.tiles;
-  const QuantEpilogue& e = call_.epilogue;
-  const QuantGather gather{tap_offsets_.data(), g.kernel_h * g.kernel_w, call_.weights.chunks};
+  QuantGather gather{tap_offsets_.data(), g.kernel_h * g.kernel_w, call_.weights.chunks, call_.epilogue};
+  gather.epilogue.offset += block * tiles.lanes;
+  gather.epilogue.scale += block * tiles.lanes;
   int64_t channels[64];
   int channel_count = 0;
   for (uint64_t bits = keep; bits != 0; bits &= bits - 1) channels[channel_count++] = __builtin_ctzll(bits);
   const uint8_t* pixels[kMaxQuantGatherPixels];
+  uint8_t* outs[kMaxQuantGatherPixels];
   const uint8_t* weights[kMaxQuantGatherChannels];
-  int32_t sums[kMaxQuantGatherChannels * kMaxQuantGatherPixels];
   for (int64_t p0 = 0; p0 < rest_count; p0 += tiles.gather_pixels) {
     const int pixel_count = static_cast<int>(std::min(tiles.gather_pixels, rest_count - p0));
-    for (int p = 0; p < pixel_count; ++p) pixels[p] = rest[static_cast<size_t>(p0 + p)].input;
+    for (int p = 0; p < pixel_count; ++p) {
+      pixels[p] = rest[static_cast<size_t>(p0 + p)].input;
+      outs[p] = rest[static_cast<size_t>(p0 + p)].out;
+    }
     for (int c0 = 0; c0 < channel_count; c0 += kMaxQuantGatherChannels) {
       const int count = std::min(kMaxQuantGatherChannels, channel_count - c0);
       for (int c = 0; c < count; ++c) {
         weights[c] = call_.weights.rows.data() + (block * tiles.lanes + channels[c0 + c]) * call_.weights.row_bytes;
       }
-      tiles.gather[count - 1][pixel_count - 1](gather, pixels, weights, sums);
-      for (int c = 0; c < count; ++c) {
-        const int64_t m = block * tiles.lanes + channels[c0 + c];
-        for (int p = 0; p < pixel_count; ++p) {
-          const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(sums[c * pixel_count + p]) +
-                                                   static_cast<uint32_t>(e.offset[m]));
-          rest[static_cast<size_t>(p0 + p)].out[channels[c0 + c]] = Requantize(acc, e.scale[m], e);
-        }
-      }
+      tiles.gather[count - 1][pixel_count - 1](gather, pixels, weights, channels + c0, outs);
     }
   }
 }

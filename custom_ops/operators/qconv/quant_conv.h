@@ -94,6 +94,8 @@ class QuantConv {
   // where 55% and 70% ran 5% and 12% slower; 61% at K = 1152 ran as 50% did (within 2%). So a
   // window gathers below 9% kept at K = 27, 50% at 576, 61% at 1152, 70% at 2304 and 76% at 4608
   // (where 63-81% ran alike, 50% 13% slower). The AVX2 gather tiles cost 1.4 dense vectors a vector.
+  // Re-measured after the gather tiles' tree sums: a fixed part of 4 or 6 instead of 10 ran up to 15%
+  // slower at K = 576 and alike at K >= 1152 (bench-layers --int8, k = 2 and 3, shares 0.15-0.33).
   static constexpr int64_t kDenseOutputCost = 14;
   static constexpr int64_t kGatherVectorCost = 12;
   static constexpr int64_t kGatherOutputCost = 100;

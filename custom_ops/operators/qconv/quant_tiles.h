@@ -64,12 +64,28 @@ struct QuantGather {
   const int64_t* tap_offsets;  // as QuantTile's
   int64_t taps;
   int64_t chunks;              // chunks of gather_channels channels per tap
+  QuantEpilogue epilogue;      // the block's, indexed by lane
 };
 
-// sums[c * P + p] = the raw sum (QuantEpilogue::offset not added) of channel c at pixel p, for c < C
-// and p < P (the table slot + 1 each). weights[c]: the channel's [tap][chunk] row of PackQuantWeights.
+// For c < C and p < P (the table slot + 1 each): outs[p][lanes[c]] = A of the block's channel lanes[c]
+// at pixel p. weights[c]: that channel's [tap][chunk] row of PackQuantWeights.
 using QuantGatherFn = void (*)(const QuantGather& gather, const uint8_t* const* pixels,
-                               const uint8_t* const* weights, int32_t* sums);
+                               const uint8_t* const* weights, const int64_t* lanes, uint8_t* const* outs);
+
+// The end of a gather tile that has its raw sums: sums[c * P + p], QuantEpilogue::offset not added.
+inline void StoreGathered(const QuantGather& gather, const int32_t* sums, int channels, int pixel_count,
+                          const int64_t* lanes, uint8_t* const* outs) {
+  const QuantEpilogue& e = gather.epilogue;
+  for (int c = 0; c < channels; ++c) {
+    const int64_t l = lanes[c];
+    for (int p = 0; p < pixel_count; ++p) {
+      // uint32: int32 arithmetic wrapping modulo 2^32, as the tiles'.
+      const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(sums[c * pixel_count + p]) +
+                                               static_cast<uint32_t>(e.offset[l]));
+      outs[p][l] = Requantize(acc, e.scale[l], e);
+    }
+  }
+}
 
 constexpr int kMaxQuantGatherChannels = 4;
 constexpr int kMaxQuantGatherPixels = 6;

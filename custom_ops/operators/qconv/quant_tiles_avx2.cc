@@ -83,7 +83,8 @@ void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* 
 // C channels x P pixels, 16 input channels (int16) a vpmaddwd, summed across the lanes at the end.
 struct Avx2Gather {
   template <int C, int P>
-  static void Run(const QuantGather& g, const uint8_t* const* pixels, const uint8_t* const* weights, int32_t* sums) {
+  static void Run(const QuantGather& g, const uint8_t* const* pixels, const uint8_t* const* weights,
+                  const int64_t* lanes, uint8_t* const* outs) {
     __m256i acc[C][P];
     for (int c = 0; c < C; ++c)
       for (int p = 0; p < P; ++p) acc[c][p] = _mm256_setzero_si256();
@@ -100,12 +101,14 @@ struct Avx2Gather {
         }
       }
     }
+    int32_t sums[C * P];
     for (int c = 0; c < C; ++c)
       for (int p = 0; p < P; ++p) {
         const __m128i half = _mm_add_epi32(_mm256_castsi256_si128(acc[c][p]), _mm256_extracti128_si256(acc[c][p], 1));
         const __m128i quarter = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0x4e));
         sums[c * P + p] = _mm_cvtsi128_si32(_mm_add_epi32(quarter, _mm_shuffle_epi32(quarter, 0xb1)));
       }
+    StoreGathered(g, sums, C, P, lanes, outs);
   }
 };
 

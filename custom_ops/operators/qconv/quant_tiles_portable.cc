@@ -42,7 +42,9 @@ void PortableTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* con
 // C channels x P pixels over the gather rows' chunks of 16 int16 channels.
 struct PortableGather {
   template <int C, int P>
-  static void Run(const QuantGather& g, const uint8_t* const* pixels, const uint8_t* const* weights, int32_t* sums) {
+  static void Run(const QuantGather& g, const uint8_t* const* pixels, const uint8_t* const* weights,
+                  const int64_t* lanes, uint8_t* const* outs) {
+    int32_t sums[C * P];
     for (int c = 0; c < C; ++c) {
       for (int p = 0; p < P; ++p) {
         uint32_t acc = 0;
@@ -57,6 +59,7 @@ struct PortableGather {
         sums[c * P + p] = static_cast<int32_t>(acc);
       }
     }
+    StoreGathered(g, sums, C, P, lanes, outs);
   }
 };
 
