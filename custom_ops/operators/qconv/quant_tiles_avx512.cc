@@ -80,8 +80,8 @@ struct VnniGather {
   static void Run(const QuantGather& g, const uint8_t* const* pixels, const uint8_t* const* weights,
                   const int64_t* lanes, uint8_t* const* outs) {
     constexpr int kCount = C * P, kGroups = (kCount + 15) / 16;
-    __m512i acc[kGroups * 16];  // [c * P + p], then zeros to whole groups
-    for (int i = 0; i < kGroups * 16; ++i) acc[i] = _mm512_setzero_si512();
+    __m512i acc[kCount];  // [c * P + p]
+    for (int i = 0; i < kCount; ++i) acc[i] = _mm512_setzero_si512();
     for (int64_t tap = 0; tap < g.taps; ++tap) {
       for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
         __m512i x[P];
@@ -103,7 +103,9 @@ struct VnniGather {
         offset[i] = e.offset[lane];
         scale[i] = e.scale[lane];
       }
-      const __m512i sum = _mm512_add_epi32(SumLanes16(acc + 16 * group), _mm512_load_si512(offset));
+      __m512i sixteen[16];  // the group's accumulators, zeros past the last (no memory: all indices are constant)
+      for (int i = 0; i < 16; ++i) sixteen[i] = 16 * group + i < kCount ? acc[16 * group + i] : _mm512_setzero_si512();
+      const __m512i sum = _mm512_add_epi32(SumLanes16(sixteen), _mm512_load_si512(offset));
       __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_load_ps(scale));
       f = _mm512_min_ps(_mm512_max_ps(f, zero), range);
       const __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
