@@ -22,11 +22,12 @@ constexpr int64_t kMaxRunWindows = 3;
 // A gathered output costs its K / lanes vector FMAs plus about this many more (its horizontal sum,
 // finish and scattered store); a dense one only the FMAs. So a chunk gathers only while its share
 // of active (window, channel) pairs is below (K / lanes) / (K / lanes + this), and never above
-// kMaxGatherPercent (dense tiles run closer to peak): 90% at K = 2304 (AVX-512), 69% at K = 576,
-// 55% for a 1x1 with K = 320. Measured on Lite0's 7x7 1x1 layers at 21% predicted outputs: 16
-// (dense there) ran 0.79-0.86 of onnxruntime where 8 (gathering) ran 0.68-0.80; the 3x3 shapes
-// of VGG-16 and ResNet-18 with half their pairs predicted gather either way.
-constexpr int64_t kHorizontalSumCost = 16;
+// kMaxGatherPercent (dense tiles run closer to peak): 90% at K = 2304 (AVX-512), 84% at K = 1152,
+// 72% at K = 576, 46% for a 1x1 with K = 192. Measured since the gather tiles finish their own
+// outputs, with 30% of pairs predicted: 14 ran the 64-channel 3x3 shapes of VGG-16 and ResNet-18
+// 2-8% faster than 16 (dense there); 8 ran Lite0's 7x7 1x1 layers (K = 192, 320) 4-7% slower at
+// 30-50% predicted, 12 one of its 56x56 layers 7% slower at k = 3.
+constexpr int64_t kHorizontalSumCost = 14;
 constexpr int64_t kMaxGatherPercent = 90;
 // A gather tile vectorises each run of the reduction; a run shorter than this many vectors (a
 // 3-channel stem's 9 floats) leaves its lanes mostly empty: such a layer is computed in one dense
