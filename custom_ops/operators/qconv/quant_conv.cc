@@ -99,6 +99,15 @@ int32_t ZeroThreshold(float scale, bool zero_point_is_max, float margin, float x
 
 namespace {
 
+// The set bits of v, inline: this file is built for every x86-64, where __builtin_popcountll is a
+// library call (a hot one when the reductions are short).
+inline int64_t CountBits(uint64_t v) {
+  v = v - ((v >> 1) & 0x5555555555555555ull);
+  v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+  v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+  return static_cast<int64_t>((v * 0x0101010101010101ull) >> 56);
+}
+
 // dst[j * dst_stride + i] = src[i * src_stride + j] ^ flip for i < rows, j < cols: the input copy's
 // NCHW -> NHWC, and a block's outputs pixels x channels -> Y's planes.
 void TransposeBytes(const uint8_t* src, int64_t src_stride, uint8_t* dst, int64_t dst_stride, int64_t rows,
@@ -288,10 +297,15 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   auto pointer = [&](int64_t r, int64_t c) {
     return image + (r * g.stride_h * g.padded_width() + c * g.stride_w) * stride;
   };
-  // A block's outputs of the task's rows, pixel-major [pixel][lane] as the tiles write them, go to
-  // Y's planes in one transpose when the block is done.
-  std::vector<uint8_t> staged(static_cast<size_t>((r1 - r0) * g.out_width * lanes));
-  auto staged_at = [&](int64_t r, int64_t c) { return staged.data() + ((r - r0) * g.out_width + c) * lanes; };
+  // The task's outputs pixel-major, [pixel][block][lane] as the tiles write them: at the end each block
+  // goes to Y's planes in one transpose, or each pixel to Y's NHWC row in one pass. With windows of
+  // several outputs, predicted outputs keep y_zero_point: only computed ones are stored.
+  const int64_t task_pixels = (r1 - r0) * g.out_width, pixel_bytes = blocks_ * lanes;
+  std::vector<uint8_t> staged(static_cast<size_t>(task_pixels * pixel_bytes), k_ > 1 ? y_zero_point : 0);
+  int64_t staged_block = 0;  // the block being computed
+  auto staged_at = [&](int64_t r, int64_t c) {
+    return staged.data() + ((r - r0) * g.out_width + c) * pixel_bytes + staged_block * lanes;
+  };
 
   // Each window's samples and rest outputs inside the plane; a window without a sample keeps all.
   std::vector<int64_t> samples(static_cast<size_t>(windows), 0), rests(static_cast<size_t>(windows), 0);
@@ -322,8 +336,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     tile.epilogue.offset += first;
     tile.epilogue.scale += first;
     tile.epilogue.threshold += first;
-    // With windows of several outputs, predicted outputs keep y_zero_point: only computed ones are stored.
-    if (k_ > 1) std::fill(staged.begin(), staged.end(), y_zero_point);
+    staged_block = block;
     PixelBatch batch;
     // A sample stores every channel and updates its window's keeps; a rest output stores the
     // channels its window keeps.
@@ -377,7 +390,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       // The kept channels are gathered where that costs less than the whole block (audit computes
       // the block, to check every predicted output).
       const bool gathered =
-          keep != 0 && !call_.audit && __builtin_popcountll(keep) * gathered_cost_ < valid * dense_cost_;
+          keep != 0 && !call_.audit && CountBits(keep) * gathered_cost_ < valid * dense_cost_;
       const bool computed = (keep != 0 || call_.audit) && !gathered;
       int64_t rest_count = 0;
       for (int64_t r = band_r0; r < band_r1; ++r)
@@ -391,33 +404,40 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
         }
       if (gathered) {
         GatherRest(block, keep, rest, rest_count);
-        counters.macs_executed += __builtin_popcountll(keep) * rest_count * macs;
+        counters.macs_executed += CountBits(keep) * rest_count * macs;
       }
     }
     flush_rest();
-    const int64_t task_pixels = (r1 - r0) * g.out_width;
-    if (call_.channels_last) {
-      uint8_t* y = call_.output + (n * plane + r0 * g.out_width) * g.out_channels + first;
-      for (int64_t p = 0; p < task_pixels; ++p) {
-        // In 16-byte pieces: a memcpy of a variable size is a library call per pixel.
-        const uint8_t* from = staged.data() + p * lanes;
-        uint8_t* to = y + p * g.out_channels;
-        int64_t l = 0;
-        for (; l + 16 <= valid; l += 16) std::memcpy(to + l, from + l, 16);
-        for (; l < valid; ++l) to[l] = from[l];
-      }
-    } else {
-      TransposeBytes(staged.data(), lanes, call_.output + (n * g.out_channels + first) * plane + r0 * g.out_width,
-                     plane, task_pixels, valid, 0);
+    if (!call_.channels_last) {
+      TransposeBytes(staged.data() + block * lanes, pixel_bytes,
+                     call_.output + (n * g.out_channels + first) * plane + r0 * g.out_width, plane, task_pixels, valid,
+                     0);
     }
   }
-  for (int64_t b = 0; b < windows; ++b)
-    for (int64_t block = 0; block < blocks_; ++block) {
-      const uint64_t kept = keeps[static_cast<size_t>(b * blocks_ + block)];
-      const int64_t triggered = __builtin_popcountll(lane_mask(block) & ~kept);
-      counters.zero_diag += triggered * samples[static_cast<size_t>(b)];
-      counters.predicted += triggered * rests[static_cast<size_t>(b)];
+  if (call_.channels_last) {
+    // Locals: every byte stored may alias a member, which the loop would reload each time.
+    const int64_t channels = g.out_channels;
+    uint8_t* y = call_.output + (n * plane + r0 * g.out_width) * channels;
+    const uint8_t* from = staged.data();
+    for (int64_t p = 0; p < task_pixels; ++p, from += pixel_bytes) {
+      // In 16-byte pieces: a memcpy of a variable size is a library call per pixel.
+      uint8_t* to = y + p * channels;
+      int64_t m = 0;
+      for (; m + 16 <= channels; m += 16) std::memcpy(to + m, from + m, 16);
+      for (; m < channels; ++m) to[m] = from[m];
     }
+  }
+  int64_t zero_diag = 0, predicted = 0;
+  for (int64_t block = 0; block < blocks_; ++block) {
+    const uint64_t mask = lane_mask(block);
+    for (int64_t b = 0; b < windows; ++b) {
+      const int64_t triggered = CountBits(mask & ~keeps[static_cast<size_t>(b * blocks_ + block)]);
+      zero_diag += triggered * samples[static_cast<size_t>(b)];
+      predicted += triggered * rests[static_cast<size_t>(b)];
+    }
+  }
+  counters.zero_diag += zero_diag;
+  counters.predicted += predicted;
   return counters;
 }
 

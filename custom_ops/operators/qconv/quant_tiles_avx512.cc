@@ -34,20 +34,30 @@ void VnniTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* 
       }
     }
   }
-  const QuantEpilogue& e = t.epilogue;
-  const __m512 zero = _mm512_setzero_ps(), range = _mm512_set1_ps(e.range);
-  const __m512i zero_point = _mm512_set1_epi32(e.zero_point);
+  // Locals: a byte store may alias the tile's fields, which would be reloaded after each one.
+  const int32_t* offset = t.epilogue.offset;
+  const int32_t* threshold = t.epilogue.threshold;
+  const float* scale = t.epilogue.scale;
+  const __m512 zero = _mm512_setzero_ps(), range = _mm512_set1_ps(t.epilogue.range);
+  const __m512i zero_point = _mm512_set1_epi32(t.epilogue.zero_point);
   for (int p = 0; p < P; ++p) {
     uint64_t bits = 0;
+    __m128i bytes[4];
     for (int v = 0; v < 4; ++v) {
-      const __m512i sum = _mm512_add_epi32(acc[p][v], _mm512_loadu_si512(e.offset + 16 * v));
-      bits |= static_cast<uint64_t>(_mm512_cmple_epi32_mask(sum, _mm512_loadu_si512(e.threshold + 16 * v))) << (16 * v);
-      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_loadu_ps(e.scale + 16 * v));
+      const __m512i sum = _mm512_add_epi32(acc[p][v], _mm512_loadu_si512(offset + 16 * v));
+      bits |= static_cast<uint64_t>(_mm512_cmple_epi32_mask(sum, _mm512_loadu_si512(threshold + 16 * v))) << (16 * v);
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_loadu_ps(scale + 16 * v));
       f = _mm512_min_ps(_mm512_max_ps(f, zero), range);
       const __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
                                          zero_point);
-      _mm_mask_storeu_epi8(outs[p] + 16 * v, static_cast<__mmask16>(store[p] >> (16 * v)), _mm512_cvtepi32_epi8(q));
+      bytes[v] = _mm512_cvtepi32_epi8(q);
     }
+    // One masked store of the 64 bytes (four narrowing stores to memory are slow).
+    __m512i all = _mm512_castsi128_si512(bytes[0]);
+    all = _mm512_inserti32x4(all, bytes[1], 1);
+    all = _mm512_inserti32x4(all, bytes[2], 2);
+    all = _mm512_inserti32x4(all, bytes[3], 3);
+    _mm512_mask_storeu_epi8(outs[p], store[p], all);
     zero_bits[p] = bits;
   }
 }
