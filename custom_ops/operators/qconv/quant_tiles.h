@@ -106,11 +106,17 @@ constexpr GatherFns GatherTable() {
   return GatherTable<Kernel, MaxPixels>(std::make_integer_sequence<int, kMaxQuantGatherChannels>());
 }
 
+constexpr int kMaxQuantVectors = 4;
+using QuantTileRow = std::array<QuantTileFn, kMaxQuantPixels>;
+
 struct QuantTileKernels {
   const char* name;
   QuantInputLayout layout;
   int64_t lanes;                      // output channels per block, <= 64
-  QuantTileFn tile[kMaxQuantPixels];  // tile[p - 1] computes p pixels
+  int64_t vectors;                    // the block's lanes in this many vectors, <= kMaxQuantVectors
+  // tile[v - 1][p - 1] computes p pixels x the first v vectors of lanes: a block with fewer valid
+  // channels (the last) computes no more vectors than it needs.
+  std::array<QuantTileRow, kMaxQuantVectors> tile;
   int64_t gather_channels;            // channels per chunk of a gather row (a vector's worth)
   int64_t gather_pixels;              // the most pixels a gather tile takes, <= kMaxQuantGatherPixels
   GatherFns gather;                   // gather[c - 1][p - 1]

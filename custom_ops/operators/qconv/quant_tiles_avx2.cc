@@ -40,22 +40,22 @@ inline void StoreLowBytes(__m256i q, uint8_t keep, uint8_t* out) {
   std::memcpy(out, &merged, sizeof merged);
 }
 
-template <int P>
+template <int P, int V>
 void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* outs, const uint64_t* store,
               uint64_t* zero_bits) {
-  __m256i acc[P][2];
-  for (int p = 0; p < P; ++p) acc[p][0] = acc[p][1] = _mm256_setzero_si256();
+  __m256i acc[P][V];
+  for (int p = 0; p < P; ++p)
+    for (int v = 0; v < V; ++v) acc[p][v] = _mm256_setzero_si256();
   const uint8_t* w = t.weights;
   for (int64_t tap = 0; tap < t.taps; ++tap) {
     const uint8_t* x[P];
     for (int p = 0; p < P; ++p) x[p] = pixels[p] + t.tap_offsets[tap];
     for (int64_t g = 0; g < t.groups; ++g, w += kLanes * 4) {
-      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
-      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32));
+      __m256i wv[V];
+      for (int v = 0; v < V; ++v) wv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * v));
       for (int p = 0; p < P; ++p) {
         const __m256i xv = BroadcastGroup(x[p] + 4 * g);
-        acc[p][0] = _mm256_add_epi32(acc[p][0], _mm256_madd_epi16(xv, w0));
-        acc[p][1] = _mm256_add_epi32(acc[p][1], _mm256_madd_epi16(xv, w1));
+        for (int v = 0; v < V; ++v) acc[p][v] = _mm256_add_epi32(acc[p][v], _mm256_madd_epi16(xv, wv[v]));
       }
     }
   }
@@ -64,7 +64,7 @@ void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* 
   const __m256i zero_point = _mm256_set1_epi32(e.zero_point);
   for (int p = 0; p < P; ++p) {
     uint64_t bits = 0;
-    for (int v = 0; v < 2; ++v) {
+    for (int v = 0; v < V; ++v) {
       const __m256i offset = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.offset + 8 * v));
       const __m256i threshold = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.threshold + 8 * v));
       const __m256i sum = _mm256_add_epi32(acc[p][v], offset);
@@ -112,16 +112,21 @@ struct Avx2Gather {
   }
 };
 
-template <int... P>
-constexpr QuantTileKernels MakeTable(std::integer_sequence<int, P...>) {
-  return {"avx2", QuantInputLayout::kCentredShorts, kLanes, {&Avx2Tile<P + 1>...}, 16, 3,
+template <int V, int... P>
+constexpr QuantTileRow TileRow(std::integer_sequence<int, P...>) {
+  return {&Avx2Tile<P + 1, V>...};
+}
+
+constexpr QuantTileKernels MakeTable() {
+  constexpr auto pixels = std::make_integer_sequence<int, kMaxQuantPixels>();
+  return {"avx2", QuantInputLayout::kCentredShorts, kLanes, 2, {TileRow<1>(pixels), TileRow<2>(pixels)}, 16, 3,
           GatherTable<Avx2Gather, 3>()};
 }
 
 }  // namespace
 
 const QuantTileKernels& Avx2QuantTiles() {
-  static const QuantTileKernels kernels = MakeTable(std::make_integer_sequence<int, kMaxQuantPixels>());
+  static const QuantTileKernels kernels = MakeTable();
   return kernels;
 }
 

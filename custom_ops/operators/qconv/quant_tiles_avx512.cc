@@ -13,24 +13,24 @@ namespace {
 
 constexpr int64_t kLanes = 64;
 
-template <int P>
+template <int P, int V>
 void VnniTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* outs, const uint64_t* store,
               uint64_t* zero_bits) {
-  __m512i acc[P][4];
+  __m512i acc[P][V];
   for (int p = 0; p < P; ++p)
-    for (int v = 0; v < 4; ++v) acc[p][v] = _mm512_setzero_si512();
+    for (int v = 0; v < V; ++v) acc[p][v] = _mm512_setzero_si512();
   const uint8_t* w = t.weights;
   for (int64_t tap = 0; tap < t.taps; ++tap) {
     const uint8_t* x[P];
     for (int p = 0; p < P; ++p) x[p] = pixels[p] + t.tap_offsets[tap];
     for (int64_t g = 0; g < t.groups; ++g, w += kLanes * 4) {
-      __m512i wv[4];
-      for (int v = 0; v < 4; ++v) wv[v] = _mm512_loadu_si512(w + 64 * v);
+      __m512i wv[V];
+      for (int v = 0; v < V; ++v) wv[v] = _mm512_loadu_si512(w + 64 * v);
       for (int p = 0; p < P; ++p) {
         int32_t group;
         std::memcpy(&group, x[p] + 4 * g, sizeof group);
         const __m512i xv = _mm512_set1_epi32(group);
-        for (int v = 0; v < 4; ++v) acc[p][v] = _mm512_dpbusd_epi32(acc[p][v], xv, wv[v]);
+        for (int v = 0; v < V; ++v) acc[p][v] = _mm512_dpbusd_epi32(acc[p][v], xv, wv[v]);
       }
     }
   }
@@ -42,8 +42,8 @@ void VnniTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* 
   const __m512i zero_point = _mm512_set1_epi32(t.epilogue.zero_point);
   for (int p = 0; p < P; ++p) {
     uint64_t bits = 0;
-    __m128i bytes[4];
-    for (int v = 0; v < 4; ++v) {
+    __m128i bytes[4] = {};
+    for (int v = 0; v < V; ++v) {
       const __m512i sum = _mm512_add_epi32(acc[p][v], _mm512_loadu_si512(offset + 16 * v));
       bits |= static_cast<uint64_t>(_mm512_cmple_epi32_mask(sum, _mm512_loadu_si512(threshold + 16 * v))) << (16 * v);
       __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_loadu_ps(scale + 16 * v));
@@ -52,11 +52,12 @@ void VnniTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* 
                                          zero_point);
       bytes[v] = _mm512_cvtepi32_epi8(q);
     }
-    // One masked store of the 64 bytes (four narrowing stores to memory are slow).
+    // One masked store of the 64 bytes (four narrowing stores to memory are slow); lanes past V
+    // vectors are never in `store`.
     __m512i all = _mm512_castsi128_si512(bytes[0]);
-    all = _mm512_inserti32x4(all, bytes[1], 1);
-    all = _mm512_inserti32x4(all, bytes[2], 2);
-    all = _mm512_inserti32x4(all, bytes[3], 3);
+    if (V > 1) all = _mm512_inserti32x4(all, bytes[1], 1);
+    if (V > 2) all = _mm512_inserti32x4(all, bytes[2], 2);
+    if (V > 3) all = _mm512_inserti32x4(all, bytes[3], 3);
     _mm512_mask_storeu_epi8(outs[p], store[p], all);
     zero_bits[p] = bits;
   }
@@ -130,16 +131,22 @@ struct VnniGather {
   }
 };
 
-template <int... P>
-constexpr QuantTileKernels MakeTable(std::integer_sequence<int, P...>) {
-  return {"avx512", QuantInputLayout::kBiasedBytes, kLanes, {&VnniTile<P + 1>...}, 64, 6,
+template <int V, int... P>
+constexpr QuantTileRow TileRow(std::integer_sequence<int, P...>) {
+  return {&VnniTile<P + 1, V>...};
+}
+
+constexpr QuantTileKernels MakeTable() {
+  constexpr auto pixels = std::make_integer_sequence<int, kMaxQuantPixels>();
+  return {"avx512", QuantInputLayout::kBiasedBytes, kLanes, 4,
+          {TileRow<1>(pixels), TileRow<2>(pixels), TileRow<3>(pixels), TileRow<4>(pixels)}, 64, 6,
           GatherTable<VnniGather, 6>()};
 }
 
 }  // namespace
 
 const QuantTileKernels& Avx512VnniQuantTiles() {
-  static const QuantTileKernels kernels = MakeTable(std::make_integer_sequence<int, kMaxQuantPixels>());
+  static const QuantTileKernels kernels = MakeTable();
   return kernels;
 }
 

@@ -65,7 +65,7 @@ struct PortableGather {
 
 template <int... P>
 constexpr QuantTileKernels MakeTable(std::integer_sequence<int, P...>) {
-  return {"portable", QuantInputLayout::kCentredShorts, kLanes, {&PortableTile<P + 1>...}, 16, 3,
+  return {"portable", QuantInputLayout::kCentredShorts, kLanes, 1, {QuantTileRow{&PortableTile<P + 1>...}}, 16, 3,
           GatherTable<PortableGather, 3>()};
 }
 
