@@ -397,12 +397,14 @@ def test_quantization_parameters_fed_at_run_time_give_the_same_result():
     assert_counters_match(counters, expected_counters)
 
 
-def test_a_long_reduction_gathers_some_windows_and_computes_others(int8_kernel_path):
+@pytest.mark.parametrize("window, height, width", [(3, 9, 24), (2, 9, 25), (4, 10, 22)])
+def test_a_long_reduction_gathers_some_windows_and_computes_others(int8_kernel_path, window, height, width):
     """K = 2304: windows keeping few of a block's channels are gathered, those keeping most computed with
     the block (the cost model's break-even lies between), both bit for bit. The input's amplitude rises
-    along the rows and the biases along the channels, so windows and blocks keep from few channels to all."""
+    along the rows and the biases along the channels, so windows and blocks keep from few channels to all;
+    the windows' rest outputs, 1 to 12 with the edges clipped, fill the gather tiles' every pixel count."""
     rng = np.random.default_rng(11)
-    in_channels, out_channels, height, width = 256, 64, 9, 24
+    in_channels, out_channels = 256, 64
     amplitude = np.linspace(0, 127, width)
     x = np.clip(128 + np.round(rng.standard_normal((1, in_channels, height, width)) * amplitude), 0, 255)
     x = x.astype(np.uint8)
@@ -411,7 +413,7 @@ def test_a_long_reduction_gathers_some_windows_and_computes_others(int8_kernel_p
     params = quantized_params(rng, np.uint8, out_channels, per_channel=True, zero_point_at_min=True)
     params.update(x_scale=np.float32(0.02), x_zero_point=np.uint8(128), y_scale=np.float32(0.005))
     params["w_scale"] = np.full(out_channels, 1e-4, np.float32)
-    attributes = dict(pads=[1, 1, 1, 1], window=3)
+    attributes = dict(pads=[1, 1, 1, 1], window=window)
     y, counters = run_qlinear(x, w, params, b, **attributes)
     expected_y, expected_counters = reference(x, w, params, b, **attributes)
     np.testing.assert_array_equal(y, expected_y)
