@@ -50,11 +50,12 @@ QUANTIZED_GRAPHS = {
 }
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels last"])
 @pytest.mark.parametrize("window", [1, 3])
 @pytest.mark.parametrize("graph", QUANTIZED_GRAPHS)
-def test_window_one_reproduces_the_int8_original_bit_for_bit(graph, window):
+def test_window_one_reproduces_the_int8_original_bit_for_bit(graph, window, channels_last):
     model = QUANTIZED_GRAPHS[graph]()
-    rewritten, summary = onnxpred.rewrite_with_summary(model, window=window)
+    rewritten, summary = onnxpred.rewrite_with_summary(model, window=window, channels_last=channels_last)
     assert summary.layers_rewritten == 2 and summary.layers_left == 0, summary.format_table()
     x = np.random.default_rng(3).standard_normal((1, 4, 8, 8)).astype(np.float32)
     expected = onnxpred.session(model).run(None, {"X": x})[0]
