@@ -1,6 +1,7 @@
 """The tiled path's special cases against the NumPy reference, on every instruction set: a reduction too
-short to gather (computed in one dense pass, the predicted outputs zeroed after it) and gather tiles
-whose horizontal sums are reduced a vector of accumulators at a time."""
+short to gather (computed in one dense pass, the predicted outputs zeroed after it; on rows that fill
+the vectors, by the direct path's row tiles from NCHW) and gather tiles whose horizontal sums are
+reduced a vector of accumulators at a time."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from onnxpred import reference
 from op_models import assert_counters_match, assert_same_at_one_and_two_threads, run_op
 
 
-def _integer_layer(seed, channels, out_channels, height, width, kernel=3):
+def _integer_layer(seed, channels, out_channels, height, width, kernel=3, out_size=None):
     rng = np.random.default_rng(seed)
     x = np.maximum(rng.integers(-2, 3, (2, channels, height, width)), 0).astype(np.float32)
     w = rng.integers(-1, 2, (out_channels, channels, kernel, kernel)).astype(np.float32)
     b = rng.integers(-6, 1, out_channels).astype(np.float32)
-    z = rng.integers(-2, 2, (2, out_channels, height, width)).astype(np.float32)
+    z = rng.integers(-2, 2, (2, out_channels, *(out_size or (height, width)))).astype(np.float32)
     return x, w, b, z
 
 
@@ -53,3 +54,35 @@ def test_gather_tiles_of_every_size_match_reference(kernel_path, window, activat
     assert_counters_match(counters, expected_counters)
     stats = dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))
     assert 0 < stats["predicted"] < stats["outputs"] // 2
+
+
+# Floats per vector of each instruction set: a layer whose kernel row (channels x kernel width) is
+# shorter than two vectors is too short to gather, and on rows that fill the vectors the direct path
+# computes it.
+_LANES = {"portable": 4, "avx2": 8, "avx512": 16}
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 4])
+@pytest.mark.parametrize("channels, kernel, stride, in_width, out_width",
+                         [(2, 3, 1, 60, 60), (3, 3, 1, 32, 32), (1, 7, 2, 64, 32), (3, 7, 2, 119, 60)],
+                         ids=["2ch 3x3", "3ch 3x3", "1ch 7x7 s2", "3ch 7x7 s2 odd"])
+@pytest.mark.parametrize("activation", [{}, {"activation": "Clip", "clip_max": 3.0}], ids=["Relu", "Clip"])
+def test_stem_rows_match_reference(kernel_path, window, channels, kernel, stride, in_width, out_width, activation):
+    """Stems like VGG's 3x3 and ResNet's 7x7 at stride 2 (also on an odd padded width), on rows of 32 or
+    60 outputs, which fill the vectors of every instruction set: with 1 or 2 channels every instruction
+    set takes the direct path (row tiles full and partial, padded edges, Z, windows clipped at the
+    plane's right and bottom edges: 13 rows), with 3 those with wider vectors."""
+    pad = kernel // 2
+    in_height = (13 - 1) * stride + kernel - 2 * pad
+    x, w, b, z = _integer_layer(20 + window, channels, 20, in_height, in_width, kernel=kernel, out_size=(13, out_width))
+    attributes = dict(pads=(pad,) * 4, strides=(stride, stride), window=window, audit=True, **activation)
+    y, counters = run_op(x, w, b, z, **attributes)
+    expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
+    np.testing.assert_array_equal(y, expected_y)
+    assert_counters_match(counters, expected_counters)
+    stats = dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))
+    if window > 1:
+        assert stats["predicted"] > 0 and stats["pred_miss"] > 0
+    if kernel_path != "scalar" and channels * kernel < 2 * _LANES[kernel_path]:
+        assert stats["macs_executed"] == stats["macs_dense"]
+    assert_same_at_one_and_two_threads(x, w, b, pads=(pad,) * 4, strides=(stride, stride), window=window)

@@ -1,6 +1,6 @@
 // The window rule on a band of k computed output rows. Which columns are samples, and which lie in
 // one window, are bit arrays built once per call (BandRuleMasks); where P was above -margin is a
-// bit array the pointwise tile recorded while P was in registers. Per band the rule masks those bits
+// bit array the row tile recorded while P was in registers. Per band the rule masks those bits
 // with the samples', ORs them across windows with word shifts, and writes each row once, keeping
 // lanes by mask. No loop runs per output, so rows shorter than a vector cost no
 // scalar tail. Written against an instruction set (simd.h) and instantiated by each tiles_<isa>.cc.

@@ -32,18 +32,19 @@ PointwiseConv::PointwiseConv(const ConvCall& call, const TileKernels& kernels, c
       input_(input),
       masks_(pattern, geometry.out_width, geometry.out_height),
       pixels_(geometry.out_height * geometry.out_width),
-      channel_blocks_(CeilDiv(geometry.out_channels, kernels.pointwise_channels * kTilesPerChannelBlock)) {
+      channel_blocks_(CeilDiv(geometry.out_channels, kernels.row_tile_channels * kTilesPerChannelBlock)) {
   const int64_t band_pixels = pattern.size * geometry.out_width;
   const int64_t bands = CeilDiv(geometry.out_height, pattern.size);
-  bands_per_block_ = std::min(bands, CeilDiv(kernels.pointwise_pixels * kTilesPerPixelBlock, band_pixels));
+  bands_per_block_ = std::min(bands, CeilDiv(kernels.row_tile_pixels * kTilesPerPixelBlock, band_pixels));
   band_blocks_ = CeilDiv(bands, bands_per_block_);
+  for (int64_t c = 0; c < geometry.in_channels; ++c) channel_offsets_.push_back(c * pixels_);
 }
 
 PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   const int64_t band_block = task % band_blocks_;
   const int64_t channel_block = task / band_blocks_ % channel_blocks_;
   const int64_t n = task / band_blocks_ / channel_blocks_;
-  const int64_t tile_channels = kernels_.pointwise_channels, tile_pixels = kernels_.pointwise_pixels;
+  const int64_t tile_channels = kernels_.row_tile_channels, tile_pixels = kernels_.row_tile_pixels;
   const int64_t c_count = geometry.in_channels, k = pattern.size;
   const int64_t m_begin = channel_block * tile_channels * kTilesPerChannelBlock;
   const int64_t m_end = std::min(geometry.out_channels, m_begin + tile_channels * kTilesPerChannelBlock);
@@ -51,11 +52,11 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   const int64_t q_begin = band_begin * k * geometry.out_width;
   const int64_t q_end = std::min(pixels_, band_end * k * geometry.out_width);
   const float* image = input_ + n * c_count * pixels_;
-  const float* weights[kMaxPointwiseChannels];
-  float* rows[kMaxPointwiseChannels];
-  const float* residuals[kMaxPointwiseChannels];
-  float bias[kMaxPointwiseChannels];
-  PointwiseRows out;
+  const float* weights[kMaxRowTileChannels];
+  float* rows[kMaxRowTileChannels];
+  const float* residuals[kMaxRowTileChannels];
+  float bias[kMaxRowTileChannels];
+  RowTileOutput out;
   out.rows = rows;
   out.residuals = tensors.residual ? residuals : nullptr;
   out.bias = bias;
@@ -67,7 +68,7 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   std::vector<uint64_t> work(static_cast<size_t>(masks_.scratch_size() + (m_end - m_begin) * above_words), 0);
   uint64_t* const scratch = work.data();
   uint64_t* const above_bits = scratch + masks_.scratch_size();
-  uint64_t* above[kMaxPointwiseChannels];
+  uint64_t* above[kMaxRowTileChannels];
   out.above = above;
   int64_t computed = 0;
 
@@ -87,7 +88,8 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
       }
       out.first_bit = q0 - q_begin;
       out.channels = channels;
-      kernels_.pointwise[CeilDiv(width, kernels_.lanes) - 1](c_count, pixels_, weights, image + q0, width, out);
+      kernels_.row_tiles[CeilDiv(width, kernels_.lanes) - 1](c_count, channel_offsets_.data(), weights, image + q0, width,
+                                                             out);
       computed += channels * width;
     }
   }

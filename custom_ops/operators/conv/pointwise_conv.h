@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "operators/conv/conv_geometry.h"
 #include "operators/conv/predictive_conv_kernel.h"
@@ -31,6 +32,7 @@ class PointwiseConv : private ConvCall {
   const float* input_;
   BandRuleMasks masks_;
   int64_t pixels_, channel_blocks_;
+  std::vector<int64_t> channel_offsets_;  // the row tiles' taps: input channel c at c * pixels_
   int64_t bands_per_block_ = 1, band_blocks_ = 1;
 };
 

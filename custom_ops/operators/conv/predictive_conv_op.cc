@@ -12,6 +12,7 @@
 #include "operators/common/op_error.h"
 #include "operators/common/parallel_for.h"
 #include "operators/conv/predictive_conv_kernel.h"
+#include "operators/conv/direct_conv.h"
 #include "operators/conv/pointwise_conv.h"
 #include "operators/conv/tiled_conv.h"
 
@@ -176,6 +177,12 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
         task_counters =
             RunTasks(context, DepthwiseConv(call, *depthwise_kernels_, x_data, packed->tiled.data()));
         break;
+      case ConvPath::kDirect: {
+        const DirectConv conv(call, *tile_kernels_, x_data);
+        ParallelFor(context, conv.CopyTasks(), [&](int64_t row) { conv.CopyInputRow(row); });
+        task_counters = RunTasks(context, conv);
+        break;
+      }
       case ConvPath::kTiled:
         task_counters = RunTiled(context, call, packed->tiled.data());
         break;
@@ -200,6 +207,7 @@ PredictiveConvKernel::ConvPath PredictiveConvKernel::SelectPath(const ConvGeomet
   if (tile_kernels_ == nullptr) return ConvPath::kPlanes;
   if (PointwiseConv::Applies(g, *tile_kernels_)) return ConvPath::kPointwise;
   if (IsDepthwiseLike(g)) return ConvPath::kDepthwise;
+  if (DirectConv::Applies(g, *tile_kernels_)) return ConvPath::kDirect;
   return ConvPath::kTiled;
 }
 

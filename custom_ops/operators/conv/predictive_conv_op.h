@@ -46,6 +46,7 @@ class PredictiveConvKernel {
     kPlanes,     // the simple per-plane kernel: everything under ONNXPRED_KERNEL=scalar
     kPointwise,  // 1x1, stride 1, unpadded, ungrouped: a GEMM from NCHW, then the window rule
     kDepthwise,  // one input channel per group
+    kDirect,     // a reduction too short to gather (3-channel stems): rows from NCHW, then the window rule
     kTiled,      // every other convolution: dense sample tiles, then per-window gather tiles
   };
   ConvPath SelectPath(const ConvGeometry& geometry) const;
@@ -53,12 +54,14 @@ class PredictiveConvKernel {
   // W in the layouts `path` reads.
   struct PackedWeights {
     ConvPath path = ConvPath::kPlanes;
-    PackedFloats per_output;  // [M][kH][kW][C/group]: the plane, pointwise and gather kernels
+    PackedFloats per_output;  // [M][kH][kW][C/group]: the plane, pointwise, direct and gather kernels
     PackedFloats tiled;       // PackDenseWeights or PackDepthwiseWeights
-    // Every path but the depthwise one packs per_output, which is all the plane and pointwise paths read.
+    // Every path but the depthwise one packs per_output, which is all the plane, pointwise and
+    // direct paths read.
     bool Serves(ConvPath other) const {
-      return other == path ||
-             ((other == ConvPath::kPlanes || other == ConvPath::kPointwise) && path != ConvPath::kDepthwise);
+      const bool per_output_only =
+          other == ConvPath::kPlanes || other == ConvPath::kPointwise || other == ConvPath::kDirect;
+      return other == path || (per_output_only && path != ConvPath::kDepthwise);
     }
   };
   PackedWeights PackWeightsFor(ConvPath path, const float* weights, const ConvGeometry& geometry) const;

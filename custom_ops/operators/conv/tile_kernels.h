@@ -60,16 +60,16 @@ struct GatherTileEpilogue {
 using GatherTileFn = void (*)(const TapLayout& taps, const float* const* weights, const float* const* pixels,
                               const GatherTileEpilogue& epilogue);
 
-// Pointwise tile, for 1x1 stride-1 unpadded convolutions read straight from NCHW: for up to
-// `pointwise_channels` channels i and `pixels` consecutive pixels q, sum_i,q = sum_c weights_i[c] *
-// input[c * channel_stride + q], finished in the tile as P = sum_i,q + bias[i] + residuals[i][q]
-// (residuals may be null) and rows[i][q] = act(P): outputs come out as rows of NCHW planes. The
-// tile also records where !(P <= threshold) as bits, so that the window rule, which runs later on
-// act(P), decides the trigger from P.
-// pointwise[v - 1] covers v vectors (pixels <= v * lanes), the last one possibly partial: small
-// planes pay for no padding lanes beyond one vector.
-struct PointwiseRows {
-  int64_t channels;                // valid rows, <= pointwise_channels; the others are not stored
+// Row tile, for the paths that compute every output straight into NCHW rows (pointwise_conv.h,
+// direct_conv.h): for up to `row_tile_channels` channels i and `pixels` consecutive outputs q of a
+// row, sum_i,q = sum_t weights_i[t] * input[tap_offsets[t] + q] over the `taps` taps of the
+// reduction, finished in the tile as P = sum_i,q + bias[i] + residuals[i][q] (residuals may be null)
+// and rows[i][q] = act(P). The tile also records where !(P <= threshold) as bits, so that the
+// window rule, which runs later on act(P), decides the trigger from P.
+// row_tiles[v - 1] covers v vectors (pixels <= v * lanes), the last one possibly partial: short
+// rows pay for no padding lanes beyond one vector.
+struct RowTileOutput {
+  int64_t channels;                // valid rows, <= row_tile_channels; the others are not stored
   float* const* rows;              // per channel: Y at the tile's first pixel
   const float* const* residuals;   // per channel: Z at the tile's first pixel; or null
   const float* bias;               // per channel
@@ -78,8 +78,8 @@ struct PointwiseRows {
   uint64_t* const* above;          // per channel: OR bit first_bit + q where !(P <= threshold)
   int64_t first_bit;               // a multiple of the lanes: a vector's bits share one word
 };
-using PointwiseTileFn = void (*)(int64_t in_channels, int64_t channel_stride, const float* const* weights,
-                                 const float* input, int64_t pixels, const PointwiseRows& out);
+using RowTileFn = void (*)(int64_t taps, const int64_t* tap_offsets, const float* const* weights, const float* input,
+                           int64_t pixels, const RowTileOutput& out);
 
 // The window rule over whole output rows of `width` columns, as bit arrays (bit c: column c) built
 // once per call, so that the rule runs per vector of columns, not per output (band_rule.h).
@@ -105,7 +105,7 @@ class BandRuleMasks {
 
 // Applies the window rule to bands [band_begin, band_end) of a plane of `height` rows whose every
 // output is computed: zeroes the predicted ones and returns their counters (pred_hit/pred_miss if
-// `audit`). `above` holds the plane's !(P <= -margin) bits (PointwiseRows::above) from bit 0 at the
+// `audit`). `above` holds the plane's !(P <= -margin) bits (RowTileOutput::above) from bit 0 at the
 // first output of band_begin, and a word of padding past the bands' last bit.
 using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* plane, const uint64_t* above,
                                           int64_t height, int64_t band_begin, int64_t band_end, bool audit,
@@ -119,8 +119,8 @@ using ChannelsToPixelsFn = void (*)(const float* rows, int64_t channel_stride, i
 constexpr int kMaxDensePixels = 14;
 constexpr int kMaxGatherChannels = 4;
 constexpr int kMaxGatherPixels = 6;
-constexpr int kMaxPointwiseChannels = 4;
-constexpr int kMaxPointwiseVectors = 6;
+constexpr int kMaxRowTileChannels = 4;
+constexpr int kMaxRowTileVectors = 6;
 
 struct TileKernels {
   const char* name;
@@ -136,9 +136,9 @@ struct TileKernels {
   // gather[c - 1][p - 1] computes c channels x p pixels, so leftover active channels and the few
   // rest pixels of a window clipped by the map's edge cost no padded work.
   GatherTileFn gather[kMaxGatherChannels][kMaxGatherPixels];
-  int64_t pointwise_channels;
-  int64_t pointwise_pixels;  // the widest tile
-  PointwiseTileFn pointwise[kMaxPointwiseVectors];
+  int64_t row_tile_channels;
+  int64_t row_tile_pixels;  // the widest tile
+  RowTileFn row_tiles[kMaxRowTileVectors];
   BandRuleFn band_rule;
   ChannelsToPixelsFn channels_to_pixels;
 };

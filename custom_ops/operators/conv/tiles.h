@@ -175,12 +175,12 @@ void GatherTile(const TapLayout& taps, const float* const* weights, const float*
   }
 }
 
-// kChannels channels x kVectors vectors of consecutive pixels; weights broadcast, each channel's
-// row finished and stored straight into its NCHW plane. `pixels` lies in
-// ((kVectors - 1) * lanes, kVectors * lanes]: only the last vector may be partial (a plane's end).
+// kChannels channels x kVectors vectors of consecutive outputs of a row; weights broadcast, each
+// channel's row finished and stored straight into its NCHW plane. `pixels` lies in
+// ((kVectors - 1) * lanes, kVectors * lanes]: only the last vector may be partial (a row's end).
 template <typename Isa, int kChannels, int kVectors>
-void PointwiseTile(int64_t in_channels, int64_t channel_stride, const float* const* weights, const float* input,
-                   int64_t pixels, const PointwiseRows& out) {
+void RowTile(int64_t taps, const int64_t* tap_offsets, const float* const* weights, const float* input,
+             int64_t pixels, const RowTileOutput& out) {
   using V = typename Isa::V;
   constexpr int kLanes = Isa::kLanes;
   const int64_t last_lanes = pixels - (kVectors - 1) * kLanes;
@@ -189,28 +189,28 @@ void PointwiseTile(int64_t in_channels, int64_t channel_stride, const float* con
   for (int i = 0; i < kChannels; ++i)
 #pragma GCC unroll 8
     for (int v = 0; v < kVectors; ++v) acc[i][v] = Isa::Zero();
-  auto step = [&](const float* x, int64_t c, V last) {
+  auto step = [&](const float* x, int64_t t, V last) {
     V xv[kVectors];
 #pragma GCC unroll 8
     for (int v = 0; v + 1 < kVectors; ++v) xv[v] = InRegister(Isa::Load(x + v * kLanes));
     xv[kVectors - 1] = last;
 #pragma GCC unroll 8
     for (int i = 0; i < kChannels; ++i) {
-      const V wb = Isa::Broadcast(weights[i] + c);
+      const V wb = Isa::Broadcast(weights[i] + t);
 #pragma GCC unroll 8
       for (int v = 0; v < kVectors; ++v) acc[i][v] = Isa::Fma(wb, xv[v], acc[i][v]);
     }
   };
   constexpr int64_t kLastOffset = (kVectors - 1) * kLanes;
   if (last_lanes == kLanes) {
-    for (int64_t c = 0; c < in_channels; ++c) {
-      const float* x = input + c * channel_stride;
-      step(x, c, InRegister(Isa::Load(x + kLastOffset)));
+    for (int64_t t = 0; t < taps; ++t) {
+      const float* x = input + tap_offsets[t];
+      step(x, t, InRegister(Isa::Load(x + kLastOffset)));
     }
   } else {
-    for (int64_t c = 0; c < in_channels; ++c) {
-      const float* x = input + c * channel_stride;
-      step(x, c, Isa::LoadPartial(x + kLastOffset, last_lanes));
+    for (int64_t t = 0; t < taps; ++t) {
+      const float* x = input + tap_offsets[t];
+      step(x, t, Isa::LoadPartial(x + kLastOffset, last_lanes));
     }
   }
   const V clip = Isa::Broadcast(&out.clip_max), threshold = Isa::Broadcast(&out.threshold);
@@ -264,8 +264,8 @@ void ChannelsToPixelsByBlocks(const float* rows, int64_t channel_stride, int64_t
 }
 
 template <typename Isa, int kChannels, size_t... kVectorCounts>
-void FillPointwiseTiles(PointwiseTileFn* table, std::index_sequence<kVectorCounts...>) {
-  ((table[kVectorCounts] = &PointwiseTile<Isa, kChannels, static_cast<int>(kVectorCounts) + 1>), ...);
+void FillRowTiles(RowTileFn* table, std::index_sequence<kVectorCounts...>) {
+  ((table[kVectorCounts] = &RowTile<Isa, kChannels, static_cast<int>(kVectorCounts) + 1>), ...);
 }
 
 template <typename Isa, int kVectors, size_t... kPixelCounts>
@@ -279,7 +279,7 @@ void FillGatherTiles(GatherTileFn* table, std::index_sequence<kPixelCounts...>) 
 }
 
 template <typename Isa, int kDenseVectors, int kDensePixels, int kGatherChannels, int kGatherPixels,
-          int kPointwiseChannels, int kPointwiseVectors>
+          int kRowTileChannels, int kRowTileVectors>
 TileKernels MakeTileKernels(const char* name) {
   static_assert(kGatherChannels >= 1 && kGatherChannels <= kMaxGatherChannels, "gather tile too wide");
   TileKernels kernels{name,
@@ -291,16 +291,16 @@ TileKernels MakeTileKernels(const char* name) {
                       kGatherChannels,
                       kGatherPixels,
                       {},
-                      kPointwiseChannels,
-                      kPointwiseVectors * Isa::kLanes,
+                      kRowTileChannels,
+                      kRowTileVectors * Isa::kLanes,
                       {},
                       &ApplyBandRule<Isa>,
                       &ChannelsToPixelsByBlocks};
-  static_assert(kPointwiseVectors <= kMaxPointwiseVectors, "pointwise tile too wide");
-  static_assert(kPointwiseChannels <= kMaxPointwiseChannels, "pointwise tile too tall");
+  static_assert(kRowTileVectors <= kMaxRowTileVectors, "row tile too wide");
+  static_assert(kRowTileChannels <= kMaxRowTileChannels, "row tile too tall");
   static_assert(kDensePixels <= kMaxDensePixels, "dense tile too wide");
   FillDenseTiles<Isa, kDenseVectors>(kernels.dense, std::make_index_sequence<kDensePixels>());
-  FillPointwiseTiles<Isa, kPointwiseChannels>(kernels.pointwise, std::make_index_sequence<kPointwiseVectors>());
+  FillRowTiles<Isa, kRowTileChannels>(kernels.row_tiles, std::make_index_sequence<kRowTileVectors>());
   static_assert(kGatherPixels <= kMaxGatherPixels, "gather tile too wide");
   constexpr auto kPixelCounts = std::make_index_sequence<kGatherPixels>();
   FillGatherTiles<Isa, 1>(kernels.gather[0], kPixelCounts);
