@@ -318,14 +318,22 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   auto pointer = [&](int64_t r, int64_t c) {
     return image + (r * g.stride_h * g.padded_width() + c * g.stride_w) * stride;
   };
-  // The task's outputs pixel-major, [pixel][block][lane] as the tiles write them: at the end each block
-  // goes to Y's planes in one transpose, or each pixel to Y's NHWC row in one pass. With windows of
-  // several outputs, predicted outputs keep y_zero_point: only computed ones are stored.
-  const int64_t task_pixels = (r1 - r0) * g.out_width, pixel_bytes = blocks_ * lanes;
-  std::vector<uint8_t> staged(static_cast<size_t>(task_pixels * pixel_bytes), k_ > 1 ? y_zero_point : 0);
-  int64_t staged_block = 0;  // the block being computed
-  auto staged_at = [&](int64_t r, int64_t c) {
-    return staged.data() + ((r - r0) * g.out_width + c) * pixel_bytes + staged_block * lanes;
+  // Where the tiles write a pixel's block of outputs: Y itself when it is NHWC (its pixels are rows of
+  // channels, as the tiles write them); else the task's outputs staged pixel-major, [pixel][block][lane],
+  // each block going to Y's planes in one transpose at its end. With windows of several outputs,
+  // predicted outputs keep y_zero_point: only computed ones are stored.
+  const int64_t task_pixels = (r1 - r0) * g.out_width;
+  const int64_t pixel_bytes = call_.channels_last ? g.out_channels : blocks_ * lanes;
+  std::vector<uint8_t> staged;
+  uint8_t* outputs = call_.output + (n * plane + r0 * g.out_width) * g.out_channels;
+  if (!call_.channels_last) {
+    staged.resize(static_cast<size_t>(task_pixels * pixel_bytes));
+    outputs = staged.data();
+  }
+  if (k_ > 1) std::memset(outputs, y_zero_point, static_cast<size_t>(task_pixels * pixel_bytes));
+  int64_t output_block = 0;  // the block being computed
+  auto output_at = [&](int64_t r, int64_t c) {
+    return outputs + ((r - r0) * g.out_width + c) * pixel_bytes + output_block * lanes;
   };
 
   // Each window's samples and rest outputs inside the plane; a window without a sample keeps all.
@@ -358,7 +366,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     tile.epilogue.offset += first;
     tile.epilogue.scale += first;
     tile.epilogue.threshold += first;
-    staged_block = block;
+    output_block = block;
     PixelBatch batch;
     // A sample stores every channel and updates its window's keeps; a rest output stores the
     // channels its window keeps.
@@ -403,7 +411,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     };
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = 0; c < g.out_width; ++c)
-        if (is_sample(r, c) && batch.Add(pointer(r, c), staged_at(r, c), mask, window_of(r, c))) flush_samples();
+        if (is_sample(r, c) && batch.Add(pointer(r, c), output_at(r, c), mask, window_of(r, c))) flush_samples();
     flush_samples();
     for (int64_t b = 0; b < windows && k_ > 1; ++b) {
       const int64_t c0 = b % windows_ * k_, c1 = std::min(c0 + k_, g.out_width);
@@ -419,9 +427,9 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
         for (int64_t c = c0; c < c1; ++c) {
           if (is_sample(r, c)) continue;
           if (computed) {
-            if (batch.Add(pointer(r, c), staged_at(r, c), keep, b)) flush_rest();
+            if (batch.Add(pointer(r, c), output_at(r, c), keep, b)) flush_rest();
           } else {
-            rest[static_cast<size_t>(rest_count++)] = {pointer(r, c), staged_at(r, c)};
+            rest[static_cast<size_t>(rest_count++)] = {pointer(r, c), output_at(r, c)};
           }
         }
       if (gathered) {
@@ -434,19 +442,6 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       TransposeBytes(staged.data() + block * lanes, pixel_bytes,
                      call_.output + (n * g.out_channels + first) * plane + r0 * g.out_width, plane, task_pixels, valid,
                      0);
-    }
-  }
-  if (call_.channels_last) {
-    // Locals: every byte stored may alias a member, which the loop would reload each time.
-    const int64_t channels = g.out_channels;
-    uint8_t* y = call_.output + (n * plane + r0 * g.out_width) * channels;
-    const uint8_t* from = staged.data();
-    for (int64_t p = 0; p < task_pixels; ++p, from += pixel_bytes) {
-      // In 16-byte pieces: a memcpy of a variable size is a library call per pixel.
-      uint8_t* to = y + p * channels;
-      int64_t m = 0;
-      for (; m + 16 <= channels; m += 16) std::memcpy(to + m, from + m, 16);
-      for (; m < channels; ++m) to[m] = from[m];
     }
   }
   std::vector<uint64_t> masks(static_cast<size_t>(blocks_));

@@ -38,7 +38,8 @@ struct QuantTile {
 };
 
 // Computes pixels p < P (P: the table slot + 1) x lanes l: outs[p][l] = A (Y's byte) for the lanes
-// set in store[p] (the others are left as they are), and bit l of zero_bits[p] = (acc <= T).
+// set in store[p], and bit l of zero_bits[p] = (acc <= T). No other byte is written, nor read: past
+// the block's valid lanes lies the next pixel of an NHWC Y.
 // `pixels[p]` points at pixel p's first tap in the input copy. The masked store lets a window's
 // rest outputs go straight to their place while its predicted channels keep y_zero_point.
 using QuantTileFn = void (*)(const QuantTile& tile, const uint8_t* const* pixels, uint8_t* const* outs,

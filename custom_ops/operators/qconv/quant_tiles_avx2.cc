@@ -29,15 +29,11 @@ inline void StoreLowBytes(__m256i q, uint8_t keep, uint8_t* out) {
     _mm_storel_epi64(reinterpret_cast<__m128i*>(out), both);
     return;
   }
-  // A byte mask from the bits: each byte of `spread` holds its own bit, which adding 0x7f carries
-  // into the byte's top bit.
-  const uint64_t spread = (keep * 0x0101010101010101ull) & 0x8040201008040201ull;
-  const uint64_t mask = ((((spread + 0x7f7f7f7f7f7f7f7full) | spread) & 0x8080808080808080ull) >> 7) * 0xff;
-  const uint64_t values = static_cast<uint64_t>(_mm_cvtsi128_si64(both));
-  uint64_t old;
-  std::memcpy(&old, out, sizeof old);
-  const uint64_t merged = (values & mask) | (old & ~mask);
-  std::memcpy(out, &merged, sizeof merged);
+  // Byte by byte: the bytes past the kept ones may be another pixel's (Y itself when it is NHWC),
+  // which a read-modify-write of all 8 would race with.
+  uint8_t values[8];
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(values), both);
+  for (unsigned bits = keep; bits != 0; bits &= bits - 1) out[__builtin_ctz(bits)] = values[__builtin_ctz(bits)];
 }
 
 template <int P, int V>
