@@ -8,8 +8,8 @@ namespace onnxpred {
 namespace {
 
 // As the pointwise path's: a task's outputs stay in L2 for the window rule.
-constexpr int64_t kTilesPerPixelBlock = 4;
-constexpr int64_t kTilesPerChannelBlock = 4;
+constexpr int64_t kTilesPerPixelBlock = 2;
+constexpr int64_t kTilesPerChannelBlock = 1;
 
 constexpr int64_t kMaxEmptyLanePercent = 10;
 
@@ -69,11 +69,20 @@ void DirectConv::CopyInputRow(int64_t row) const {
     return;
   }
   const float* in = input_ + (plane * g.in_height + h) * g.in_width;
-  for (int64_t phase = 0; phase < g.stride_w; ++phase)
-    for (int64_t j = 0; j < phase_columns_; ++j) {
-      const int64_t column = j * g.stride_w + phase - g.pad_left;
-      out[phase * phase_columns_ + j] = column >= 0 && column < g.in_width ? in[column] : 0.f;
+  for (int64_t phase = 0; phase < g.stride_w; ++phase) {
+    // Phase column j is padded column j * stride_w + phase: X's column that less pad_left.
+    float* phase_out = out + phase * phase_columns_;
+    const int64_t first = phase - g.pad_left;
+    const int64_t j_begin = std::min(phase_columns_, CeilDiv(std::max<int64_t>(0, -first), g.stride_w));
+    const int64_t j_end = std::max(j_begin, std::min(phase_columns_, CeilDiv(g.in_width - first, g.stride_w)));
+    std::fill(phase_out, phase_out + j_begin, 0.f);
+    if (g.stride_w == 1) {
+      std::copy(in + j_begin + first, in + j_end + first, phase_out + j_begin);
+    } else {
+      for (int64_t j = j_begin; j < j_end; ++j) phase_out[j] = in[j * g.stride_w + first];
     }
+    std::fill(phase_out + j_end, phase_out + phase_columns_, 0.f);
+  }
 }
 
 PredictionCounters DirectConv::RunTask(int64_t task) const {
