@@ -226,9 +226,13 @@ QuantConv::QuantConv(const QuantCall& call)
     column_phase_.push_back(c % k_);
     column_window_.push_back(c / k_);
   }
-  // Small planes put several bands in a task, so that its tiles are mostly full.
+  // Small planes put several bands in a task, so that its tiles are mostly full; an image of few
+  // bands splits its blocks of channels among tasks too, so that threads share it evenly.
   bands_per_task_ = std::clamp<int64_t>(kTaskPixels / (k_ * g.out_width), 1, bands_);
-  tasks_per_image_ = CeilDiv(bands_, bands_per_task_);
+  const int64_t band_tasks = CeilDiv(bands_, bands_per_task_);
+  blocks_per_task_ = CeilDiv(blocks_, std::clamp<int64_t>(CeilDiv(kMinTasksPerImage, band_tasks), 1, blocks_));
+  block_tasks_ = CeilDiv(blocks_, blocks_per_task_);
+  tasks_per_image_ = band_tasks * block_tasks_;
   const int64_t stride = call.weights.groups * 4;
   // Both in tenths of a dense tile's multiply-add vector, per output.
   const int64_t taps = g.kernel_h * g.kernel_w;
@@ -293,8 +297,11 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   const ConvGeometry& g = call_.geometry;
   const WindowPattern& pattern = call_.pattern;
   const QuantTileKernels& tiles = call_.tiles;
-  const int64_t n = task / tasks_per_image_, band0 = task % tasks_per_image_ * bands_per_task_;
+  const int64_t n = task / tasks_per_image_, band0 = task % tasks_per_image_ / block_tasks_ * bands_per_task_;
   const int64_t bands = std::min(bands_per_task_, bands_ - band0);
+  // The task's blocks of channels [block0, block1), `task_blocks` of them.
+  const int64_t block0 = task % block_tasks_ * blocks_per_task_, block1 = std::min(block0 + blocks_per_task_, blocks_);
+  const int64_t task_blocks = block1 - block0;
   const int64_t r0 = band0 * k_, r1 = std::min(r0 + bands * k_, g.out_height), windows = bands * windows_;
   const int64_t lanes = tiles.lanes, taps = g.kernel_h * g.kernel_w, plane = g.out_height * g.out_width;
   const int64_t stride = call_.weights.groups * 4, macs = g.macs_per_output();
@@ -323,15 +330,20 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   // each block going to Y's planes in one transpose at its end. With windows of several outputs,
   // predicted outputs keep y_zero_point: only computed ones are stored.
   const int64_t task_pixels = (r1 - r0) * g.out_width;
-  const int64_t pixel_bytes = call_.channels_last ? g.out_channels : blocks_ * lanes;
+  const int64_t pixel_bytes = call_.channels_last ? g.out_channels : task_blocks * lanes;
+  const int64_t task_bytes = std::min(task_blocks * lanes, g.out_channels - block0 * lanes);  // of a pixel
   std::vector<uint8_t> staged;
-  uint8_t* outputs = call_.output + (n * plane + r0 * g.out_width) * g.out_channels;
+  uint8_t* outputs = call_.output + (n * plane + r0 * g.out_width) * g.out_channels + block0 * lanes;
   if (!call_.channels_last) {
     staged.resize(static_cast<size_t>(task_pixels * pixel_bytes));
     outputs = staged.data();
   }
-  if (k_ > 1) std::memset(outputs, y_zero_point, static_cast<size_t>(task_pixels * pixel_bytes));
-  int64_t output_block = 0;  // the block being computed
+  if (k_ > 1 && (!call_.channels_last || task_bytes == g.out_channels)) {
+    std::memset(outputs, y_zero_point, static_cast<size_t>(task_pixels * pixel_bytes));
+  } else if (k_ > 1) {  // the task's channels of each NHWC pixel
+    for (int64_t p = 0; p < task_pixels; ++p) std::memset(outputs + p * pixel_bytes, y_zero_point, task_bytes);
+  }
+  int64_t output_block = 0;  // the block being computed, from block0
   auto output_at = [&](int64_t r, int64_t c) {
     return outputs + ((r - r0) * g.out_width + c) * pixel_bytes + output_block * lanes;
   };
@@ -347,17 +359,21 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     const int64_t valid = valid_lanes(block);
     return valid == 64 ? ~uint64_t{0} : (uint64_t{1} << valid) - 1;
   };
-  // Bit l of keeps[window * blocks + block]: channel block * lanes + l of the window is not triggered.
-  std::vector<uint64_t> keeps(static_cast<size_t>(windows * blocks_), 0);
+  // Bit l of keeps[window * task_blocks + block - block0]: channel block * lanes + l of the window is
+  // not triggered.
+  std::vector<uint64_t> keeps(static_cast<size_t>(windows * task_blocks), 0);
+  auto keep_of = [&](int64_t window, int64_t block) -> uint64_t& {
+    return keeps[static_cast<size_t>(window * task_blocks + block - block0)];
+  };
   for (int64_t b = 0; b < windows; ++b)
-    for (int64_t block = 0; samples[static_cast<size_t>(b)] == 0 && block < blocks_; ++block)
-      keeps[static_cast<size_t>(b * blocks_ + block)] = lane_mask(block);
+    for (int64_t block = block0; samples[static_cast<size_t>(b)] == 0 && block < block1; ++block)
+      keep_of(b, block) = lane_mask(block);
 
   PredictionCounters counters;
   std::vector<PendingPixel> rest(static_cast<size_t>(k_ * k_));  // a window's rest outputs
   uint8_t audited[kMaxQuantPixels * 64];  // audit: a batch's rest outputs, every channel
   uint64_t zero_bits[kMaxQuantPixels];
-  for (int64_t block = 0; block < blocks_; ++block) {
+  for (int64_t block = block0; block < block1; ++block) {
     const int64_t first = block * lanes, valid = valid_lanes(block);
     const uint64_t mask = lane_mask(block);
     const QuantTileRow& tile_fns = tiles.tile[static_cast<size_t>(CeilDiv(valid, lanes / tiles.vectors) - 1)];
@@ -366,7 +382,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     tile.epilogue.offset += first;
     tile.epilogue.scale += first;
     tile.epilogue.threshold += first;
-    output_block = block;
+    output_block = block - block0;
     PixelBatch batch;
     // A sample stores every channel and updates its window's keeps; a rest output stores the
     // channels its window keeps.
@@ -374,7 +390,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       if (batch.count == 0) return;
       tile_fns[static_cast<size_t>(batch.count - 1)](tile, batch.pointers, batch.outs, batch.store, zero_bits);
       for (int p = 0; p < batch.count; ++p) {
-        keeps[static_cast<size_t>(batch.windows[p] * blocks_ + block)] |= ~zero_bits[p] & mask;
+        keep_of(batch.windows[p], block) |= ~zero_bits[p] & mask;
       }
       counters.macs_executed += batch.count * valid * macs;
       batch.count = 0;
@@ -416,7 +432,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     for (int64_t b = 0; b < windows && k_ > 1; ++b) {
       const int64_t c0 = b % windows_ * k_, c1 = std::min(c0 + k_, g.out_width);
       const int64_t band_r0 = r0 + b / windows_ * k_, band_r1 = std::min(band_r0 + k_, g.out_height);
-      const uint64_t keep = keeps[static_cast<size_t>(b * blocks_ + block)];
+      const uint64_t keep = keep_of(b, block);
       // The kept channels are gathered where that costs less than the whole block (audit computes
       // the block, to check every predicted output).
       const bool gathered =
@@ -439,14 +455,14 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     }
     flush_rest();
     if (!call_.channels_last) {
-      TransposeBytes(staged.data() + block * lanes, pixel_bytes,
+      TransposeBytes(staged.data() + (block - block0) * lanes, pixel_bytes,
                      call_.output + (n * g.out_channels + first) * plane + r0 * g.out_width, plane, task_pixels, valid,
                      0);
     }
   }
-  std::vector<uint64_t> masks(static_cast<size_t>(blocks_));
-  for (int64_t block = 0; block < blocks_; ++block) masks[static_cast<size_t>(block)] = lane_mask(block);
-  CountTriggered(keeps.data(), masks.data(), blocks_, samples.data(), rests.data(), windows, counters);
+  std::vector<uint64_t> masks(static_cast<size_t>(task_blocks));
+  for (int64_t block = block0; block < block1; ++block) masks[static_cast<size_t>(block - block0)] = lane_mask(block);
+  CountTriggered(keeps.data(), masks.data(), task_blocks, samples.data(), rests.data(), windows, counters);
   return counters;
 }
 

@@ -61,10 +61,11 @@ struct QuantCall {
 };
 
 // The plan of a call: a task is a band of k output rows of one image (a row of windows), or a few
-// on small planes. Block of channels by block, its samples are computed first (dense tiles of
-// consecutive samples), then the rest outputs of the windows that keep a channel, by the tiles
-// with masked stores or gathered per kept channel; triggered ones stay y_zero_point. A block's
-// outputs are staged pixel-major, then transposed into Y's planes or copied into its NHWC pixels.
+// on small planes, and its blocks of channels (all of them, or a share on images of few bands).
+// Block by block, its samples are computed first (dense tiles of consecutive samples), then the
+// rest outputs of the windows that keep a channel, by the tiles with masked stores or gathered per
+// kept channel; triggered ones stay y_zero_point. The tiles write an NHWC Y in place; for an NCHW Y
+// a block's outputs are staged pixel-major and transposed into its planes.
 class QuantConv {
  public:
   explicit QuantConv(const QuantCall& call);
@@ -83,6 +84,9 @@ class QuantConv {
 
   // A task of a small plane takes whole bands up to about this many outputs.
   static constexpr int64_t kTaskPixels = 36;
+  // An image of fewer band tasks than this splits its blocks among tasks (one band task at 7x7 or
+  // 14x14 and k = 3 left a thread of two idle a third of the layer).
+  static constexpr int64_t kMinTasksPerImage = 8;
   // A window's rest is gathered when kept channels x gathered_cost_ < the block's channels x
   // dense_cost_, per output in tenths of a dense tile's multiply-add vector (64 MACs on AVX-512).
   // A dense output costs its share of the tile's vectors plus kDenseOutputCost (epilogue, store);
@@ -102,7 +106,7 @@ class QuantConv {
 
   const QuantCall& call_;
   int64_t k_, bands_, windows_, blocks_;  // per image: bands of k rows, windows per band, channel blocks
-  int64_t bands_per_task_, tasks_per_image_;
+  int64_t bands_per_task_, blocks_per_task_, block_tasks_, tasks_per_image_;
   std::vector<int64_t> tap_offsets_;
   std::vector<int64_t> column_phase_, column_window_;  // per output column: c % k, c / k
   int64_t gathered_cost_, dense_cost_;  // per output, see kGatherOutputCost
