@@ -31,9 +31,9 @@ class DirectConv : private ConvCall {
   int64_t CopyTasks() const { return geometry.batch * geometry.in_channels * geometry.padded_height(); }
   void CopyInputRow(int64_t row) const;
 
-  // Every output of an (image, block of channels, range of bands of windows), then the window rule
-  // on them while they are in cache.
-  int64_t Tasks() const { return geometry.batch * channel_blocks_ * band_blocks_; }
+  // Every output of an (image, row tile of channels, range of bands of windows), then the window
+  // rule on them while they are in cache.
+  int64_t Tasks() const { return geometry.batch * channel_tiles_ * band_blocks_; }
   PredictionCounters RunTask(int64_t task) const;
 
  private:
@@ -46,7 +46,7 @@ class DirectConv : private ConvCall {
   std::unique_ptr<float[]> padded_;    // [N][C][Hp][row_floats_]
   std::vector<int64_t> tap_offsets_;   // per (kh, kw, c), PackWeights's order: from output (0, 0)'s
   int64_t tile_pixels_;                // a row's tiles, of equal vector counts but the last
-  int64_t channel_blocks_, bands_per_block_ = 1, band_blocks_ = 1;
+  int64_t channel_tiles_, bands_per_block_ = 1, band_blocks_ = 1;
 };
 
 }  // namespace onnxpred
