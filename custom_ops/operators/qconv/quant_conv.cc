@@ -238,11 +238,17 @@ QuantConv::QuantConv(const QuantCall& call)
   const int64_t taps = g.kernel_h * g.kernel_w;
   const bool bytes = call.tiles.layout == QuantInputLayout::kBiasedBytes;
   const int64_t vector_bytes = call.tiles.gather_channels * (bytes ? 1 : 2);
-  gathered_cost_ = kGatherVectorCost * taps * call.weights.chunks + kGatherOutputCost;
+  gather_vectors_ = taps * call.weights.chunks;
   dense_cost_ = 10 * taps * stride / vector_bytes + kDenseOutputCost;
   for (int64_t i = 0; i < g.kernel_h; ++i)
     for (int64_t j = 0; j < g.kernel_w; ++j)
       tap_offsets_.push_back((i * g.dilation_h * g.padded_width() + j * g.dilation_w) * stride);
+}
+
+int64_t QuantConv::GatherCost(int64_t rest_outputs) const {
+  const int64_t calls = CeilDiv(rest_outputs, call_.tiles.gather_pixels);
+  return kGatherVectorCost * gather_vectors_ * rest_outputs +
+         kGatherOutputCost * (call_.tiles.gather_pixels * calls + rest_outputs) / 2;
 }
 
 // Up to kMaxQuantPixels pixels for one tile call: where each one's input and output are, the
@@ -435,8 +441,9 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       const uint64_t keep = keep_of(b, block);
       // The kept channels are gathered where that costs less than the whole block (audit computes
       // the block, to check every predicted output).
-      const bool gathered =
-          keep != 0 && !call_.audit && CountBits(keep) * gathered_cost_ < valid * dense_cost_;
+      const int64_t rest_outputs = rests[static_cast<size_t>(b)];
+      const bool gathered = keep != 0 && !call_.audit &&
+                            CountBits(keep) * GatherCost(rest_outputs) < valid * dense_cost_ * rest_outputs;
       const bool computed = (keep != 0 || call_.audit) && !gathered;
       int64_t rest_count = 0;
       for (int64_t r = band_r0; r < band_r1; ++r)
