@@ -145,6 +145,14 @@ def test_channels_last_reads_and_writes_nhwc_on_every_path(int8_kernel_path, lay
         np.testing.assert_array_equal(reference_y, y)
 
 
+def test_channels_last_inputs_of_the_wrong_shape_are_refused():
+    x, w, b, params = random_layer(np.random.default_rng(0), np.uint8, 8, 16, 3, 6, 6)
+    with pytest.raises(Exception, match=r"node 'q': input x must be 4-D \[N, H, W, C\] \(channels_last = 1\)"):
+        run_qlinear(np.zeros((1, 6, 6), np.uint8), w, params, b, pads=[1, 1, 1, 1], channels_last=1)
+    with pytest.raises(Exception, match="node 'q': input X has 6 channels but W"):  # an NCHW x
+        run_qlinear(x, w, params, b, pads=[1, 1, 1, 1], channels_last=1)
+
+
 def test_shape_inference_types_a_channels_last_output_nhwc():
     x, w, b, params = random_layer(np.random.default_rng(0), np.uint8, 8, 24, 3, 10, 12)
     model = qlinear_model(w, params, b, pads=[1, 1, 1, 1], strides=[2, 2], channels_last=1)

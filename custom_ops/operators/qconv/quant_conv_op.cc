@@ -249,7 +249,10 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
   }
   // The geometry is resolved on x's NCHW shape; a channels-last x is [N, H, W, C].
   std::vector<int64_t> x_shape = info[kX].shape;
-  if (channels_last_ && x_shape.size() == 4) x_shape = {x_shape[0], x_shape[3], x_shape[1], x_shape[2]};
+  if (channels_last_ && x_shape.size() != 4) {
+    throw InvalidArgument("input x must be 4-D [N, H, W, C] (channels_last = 1), got shape " + ShapeString(x_shape));
+  }
+  if (channels_last_) x_shape = {x_shape[0], x_shape[3], x_shape[1], x_shape[2]};
   const ConvGeometry g = ResolveConvGeometry(conv_, x_shape, weight_shape_);
   const int64_t out_channels = g.out_channels;
   ChannelParams per_call;
