@@ -48,6 +48,14 @@ def test_a_chain_runs_nhwc_between_two_transposes_and_computes_the_same(window):
         np.testing.assert_array_equal(outputs(nhwc, x), outputs(model, x))
 
 
+def test_rewriting_a_channels_last_model_again_changes_nothing():
+    once = onnxpred.rewrite(pooled_model(), window=3, channels_last=True)
+    twice = onnxpred.rewrite(once, window=3, channels_last=True)
+    assert op_counts(twice) == op_counts(once)
+    x = np.random.default_rng(0).standard_normal(X_SHAPE).astype(np.float32)
+    np.testing.assert_array_equal(outputs(twice, x), outputs(once, x))
+
+
 def test_a_tensor_with_an_nchw_reader_keeps_its_transpose():
     """conv0's output feeds conv1 (NHWC) and an Add (NCHW): one Transpose in, one for the Add, one out."""
     b = GraphBuilder()

@@ -37,7 +37,8 @@ class ChannelsLast(GraphPass):
 
     def call(self, ctx: GraphContext) -> PassResult:
         result = PassResult()
-        layers = [node for node in ctx.graph.nodes if op.is_predictive_qlinear_conv(node) and self.in_scope(node)]
+        layers = [node for node in ctx.graph.nodes if op.is_predictive_qlinear_conv(node) and self.in_scope(node)
+                  and not node.attrs.get("channels_last", 0)]  # a model rewritten before keeps its own
         if not layers:
             return result
         for node in layers:
