@@ -86,3 +86,20 @@ def test_stem_rows_match_reference(kernel_path, window, channels, kernel, stride
     if kernel_path != "scalar" and channels * kernel < 2 * _LANES[kernel_path]:
         assert stats["macs_executed"] == stats["macs_dense"]
     assert_same_at_one_and_two_threads(x, w, b, pads=(pad,) * 4, strides=(stride, stride), window=window)
+
+
+@pytest.mark.parametrize("window", [64, 65, 70])
+@pytest.mark.parametrize("kernel, channels", [(1, 8), (3, 2)], ids=["pointwise", "direct"])
+def test_window_rule_reaching_past_a_word_of_columns(kernel_path, window, kernel, channels):
+    """The window rule of the paths that compute whole rows (1x1: pointwise; 2 channels 3x3: direct) with
+    windows of 64 columns or more on rows of 160, so that a window's samples lie words of bits apart."""
+    rng = np.random.default_rng(window)
+    x = np.maximum(rng.integers(-2, 3, (1, channels, 9, 160)), 0).astype(np.float32)
+    w = rng.integers(-1, 2, (4, channels, kernel, kernel)).astype(np.float32)
+    b = rng.integers(-8, 1, 4).astype(np.float32)
+    attributes = dict(pads=(kernel // 2,) * 4, window=window, audit=True)
+    y, counters = run_op(x, w, b, **attributes)
+    expected_y, expected_counters = reference.predictive_conv(x, w, b, None, **attributes)
+    np.testing.assert_array_equal(y, expected_y)
+    assert_counters_match(counters, expected_counters)
+    assert dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))["predicted"] > 0

@@ -15,17 +15,10 @@
 namespace onnxpred {
 namespace {
 
-// The 64 bits from bit `first` on of a bit array of `words` words, zero outside it.
-inline uint64_t WordAt(const uint64_t* bits, int64_t words, int64_t first) {
-  const int64_t word = first >= 0 ? first / 64 : -((63 - first) / 64);
-  const int64_t shift = first - word * 64;
-  auto at = [&](int64_t w) { return w >= 0 && w < words ? bits[w] : uint64_t{0}; };
-  return shift == 0 ? at(word) : at(word) >> shift | at(word + 1) << (64 - shift);
-}
-
-// The 64 bits from bit `first` >= 0 on of a bit array with a word of padding past `first`'s word.
+// The 64 bits from bit `first` on of a bit array whose words around `first`'s are readable: one
+// past it, and before bit 0 where `first` is negative.
 inline uint64_t BitsAt(const uint64_t* bits, int64_t first) {
-  const int64_t word = first / 64, shift = first % 64;
+  const int64_t word = first >> 6, shift = first & 63;  // floor division, also below bit 0
   return bits[word] >> shift | (bits[word + 1] << 1) << (63 - shift);  // no shift by 64
 }
 
@@ -38,8 +31,12 @@ void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, const uint64_t
                          int64_t rows, bool audit, uint64_t* scratch, PredictionCounters& counters) {
   constexpr int64_t kLanes = Isa::kLanes;  // divides 64: a vector's lanes never straddle two words
   const int64_t width = masks.width, words = masks.words;
-  uint64_t* sample_above = scratch;
-  uint64_t* active = scratch + words;
+  // Zero words on both sides of sample_above, as far as a window reaches: its reads need no bounds.
+  const int64_t margin_words = masks.reach_words();
+  uint64_t* sample_above = scratch + margin_words;
+  uint64_t* active = sample_above + words + margin_words + 1;
+  std::fill(scratch, sample_above, uint64_t{0});
+  std::fill(sample_above + words, active, uint64_t{0});
   // Word by word, each assigned once: no clearing pass (a memset call per band cost as much as the
   // rule itself on 14-column planes).
   for (int64_t w = 0; w < words; ++w) {  // bits past the row's end are not samples
@@ -51,7 +48,7 @@ void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, const uint64_t
   for (int64_t w = 0; w < words; ++w) {  // OR over the columns of each window
     uint64_t bits = empty[w];
     for (int64_t d = -masks.reach; d <= masks.reach; ++d)
-      bits |= WordAt(sample_above, words, w * 64 + d) & masks.same_window(d)[w];
+      bits |= BitsAt(sample_above, w * 64 + d) & masks.same_window(d)[w];
     active[w] = bits;
   }
   int64_t kept = 0, predicted_zero = 0;

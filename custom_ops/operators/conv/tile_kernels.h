@@ -94,7 +94,8 @@ class BandRuleMasks {
   // such a window is never predicted.
   const uint64_t* empty_windows(int64_t rows) const { return (rows == full_rows_ ? empty_full_ : empty_last_).data(); }
   // Words of working memory a call of the rule needs.
-  int64_t scratch_size() const { return 2 * words; }
+  int64_t scratch_size() const { return 2 * words + 2 * reach_words() + 1; }
+  int64_t reach_words() const { return CeilDiv(reach, 64); }
 
   int64_t window, width, words, reach;
 
