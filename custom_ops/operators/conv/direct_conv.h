@@ -1,11 +1,11 @@
-// The path for convolutions whose reduction is too short to gather (TooShortToGather: the
-// 3-channel stems, K = 27 or 147). The tiled path would compute them in one pass of NHWC tiles
-// whose epilogue and scattered stores cost more than their few FMAs; here every output is computed
-// straight into NCHW rows by row tiles (vectorised along a row, weights broadcast), then the window
-// rule zeroes the predicted outputs. They read a zero-padded NCHW copy of X whose rows are split
-// by column phase (at stride 2: the even columns, then the odd ones), so that a tap's inputs for
-// consecutive outputs are consecutive floats at any stride. macs_executed stays dense: nothing
-// was skipped.
+// The path for ungrouped convolutions whose reduction runs (a kernel row's taps, TapLayout) are
+// shorter than a few vectors: the 3-channel stems, K = 27 or 147. The tiled path would compute
+// them in one pass of NHWC tiles, whose epilogue and scattered stores cost more than their few
+// FMAs, or gather runs that leave lanes empty; here every output is computed straight into NCHW
+// rows by row tiles (vectorised along a row, weights broadcast), then the window rule zeroes the
+// predicted outputs. They read a zero-padded NCHW copy of X whose rows are split by column phase
+// (at stride 2: the even columns, then the odd ones), so that a tap's inputs for consecutive
+// outputs are consecutive floats at any stride. macs_executed stays dense: nothing was skipped.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +21,7 @@ namespace onnxpred {
 
 class DirectConv : private ConvCall {
  public:
-  // Ungrouped, too short to gather, on rows that fill the vectors of `kernels`.
+  // Ungrouped, runs of fewer than a few vectors of `kernels`, on rows that fill its vectors.
   static bool Applies(const ConvGeometry& geometry, const TileKernels& kernels);
 
   // `tensors.packed_weights` is W as [M][kH][kW][C] (PackWeights); `input` is X (NCHW).

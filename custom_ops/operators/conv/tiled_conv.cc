@@ -29,6 +29,9 @@ constexpr int64_t kMaxRunWindows = 3;
 // 30-50% predicted, 12 one of its 56x56 layers 7% slower at k = 3.
 constexpr int64_t kHorizontalSumCost = 14;
 constexpr int64_t kMaxGatherPercent = 90;
+// A gather tile vectorises each run of the reduction; a run shorter than this many vectors (a
+// 3-channel stem's 9 floats) leaves its lanes mostly empty: such a layer is computed in one dense
+// pass instead.
 constexpr int64_t kMinGatherRunVectors = 2;
 // A sample task spans enough bands for this many dense tiles, so that the last tile's padding
 // stays a small share of the work on small feature maps.
@@ -83,10 +86,6 @@ TapLayout MakeTapLayout(const ConvGeometry& g) {
   return taps;
 }
 
-bool TooShortToGather(const ConvGeometry& g, const TileKernels& kernels) {
-  return MakeTapLayout(g).run_length < kMinGatherRunVectors * kernels.lanes;
-}
-
 PackedFloats PackDenseWeights(const float* weights, const ConvGeometry& g, int64_t block) {
   const int64_t per_group = g.out_channels_per_group(), cg = g.in_channels_per_group();
   const int64_t blocks = CeilDiv(per_group, block), k = g.macs_per_output();
@@ -117,8 +116,8 @@ TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const flo
                           ? kMaxChunkChannels
                           : kMinChunkChannels),
       chunks_per_group_(CeilDiv(geometry.out_channels_per_group(), chunk_channels_)) {
-  every_output_in_samples_ =
-      TooShortToGather(geometry, kernels) && pattern.sample_rows.size() < static_cast<size_t>(k_ * k_);
+  every_output_in_samples_ = taps_.run_length < kMinGatherRunVectors * kernels.lanes &&
+                            pattern.sample_rows.size() < static_cast<size_t>(k_ * k_);
   // Small maps have few samples per band: give each sample task enough bands to fill its tiles.
   const int64_t computed_per_window =
       every_output_in_samples_ ? k_ * k_ : static_cast<int64_t>(pattern.sample_rows.size());

@@ -18,11 +18,6 @@ namespace onnxpred {
 
 TapLayout MakeTapLayout(const ConvGeometry& geometry);
 
-// A gather tile vectorises each run of the reduction; a run shorter than two vectors (a 3-channel
-// stem's 9 or 21 floats) leaves its lanes mostly empty: such a layer computes every output in one
-// pass, then zeroes the predicted ones.
-bool TooShortToGather(const ConvGeometry& geometry, const TileKernels& kernels);
-
 // W [M][C/group][kH][kW] packed for dense tiles: per group and block of `block` output channels,
 // [kH][runs][run_length][block], with the channels past the group's end zero.
 PackedFloats PackDenseWeights(const float* weights, const ConvGeometry& geometry, int64_t block);
