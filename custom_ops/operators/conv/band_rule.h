@@ -31,12 +31,9 @@ void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, const uint64_t
                          int64_t rows, bool audit, uint64_t* scratch, PredictionCounters& counters) {
   constexpr int64_t kLanes = Isa::kLanes;  // divides 64: a vector's lanes never straddle two words
   const int64_t width = masks.width, words = masks.words;
-  // Zero words on both sides of sample_above, as far as a window reaches: its reads need no bounds.
-  const int64_t margin_words = masks.reach_words();
-  uint64_t* sample_above = scratch + margin_words;
-  uint64_t* active = sample_above + words + margin_words + 1;
-  std::fill(scratch, sample_above, uint64_t{0});
-  std::fill(sample_above + words, active, uint64_t{0});
+  // Between zero words (scratch_size) as far as a window reaches: its reads need no bounds checks.
+  uint64_t* sample_above = scratch + masks.reach_words();
+  uint64_t* active = sample_above + words + masks.reach_words() + 1;
   // Word by word, each assigned once: no clearing pass (a memset call per band cost as much as the
   // rule itself on 14-column planes).
   for (int64_t w = 0; w < words; ++w) {  // bits past the row's end are not samples

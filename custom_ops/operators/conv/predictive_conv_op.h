@@ -46,7 +46,7 @@ class PredictiveConvKernel {
     kPlanes,     // the simple per-plane kernel: everything under ONNXPRED_KERNEL=scalar
     kPointwise,  // 1x1, stride 1, unpadded, ungrouped: a GEMM from NCHW, then the window rule
     kDepthwise,  // one input channel per group
-    kDirect,     // a reduction too short to gather (3-channel stems): rows from NCHW, then the window rule
+    kDirect,     // ungrouped, runs under three vectors (3-channel stems): rows from NCHW, then the window rule
     kTiled,      // every other convolution: dense sample tiles, then per-window gather tiles
   };
   ConvPath SelectPath(const ConvGeometry& geometry) const;

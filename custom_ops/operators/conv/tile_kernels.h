@@ -93,7 +93,8 @@ class BandRuleMasks {
   // Columns whose window has no sample inside a band of `rows` rows (a full band's or the last's):
   // such a window is never predicted.
   const uint64_t* empty_windows(int64_t rows) const { return (rows == full_rows_ ? empty_full_ : empty_last_).data(); }
-  // Words of working memory a call of the rule needs.
+  // Words of working memory a call of the rule needs, zero before its first call: the rule reads
+  // the words around a band's sample bits as far as a window reaches, and never writes them.
   int64_t scratch_size() const { return 2 * words + 2 * reach_words() + 1; }
   int64_t reach_words() const { return CeilDiv(reach, 64); }
 
@@ -107,7 +108,8 @@ class BandRuleMasks {
 // Applies the window rule to bands [band_begin, band_end) of a plane of `height` rows whose every
 // output is computed: zeroes the predicted ones and returns their counters (pred_hit/pred_miss if
 // `audit`). `above` holds the plane's !(P <= -margin) bits (RowTileOutput::above) from bit 0 at the
-// first output of band_begin, and a word of padding past the bands' last bit.
+// first output of band_begin, and a word of padding past the bands' last bit; `scratch`: see
+// BandRuleMasks::scratch_size.
 using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* plane, const uint64_t* above,
                                           int64_t height, int64_t band_begin, int64_t band_end, bool audit,
                                           uint64_t* scratch);
