@@ -45,19 +45,43 @@ def bench_session(model: Union[str, onnx.ModelProto], opts):
 
 
 def check_op_library(path: str) -> str:
-    """``path`` resolved, once a PredictiveConv session with it as the op library has run; else InputError."""
+    """``path`` resolved, once a PredictiveConv session and a channels-last PredictiveQLinearConv session
+    with it as the op library have run; else InputError (a build from before channels_last would read
+    the int8 layers' NHWC tensors as NCHW)."""
     if not Path(path).is_file():
         raise InputError(f"--against {path}: no such file")
     resolved = str(Path(path).resolve())
-    node = op.make_node(["X", "W"], ["Y"], name="probe", window=1, kernel_shape=[1, 1], pads=[0] * 4,
-                        strides=[1, 1], group=1)
-    graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 1, 1])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "W")])
-    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), op.opset_import()])
     try:
-        bench_session(probe, bench_options(1, resolved)).run(None, {"X": np.ones((1, 1, 1, 1), np.float32)})
+        _run_probe(resolved, np.ones((1, 1, 1, 1), np.float32), op.OP_TYPE, {}, [("W", np.ones((1, 1, 1, 1), np.float32))])
     except Exception as error:  # onnxruntime's errors (dlopen, a missing symbol, an unknown op) share no base
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"--against {path}: not an onnxpred op library ({reason})") from None
+        raise InputError(f"--against {path}: not an onnxpred op library ({_first_line(error)})") from None
+    # x [1, 1, 1, 2] NHWC: 2 channels, which w [1, 2, 1, 1] needs; read as NCHW it has 1.
+    quantized = [("x_scale", np.float32(1)), ("x_zero_point", np.uint8(0)), ("w", np.ones((1, 2, 1, 1), np.int8)),
+                 ("w_scale", np.float32(1)), ("w_zero_point", np.int8(0)), ("y_scale", np.float32(1)),
+                 ("y_zero_point", np.uint8(0))]
+    try:
+        _run_probe(resolved, np.ones((1, 1, 1, 2), np.uint8), op.QLINEAR_OP_TYPE, {"channels_last": 1}, quantized)
+    except Exception as error:
+        raise InputError(f"--against {path}: an op library without this version's channels-last "
+                         f"PredictiveQLinearConv ({_first_line(error)})") from None
     return resolved
+
+
+def _run_probe(library: str, x: np.ndarray, op_type: str, attributes: dict, constants) -> None:
+    """One 1x1 node of ``op_type`` on ``x`` with ``constants`` as its other inputs, run with ``library``."""
+    names = ["X", *(name for name, _ in constants)]
+    node = op.make_node(names, ["Y"], name="probe", op_type=op_type, window=1, kernel_shape=[1, 1], pads=[0] * 4,
+                        strides=[1, 1], group=1, **attributes)
+    element = helper.np_dtype_to_tensor_dtype(x.dtype)
+    graph = helper.make_graph([node], "probe", [helper.make_tensor_value_info("X", element, list(x.shape))],
+                              [helper.make_tensor_value_info("Y", element, None)],
+                              [numpy_helper.from_array(np.asarray(value), name) for name, value in constants])
+    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), op.opset_import()])
+    opts = bench_options(1, library)
+    opts.log_severity_level = 4  # a failing probe is reported by the caller, not logged by onnxruntime
+    bench_session(probe, opts).run(None, {"X": x})
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
