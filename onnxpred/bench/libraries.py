@@ -52,7 +52,8 @@ def check_op_library(path: str) -> str:
         raise InputError(f"--against {path}: no such file")
     resolved = str(Path(path).resolve())
     try:
-        _run_probe(resolved, np.ones((1, 1, 1, 1), np.float32), op.OP_TYPE, {}, [("W", np.ones((1, 1, 1, 1), np.float32))])
+        ones = np.ones((1, 1, 1, 1), np.float32)
+        _run_probe(resolved, ones, op.OP_TYPE, {}, [("W", ones)])
     except Exception as error:  # onnxruntime's errors (dlopen, a missing symbol, an unknown op) share no base
         raise InputError(f"--against {path}: not an onnxpred op library ({_first_line(error)})") from None
     # x [1, 1, 1, 2] NHWC: 2 channels, which w [1, 2, 1, 1] needs; read as NCHW it has 1.

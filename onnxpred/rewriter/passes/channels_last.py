@@ -45,7 +45,8 @@ class ChannelsLast(GraphPass):
             node.attrs["channels_last"] = 1
             _wrap(ctx, node)
         for dequantize, pool, quantize in _quantized_max_pools(ctx):
-            nhwc_pool = gs.Node("NhwcMaxPool", ctx.unique_node_name(pool.name or "NhwcMaxPool"), domain=MICROSOFT_DOMAIN,
+            nhwc_pool = gs.Node("NhwcMaxPool", ctx.unique_node_name(pool.name or "NhwcMaxPool"),
+                                domain=MICROSOFT_DOMAIN,
                                 attrs={k: v for k, v in pool.attrs.items() if k in NHWC_MAXPOOL_ATTRIBUTES},
                                 inputs=[dequantize.inputs[0]], outputs=list(quantize.outputs))
             quantize.outputs.clear()
