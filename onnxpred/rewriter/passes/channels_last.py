@@ -52,7 +52,7 @@ class ChannelsLast(GraphPass):
             quantize.outputs.clear()
             ctx.replace_nodes([dequantize, pool, quantize], nhwc_pool)
             _wrap(ctx, nhwc_pool)
-            result.record(f"{pool.name or 'MaxPool'} (uint8) as NhwcMaxPool")
+            result.record(f"{pool.name or 'MaxPool'} (8-bit) as NhwcMaxPool")
         removed = _remove_inverse_pairs(ctx)
         for node in layers:
             result.record(f"{node.name} channels last")
