@@ -103,3 +103,25 @@ def test_window_rule_reaching_past_a_word_of_columns(kernel_path, window, kernel
     np.testing.assert_array_equal(y, expected_y)
     assert_counters_match(counters, expected_counters)
     assert dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))["predicted"] > 0
+
+
+@pytest.mark.parametrize("channels, kernel, width, attributes", [
+    (2, 3, 64, dict(pads=(2, 2, 2, 2), dilations=(2, 2), window=3)),
+    (2, 3, 62, dict(pads=(0, 1, 2, 1), window=2)),
+    (3, 5, 64, dict(pads=(2, 2, 2, 2), strides=(1, 2), window=3)),
+    (3, 3, 64, dict(pads=(1, 1, 1, 1), strides=(2, 1), window=4, margin=1.0)),
+    (1, 7, 94, dict(pads=(3, 3, 3, 3), strides=(3, 3), window=2)),
+], ids=["dilated", "asymmetric pads", "strides 1x2", "strides 2x1 margin", "stride 3"])
+@pytest.mark.parametrize("bias, weights_as_input", [(True, False), (False, True)], ids=["B", "no B, W input"])
+def test_direct_path_geometries_match_reference(kernel_path, channels, kernel, width, attributes, bias,
+                                                weights_as_input):
+    """Rows of 32 to 64 outputs with short runs, which the direct path takes where they fill the vectors:
+    dilation, asymmetric padding, unequal and wider strides, a margin, no bias, weights packed per call."""
+    x, w, b, _ = _integer_layer(width + kernel, channels, 20, 17, width, kernel=kernel)
+    b = b if bias else None
+    attributes = dict(attributes, audit=True)
+    y, counters = run_op(x, w, b, weights_as_input=weights_as_input, **attributes)
+    expected_y, expected_counters = reference.predictive_conv(x, w, b, None, **attributes)
+    np.testing.assert_array_equal(y, expected_y)
+    assert_counters_match(counters, expected_counters)
+    assert dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))["predicted"] > 0
