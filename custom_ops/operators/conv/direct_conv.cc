@@ -1,6 +1,7 @@
 #include "operators/conv/direct_conv.h"
 
 #include <algorithm>
+#include <type_traits>
 
 #include "operators/conv/tiled_conv.h"
 
@@ -83,10 +84,17 @@ void DirectConv::CopyInputRow(int64_t row) const {
     const int64_t j_begin = std::min(phase_columns_, CeilDiv(std::max<int64_t>(0, -first), g.stride_w));
     const int64_t j_end = std::max(j_begin, std::min(phase_columns_, CeilDiv(g.in_width - first, g.stride_w)));
     std::fill(phase_out, phase_out + j_begin, 0.f);
+    // A constant stride (the stems' 1 and 2) lets the compiler vectorise the copy: at stride 2 it
+    // took a sixth of EfficientNet-Lite0's stem (3->32 at 112x112 outputs) one float at a time.
+    auto copy = [&](auto stride) {
+      for (int64_t j = j_begin; j < j_end; ++j) phase_out[j] = in[j * stride + first];
+    };
     if (g.stride_w == 1) {
-      std::copy(in + j_begin + first, in + j_end + first, phase_out + j_begin);
+      copy(std::integral_constant<int64_t, 1>());
+    } else if (g.stride_w == 2) {
+      copy(std::integral_constant<int64_t, 2>());
     } else {
-      for (int64_t j = j_begin; j < j_end; ++j) phase_out[j] = in[j * g.stride_w + first];
+      copy(g.stride_w);
     }
     std::fill(phase_out + j_end, phase_out + phase_columns_, 0.f);
   }
