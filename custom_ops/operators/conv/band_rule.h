@@ -70,7 +70,8 @@ void ApplyBandRuleToBand(const BandRuleMasks& masks, float* band, const uint64_t
     };
     int64_t c = 0;
     for (; c + kLanes <= width; c += kLanes) {
-      apply(c, kLanes, [](const float* p) { return Isa::Load(p); }, [](float* p, typename Isa::V v) { Isa::Store(p, v); });
+      apply(c, kLanes, [](const float* p) { return Isa::Load(p); },
+            [](float* p, typename Isa::V v) { Isa::Store(p, v); });
     }
     if (c < width) {
       const int64_t count = width - c;

@@ -56,8 +56,9 @@ DirectConv::DirectConv(const ConvCall& call, const TileKernels& kernels, const f
   const int64_t channel_floats = g.padded_height() * row_floats_;
   for (int64_t kh = 0; kh < g.kernel_h; ++kh)
     for (int64_t kw = 0; kw < g.kernel_w; ++kw) {
-      const int64_t column = kw * g.dilation_w;
-      const int64_t row_offset = kh * g.dilation_h * row_floats_ + column % g.stride_w * phase_columns_ + column / g.stride_w;
+      const int64_t column = kw * g.dilation_w;  // from the first output's, in its phase's columns
+      const int64_t row_offset =
+          kh * g.dilation_h * row_floats_ + column % g.stride_w * phase_columns_ + column / g.stride_w;
       for (int64_t c = 0; c < g.in_channels; ++c) tap_offsets_.push_back(c * channel_floats + row_offset);
     }
   const int64_t row_vectors = CeilDiv(g.out_width, kernels.lanes);

@@ -88,8 +88,8 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
       }
       out.first_bit = q0 - q_begin;
       out.channels = channels;
-      kernels_.row_tiles[CeilDiv(width, kernels_.lanes) - 1](c_count, channel_offsets_.data(), weights, image + q0, width,
-                                                             out);
+      kernels_.row_tiles[CeilDiv(width, kernels_.lanes) - 1](c_count, channel_offsets_.data(), weights, image + q0,
+                                                             width, out);
       computed += channels * width;
     }
   }
