@@ -32,13 +32,16 @@ from ..rewriter.selection import Margin, Predictor
 from ..runtime import quiet_options, session
 from .search import (METRICS, OBJECTIVES, Configuration, Search, counted_macs, gain_of, lagrangian_path,
                      metric_points)
-from .sensitivity import measure_layers
+from .sensitivity import Measured, measure_layers
 from .space import DEFAULT_MARGINS, DEFAULT_WINDOWS, SearchSpace, screen
 from .split import DEFAULT_CONFIRMATION_FRACTION, DEFAULT_SEED, split_images
 from .timing import EndToEnd, Timer, single_image_feeds
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_TIME_BUDGET_S = 20 * 60
+# A layer's own kernel at window 1 replaces onnxruntime's Conv under objective latency when it takes at
+# most this share of its time: a layer's profiled time varies by a few percent from run to run.
+KERNEL_SWAP_RATIO = 0.9
 SCREENING_IMAGES = 8
 # Shares of the time budget the stages may use before they cut their work short.
 _SENSITIVITY_SHARE, _SEARCH_SHARE = 0.55, 0.85
@@ -226,6 +229,8 @@ def tune(
                                               threads=eval_threads, progress=False).original
         config: Configuration = dict(best.config) if best else {}
         now = stage_done("search", now)
+        if objective == "latency":
+            config.update(_faster_kernels(original, layers, config, timer, thread_counts, say))
 
         timings, dropped = [], []
         if config:
@@ -342,6 +347,24 @@ def _first_images(pixels: Sequence[np.ndarray], count: int, fixed: Optional[int]
 def _absolute(predictor: Predictor, layer: str, scales) -> Predictor:
     """The predictor with its margin resolved for ``layer`` (what the model and the window map hold)."""
     return Predictor(predictor.window, predictor.pattern, Margin(predictor.margin.resolve(layer, scales)))
+
+
+def _faster_kernels(original, layers, config: Configuration, timer: Timer, thread_counts, say) -> Configuration:
+    """The layers the search left as onnxruntime's Conv whose own kernel at window 1 (no prediction, so
+    the same outputs: bit for bit in int8) takes at most KERNEL_SWAP_RATIO of onnxruntime's time at every
+    thread count, kept at window 1 for their speed alone (an int8 stem runs 1.7x faster)."""
+    faster: Configuration = {}
+    for layer in layers:
+        if layer.name in config:
+            continue
+        alone, _ = rewrite_with_summary(original, window=1, layers=[layer.name], channels_last=True)
+        times = {threads: timer.kernel(original, alone, layer, threads) for threads in thread_counts}
+        ratio = max(t.cost_ratio for t in times.values())
+        if ratio <= KERNEL_SWAP_RATIO:
+            faster[layer.name] = Measured(layer.name, Predictor(1), kl=0.0, agreement=1.0, predicted_macs=0.0,
+                                          skipped_macs=0.0, times=times, label="k=1")
+            say(f"{layer.name}: kept at window 1 for its kernel alone, {ratio:.2f}x onnxruntime's time")
+    return faster
 
 
 def _never_slower(original, config: Configuration, objective: str, thread_counts, timer: Timer, say):

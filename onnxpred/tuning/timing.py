@@ -84,11 +84,14 @@ class Timer:
 
     def layer(self, original: onnx.ModelProto, rewritten: onnx.ModelProto, layer: EligibleLayer, threads: int,
               skipped_macs: float) -> Optional[LayerTime]:
-        """``layer`` in ``rewritten``, where it is the only rewritten layer; None without a measurement when its
-        kernels skip no MACs (``skipped_macs``): then it cannot be faster than onnxruntime's Conv, and
-        profiling it would only take time."""
-        if skipped_macs <= 0:
-            return None
+        """A prediction of ``layer`` (:meth:`kernel`); None without a measurement when its kernels skip no
+        MACs (``skipped_macs``): then it is no faster than the same kernel at window 1, and profiling it
+        would only take time."""
+        return self.kernel(original, rewritten, layer, threads) if skipped_macs > 0 else None
+
+    def kernel(self, original: onnx.ModelProto, rewritten: onnx.ModelProto, layer: EligibleLayer,
+               threads: int) -> LayerTime:
+        """``layer`` in ``rewritten``, where it is the only rewritten layer."""
         if threads not in self._original:
             self._original[threads] = self._profile(original, threads, f"original{threads}")
         original_nodes = self._original[threads]

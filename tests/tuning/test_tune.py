@@ -9,6 +9,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from onnxpred import op
 from onnxpred.cli import main
 from onnxpred.datasets import LabelledImage, load_dataset
 from onnxpred.errors import EXIT_INPUT, EXIT_OUTPUT, EXIT_USAGE, EXIT_VALIDATION
@@ -160,17 +161,21 @@ def test_window_map_rewrites_to_the_same_model(small_net, small_data, tmp_path, 
 
 
 class _Timer(Timer):
-    """Layers that pay alone (or not), and a whole model that is never faster."""
+    """Layers that pay alone (or not), kernels at window 1 slower or faster than onnxruntime's, and a whole
+    model that is faster only when said."""
 
-    def __init__(self, layer_pays: bool):
+    def __init__(self, layer_pays: bool, kernel_faster: bool = False, model_faster: bool = False):
         super().__init__([])
-        self.layer_pays = layer_pays
+        self.layer_pays, self.kernel_faster, self.model_faster = layer_pays, kernel_faster, model_faster
 
     def layer(self, original, rewritten, layer, threads, skipped_macs):
         return LayerTime(100.0, 40.0, 10.0) if self.layer_pays else LayerTime(100.0, 150.0, 30.0)
 
+    def kernel(self, original, rewritten, layer, threads):
+        return LayerTime(100.0, 60.0, 0.0) if self.kernel_faster else LayerTime(100.0, 110.0, 0.0)
+
     def end_to_end(self, original, tuned, threads):
-        return EndToEnd(threads, 1.0, 1.5)
+        return EndToEnd(threads, 1.0, 0.9 if self.model_faster else 1.5)
 
 
 @pytest.mark.parametrize("layer_pays", [True, False])
@@ -189,6 +194,23 @@ def test_nothing_that_pays_writes_nothing_or_the_original(small_net, small_data,
     unchanged = write_outputs(result, small_net, tmp_path / "same.onnx", write_unchanged=True)
     assert onnx.load(unchanged.model).SerializeToString() == onnx.load(small_net).SerializeToString()
     assert not (tmp_path / "same.windows.json").exists()
+
+
+def test_a_faster_kernel_is_kept_at_window_1_when_nothing_else_fits(small_net, small_data):
+    """A 0-point budget leaves no prediction; layers whose own kernel runs at 0.6x onnxruntime's time are
+    kept at window 1 (the same outputs), and the model is written."""
+    timer = _Timer(layer_pays=False, kernel_faster=True, model_faster=True)
+    result = tune(small_net, small_data, objective="latency", max_drop=0.0, timer=timer, **QUICK)
+    assert result.outcome == "tuned" and result.model is not None and result.window_map
+    assert set(result.window_map.values()) == {1}
+    windows = {node.name: op.node_attributes(node)["window"] for node in result.model.graph.node
+               if op.is_contract_op(node)}
+    assert windows == result.window_map
+    assert any("kept at window 1 for its kernel alone, 0.60x" in message for message in result.messages)
+    assert "| k=1 |" in to_markdown(result.content)  # the report's layer table says so
+    slower = tune(small_net, small_data, objective="latency", max_drop=0.0,
+                  timer=_Timer(layer_pays=False, kernel_faster=True, model_faster=False), **QUICK)
+    assert slower.model is None and slower.window_map == {}  # never slower end to end: dropped again
 
 
 def _exit_code(argv: list[str]) -> int:
