@@ -358,7 +358,9 @@ def _faster_kernels(original, layers, config: Configuration, timer: Timer, threa
         if layer.name in config:
             continue
         alone, _ = rewrite_with_summary(original, window=1, layers=[layer.name], channels_last=True)
-        times = {threads: timer.kernel(original, alone, layer, threads) for threads in thread_counts}
+        # Both profiles fresh, in turn: a swap rests on this one comparison alone.
+        times = {threads: timer.kernel(original, alone, layer, threads, fresh_original=True)
+                 for threads in thread_counts}
         ratio = max(t.cost_ratio for t in times.values())
         if ratio <= KERNEL_SWAP_RATIO:
             faster[layer.name] = Measured(layer.name, Predictor(1), kl=0.0, agreement=1.0, predicted_macs=0.0,

@@ -89,10 +89,12 @@ class Timer:
         would only take time."""
         return self.kernel(original, rewritten, layer, threads) if skipped_macs > 0 else None
 
-    def kernel(self, original: onnx.ModelProto, rewritten: onnx.ModelProto, layer: EligibleLayer,
-               threads: int) -> LayerTime:
-        """``layer`` in ``rewritten``, where it is the only rewritten layer."""
-        if threads not in self._original:
+    def kernel(self, original: onnx.ModelProto, rewritten: onnx.ModelProto, layer: EligibleLayer, threads: int,
+               fresh_original: bool = False) -> LayerTime:
+        """``layer`` in ``rewritten``, where it is the only rewritten layer; with ``fresh_original`` the
+        original is profiled again just before, not taken from an earlier profile (which a busy machine
+        may have slowed)."""
+        if fresh_original or threads not in self._original:
             self._original[threads] = self._profile(original, threads, f"original{threads}")
         original_nodes = self._original[threads]
         nodes = self._profile(rewritten, threads, "layer")

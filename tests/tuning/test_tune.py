@@ -171,7 +171,7 @@ class _Timer(Timer):
     def layer(self, original, rewritten, layer, threads, skipped_macs):
         return LayerTime(100.0, 40.0, 10.0) if self.layer_pays else LayerTime(100.0, 150.0, 30.0)
 
-    def kernel(self, original, rewritten, layer, threads):
+    def kernel(self, original, rewritten, layer, threads, fresh_original=False):
         return LayerTime(100.0, 60.0, 0.0) if self.kernel_faster else LayerTime(100.0, 110.0, 0.0)
 
     def end_to_end(self, original, tuned, threads):
