@@ -15,6 +15,6 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Deselected: onnxruntime's own aligned operator new (allocating the 0.3 EB output) aborts under
 # ASan instead of throwing; the op is not involved.
 python3 -m pytest -q -p no:cacheprovider tests/test_predictive_conv.py tests/test_predictive_conv_errors.py \
-  tests/test_op_robustness.py tests/test_library.py tests/test_depthwise.py tests/test_patterns.py \
+  tests/test_op_robustness.py tests/test_library.py tests/test_depthwise.py tests/test_patterns.py tests/test_tiled_kernel.py \
   tests/quantized/test_qlinear_op.py \
   --deselect "tests/test_op_robustness.py::test_huge_shapes_fail_cleanly[allocation-too-large]" "$@"
