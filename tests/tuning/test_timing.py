@@ -23,7 +23,9 @@ def test_a_layer_is_timed_in_both_models(small_net, small_data, tmp_path, quanti
     timer = Timer([{"input": image}], repeats=2)
     try:
         timed = timer.layer(original, rewritten, layer, threads=1, skipped_macs=1.0)
+        again = timer.kernel(original, rewritten, layer, threads=1, fresh_original=True)
     finally:
         timer.close()
     assert timed.original_us > 0 and timed.predictive_us > 0 and timed.reorder_us >= 0
+    assert again.original_us > 0 and again.predictive_us > 0  # the original profiled anew
     assert timer.layer(original, rewritten, layer, threads=1, skipped_macs=0.0) is None  # nothing skipped: not timed
