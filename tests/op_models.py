@@ -9,7 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxpred
-from onnxpred import op
+from onnxpred import op, reference
 
 
 def single_node_model(
@@ -72,6 +72,16 @@ def run_op(x, w, b=None, z=None, *, threads=None, weights_as_input=False, **attr
     if weights_as_input:
         feeds["W"] = w
     return onnxpred.session(model, **options).run(None, feeds)
+
+
+def assert_matches_reference(x, w, b=None, z=None, *, weights_as_input=False, **attributes) -> dict[str, int]:
+    """Y equals the NumPy reference's exactly and the counters match (:func:`assert_counters_match`);
+    returns the op's counters by name."""
+    y, counters = run_op(x, w, b, z, weights_as_input=weights_as_input, **attributes)
+    expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
+    np.testing.assert_array_equal(y, expected_y, err_msg=str(attributes))
+    assert_counters_match(counters, expected_counters)
+    return dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))
 
 
 def assert_same_at_one_and_two_threads(x, w, b=None, **attributes) -> None:

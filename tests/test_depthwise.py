@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxpred
 from onnxpred import reference
-from op_models import assert_counters_match, assert_same_at_one_and_two_threads, run_op
+from op_models import assert_matches_reference, assert_same_at_one_and_two_threads, run_op
 
 BLOCK_LANES = {"scalar": 1, "portable": 4, "avx2": 8, "avx512": 16}
 
@@ -50,12 +50,9 @@ def expected_macs(x, w, b, z, lanes, attributes):
 
 
 def assert_exact(kernel_path, x, w, b=None, z=None, *, weights_as_input=False, **attributes):
-    y, counters = run_op(x, w, b, z, weights_as_input=weights_as_input, **attributes)
-    expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
-    np.testing.assert_array_equal(y, expected_y)
-    assert_counters_match(counters, expected_counters)
-    assert counters[6] == expected_macs(x, w, b, z, BLOCK_LANES[kernel_path], attributes)
-    return counters
+    stats = assert_matches_reference(x, w, b, z, weights_as_input=weights_as_input, **attributes)
+    assert stats["macs_executed"] == expected_macs(x, w, b, z, BLOCK_LANES[kernel_path], attributes)
+    return np.array([stats[name] for name in onnxpred.COUNTER_NAMES], np.int64)
 
 
 def integer_case(rng, batch, channels, size, kernel, multiplier=1, stride=1, pads=None, with_z=False):

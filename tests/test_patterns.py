@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import onnxpred
 from onnxpred import op, reference
-from op_models import assert_counters_match, run_op, single_node_model
+from op_models import assert_counters_match, assert_matches_reference, single_node_model
 
 WINDOWS = (1, 2, 3, 4)
 MARGINS = (0.0, 1.0, 2.0)
@@ -53,14 +53,6 @@ LAYERS = {
 }
 
 
-def _assert_matches_reference(x, w, b, z, **attributes):
-    y, counters = run_op(x, w, b, z, **attributes)
-    expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
-    np.testing.assert_array_equal(y, expected_y, err_msg=str(attributes))
-    assert_counters_match(counters, expected_counters)
-    return dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))
-
-
 @pytest.mark.parametrize("pattern", op.PATTERNS)
 @pytest.mark.parametrize("layer", LAYERS)
 def test_every_pattern_and_margin_matches_reference_exactly(kernel_path, layer, pattern):
@@ -68,7 +60,7 @@ def test_every_pattern_and_margin_matches_reference_exactly(kernel_path, layer, 
     predicted = {margin: 0 for margin in MARGINS}
     for window in WINDOWS:
         for margin in MARGINS:
-            stats = _assert_matches_reference(x, w, b, z, window=window, pattern=pattern, margin=margin,
+            stats = assert_matches_reference(x, w, b, z, window=window, pattern=pattern, margin=margin,
                                               audit=margin == 1.0, **attributes)
             predicted[margin] += stats["predicted"]
     # The layers exercise prediction, less of it as the margin grows.
@@ -87,7 +79,7 @@ def test_window_without_a_sample_in_the_plane_is_never_predicted(kernel_path, la
     height, width = _output_shape(x, w, attributes)[2:]
     last_rows, last_cols = height % window or window, width % window or window
     assert not reference.sampling_pattern(pattern, window)[:last_rows, :last_cols].any()
-    stats = _assert_matches_reference(x, w, b, z, window=window, pattern=pattern, **attributes)
+    stats = assert_matches_reference(x, w, b, z, window=window, pattern=pattern, **attributes)
     assert stats["predicted"] + stats["zero_diag"] < stats["outputs"]  # some windows were not triggered
 
 
@@ -100,7 +92,7 @@ def test_nan_samples_never_trigger(kernel_path, layer, pattern):
     x[0, 0, 3, 4] = np.nan
     x[0, -1, -1, 0] = np.nan
     for margin in (0.0, 1.0):
-        stats = _assert_matches_reference(x, w, b, z, window=3, pattern=pattern, margin=margin, **attributes)
+        stats = assert_matches_reference(x, w, b, z, window=3, pattern=pattern, margin=margin, **attributes)
         assert stats["predicted"] > 0
 
 

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import onnxpred
 from onnxpred import op, reference
-from op_models import assert_counters_match, assert_same_at_one_and_two_threads, run_op, single_node_model
+from op_models import assert_counters_match, assert_matches_reference, assert_same_at_one_and_two_threads, run_op, single_node_model
 
 
 @st.composite
@@ -60,10 +60,7 @@ def conv_cases(draw):
 @given(conv_cases())
 def test_integer_tensors_match_reference_exactly(kernel_path, case):
     x, w, b, z, attributes = case
-    y, counters = run_op(x, w, b, z, **attributes)
-    expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
-    np.testing.assert_array_equal(y, expected_y)
-    assert_counters_match(counters, expected_counters)
+    assert_matches_reference(x, w, b, z, **attributes)
 
 
 @pytest.mark.parametrize("window", [2, 3, 5])
@@ -73,11 +70,7 @@ def test_counters_on_a_layer_with_many_zero_windows(kernel_path, window, audit):
     x = np.maximum(rng.integers(-3, 3, (2, 8, 17, 15)), 0).astype(np.float32)
     w = rng.integers(-2, 2, (12, 8, 3, 3)).astype(np.float32)
     b = np.full(12, -6, np.float32)
-    y, counters = run_op(x, w, b, pads=(1, 1, 1, 1), window=window, audit=audit)
-    expected_y, expected_counters = reference.predictive_conv(x, w, b, pads=(1, 1, 1, 1), window=window, audit=audit)
-    np.testing.assert_array_equal(y, expected_y)
-    assert_counters_match(counters, expected_counters)
-    stats = dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))
+    stats = assert_matches_reference(x, w, b, pads=(1, 1, 1, 1), window=window, audit=audit)
     assert stats["predicted"] > 0 and stats["zero_diag"] > 0  # the case exercises prediction
     if audit:
         assert stats["pred_hit"] + stats["pred_miss"] == stats["predicted"]
@@ -96,12 +89,8 @@ def test_gathered_rest_outputs_match_reference_exactly(kernel_path, window, patt
     b = rng.integers(-12, -5, 20).astype(np.float32)
     z = rng.integers(-2, 2, (2, 20, 13, 11)).astype(np.float32)
     attributes = dict(pads=(1, 1, 1, 1), window=window, pattern=pattern, audit=True)
-    y, counters = run_op(x, w, b, z, **attributes)
-    expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
-    np.testing.assert_array_equal(y, expected_y)
-    assert_counters_match(counters, expected_counters)
+    stats = assert_matches_reference(x, w, b, z, **attributes)
     # Some pairs are predicted, others active past their samples.
-    stats = dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))
     mask = reference.sampling_pattern(pattern, window)
     samples = np.tile(mask, (13 // window + 1, 11 // window + 1))[:13, :11].sum() * 2 * 20
     assert stats["predicted"] > 0 and stats["macs_executed"] > samples * 16 * 9
@@ -180,10 +169,7 @@ def test_weights_given_as_a_graph_input(kernel_path):
     rng = np.random.default_rng(5)
     x = rng.integers(-2, 3, (1, 4, 9, 9)).astype(np.float32)
     w = rng.integers(-2, 3, (6, 4, 3, 3)).astype(np.float32)
-    y, counters = run_op(x, w, weights_as_input=True, window=2)
-    expected_y, expected_counters = reference.predictive_conv(x, w, window=2)
-    np.testing.assert_array_equal(y, expected_y)
-    assert_counters_match(counters, expected_counters)
+    assert_matches_reference(x, w, weights_as_input=True, window=2)
 
 
 def test_sparse_layer_executes_exactly_the_non_predicted_outputs(kernel_path):

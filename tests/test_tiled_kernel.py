@@ -8,9 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import onnxpred
-from onnxpred import reference
-from op_models import assert_counters_match, assert_same_at_one_and_two_threads, run_op
+from op_models import assert_matches_reference, assert_same_at_one_and_two_threads
 
 
 def _integer_layer(seed, channels, out_channels, height, width, kernel=3, out_size=None):
@@ -29,11 +27,7 @@ def test_short_reduction_computes_every_output_then_zeroes_the_predicted(kernel_
     and the counters equal the reference's, and every MAC is executed (nothing was gathered)."""
     x, w, b, z = _integer_layer(window, 2, 40, 23, 19)
     attributes = dict(pads=(1, 1, 1, 1), window=window, pattern=pattern, audit=True)
-    y, counters = run_op(x, w, b, z, **attributes)
-    expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
-    np.testing.assert_array_equal(y, expected_y)
-    assert_counters_match(counters, expected_counters)
-    stats = dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))
+    stats = assert_matches_reference(x, w, b, z, **attributes)
     assert stats["predicted"] > 0 and stats["pred_miss"] > 0
     if kernel_path != "scalar":  # the per-plane path skips the predicted outputs
         assert stats["macs_executed"] == stats["macs_dense"]
@@ -48,11 +42,7 @@ def test_gather_tiles_of_every_size_match_reference(kernel_path, window, activat
     each finishing its outputs (bias, residual, activation) itself."""
     x, w, b, z = _integer_layer(10 + window, 40, 70, 17, 22)
     attributes = dict(pads=(1, 1, 1, 1), window=window, audit=True, **activation)
-    y, counters = run_op(x, w, b, z, **attributes)
-    expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
-    np.testing.assert_array_equal(y, expected_y)
-    assert_counters_match(counters, expected_counters)
-    stats = dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))
+    stats = assert_matches_reference(x, w, b, z, **attributes)
     assert 0 < stats["predicted"] < stats["outputs"] // 2
 
 
@@ -76,11 +66,7 @@ def test_stem_rows_match_reference(kernel_path, window, channels, kernel, stride
     in_height = (13 - 1) * stride + kernel - 2 * pad
     x, w, b, z = _integer_layer(20 + window, channels, 20, in_height, in_width, kernel=kernel, out_size=(13, out_width))
     attributes = dict(pads=(pad,) * 4, strides=(stride, stride), window=window, audit=True, **activation)
-    y, counters = run_op(x, w, b, z, **attributes)
-    expected_y, expected_counters = reference.predictive_conv(x, w, b, z, **attributes)
-    np.testing.assert_array_equal(y, expected_y)
-    assert_counters_match(counters, expected_counters)
-    stats = dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))
+    stats = assert_matches_reference(x, w, b, z, **attributes)
     if window > 1:
         assert stats["predicted"] > 0 and stats["pred_miss"] > 0
     if kernel_path != "scalar" and channels * kernel < 3 * _LANES[kernel_path]:
@@ -98,11 +84,8 @@ def test_window_rule_reaching_past_a_word_of_columns(kernel_path, window, kernel
     w = rng.integers(-1, 2, (4, channels, kernel, kernel)).astype(np.float32)
     b = rng.integers(-8, 1, 4).astype(np.float32)
     attributes = dict(pads=(kernel // 2,) * 4, window=window, audit=True)
-    y, counters = run_op(x, w, b, **attributes)
-    expected_y, expected_counters = reference.predictive_conv(x, w, b, None, **attributes)
-    np.testing.assert_array_equal(y, expected_y)
-    assert_counters_match(counters, expected_counters)
-    assert dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))["predicted"] > 0
+    stats = assert_matches_reference(x, w, b, **attributes)
+    assert stats["predicted"] > 0
 
 
 @pytest.mark.parametrize("channels, kernel, width, attributes", [
@@ -120,8 +103,5 @@ def test_direct_path_geometries_match_reference(kernel_path, channels, kernel, w
     x, w, b, _ = _integer_layer(width + kernel, channels, 20, 17, width, kernel=kernel)
     b = b if bias else None
     attributes = dict(attributes, audit=True)
-    y, counters = run_op(x, w, b, weights_as_input=weights_as_input, **attributes)
-    expected_y, expected_counters = reference.predictive_conv(x, w, b, None, **attributes)
-    np.testing.assert_array_equal(y, expected_y)
-    assert_counters_match(counters, expected_counters)
-    assert dict(zip(onnxpred.COUNTER_NAMES, counters.tolist()))["predicted"] > 0
+    stats = assert_matches_reference(x, w, b, weights_as_input=weights_as_input, **attributes)
+    assert stats["predicted"] > 0
