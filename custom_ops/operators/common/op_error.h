@@ -35,4 +35,15 @@ OrtStatusPtr StatusFromExceptions(const std::string& context, Body&& body) noexc
   }
 }
 
+// Creates the kernel of an op of type `op_type` for `info`'s node, passing it the context of its
+// errors ("<op_type> node '<name>'"); a failure, the name's lookup included, becomes the status.
+template <typename Kernel>
+OrtStatusPtr CreateKernelNamingTheNode(const char* op_type, const OrtKernelInfo* info, void** kernel) noexcept {
+  std::string context = std::string(op_type) + " node";
+  return StatusFromExceptions(context, [&] {
+    context += " '" + Ort::ConstKernelInfo{info}.GetNodeName() + "'";
+    *kernel = new Kernel(info, context);
+  });
+}
+
 }  // namespace onnxpred

@@ -231,12 +231,10 @@ std::vector<PredictionCounters> PredictiveConvKernel::RunPlanes(const Ort::Kerne
   return counters;
 }
 
+const char* PredictiveConvOp::GetName() const { return contract::kPredictiveConvOpType; }
+
 OrtStatusPtr PredictiveConvOp::CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
-  std::string context = "PredictiveConv node";
-  return StatusFromExceptions(context, [&] {
-    context += " '" + Ort::ConstKernelInfo{info}.GetNodeName() + "'";
-    *kernel = new PredictiveConvKernel(info, context);
-  });
+  return CreateKernelNamingTheNode<PredictiveConvKernel>(contract::kPredictiveConvOpType, info, kernel);
 }
 
 }  // namespace onnxpred

@@ -83,7 +83,7 @@ struct PredictiveConvOp : Ort::CustomOpBase<PredictiveConvOp, PredictiveConvKern
   PredictiveConvOp() { OrtCustomOp::version = kOrtApiVersion; }
 
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const;
-  const char* GetName() const { return "PredictiveConv"; }
+  const char* GetName() const;
 
   // X, W, B, Z. Their types are checked by the kernel so that a wrong one names the node.
   size_t GetInputTypeCount() const { return 4; }

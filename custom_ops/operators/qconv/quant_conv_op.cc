@@ -304,11 +304,7 @@ ONNXTensorElementDataType PredictiveQLinearConvOp::GetInputType(size_t index) co
 const char* PredictiveQLinearConvOp::GetName() const { return contract::kPredictiveQLinearConvOpType; }
 
 OrtStatusPtr PredictiveQLinearConvOp::CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
-  std::string context = std::string(contract::kPredictiveQLinearConvOpType) + " node";
-  return StatusFromExceptions(context, [&] {
-    context += " '" + Ort::ConstKernelInfo{info}.GetNodeName() + "'";
-    *kernel = new PredictiveQLinearConvKernel(info, context);
-  });
+  return CreateKernelNamingTheNode<PredictiveQLinearConvKernel>(contract::kPredictiveQLinearConvOpType, info, kernel);
 }
 
 }  // namespace onnxpred
