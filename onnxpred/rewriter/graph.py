@@ -128,6 +128,11 @@ class GraphContext:
         old[-1].inputs.clear()
         old[-1].outputs.clear()
 
+    def surround(self, node: gs.Node, before: gs.Node, after: gs.Node) -> None:
+        """Put ``before`` just ahead of ``node`` and ``after`` just behind it in the graph's order."""
+        position = self._position(node)
+        self.graph.nodes[position:position + 1] = [before, node, after]
+
     def remove_node(self, node: gs.Node) -> None:
         node.inputs.clear()
         node.outputs.clear()

@@ -72,8 +72,7 @@ def _wrap(ctx: GraphContext, node: gs.Node) -> None:
     node.outputs[0] = y_nhwc
     after = gs.Node("Transpose", ctx.unique_node_name(f"{node.name}/to_nchw"), attrs={"perm": list(TO_NCHW)},
                     inputs=[y_nhwc], outputs=[y])
-    position = next(i for i, candidate in enumerate(ctx.graph.nodes) if candidate is node)
-    ctx.graph.nodes[position:position + 1] = [before, node, after]
+    ctx.surround(node, before, after)
 
 
 def _permuted(shape, perm) -> Optional[list]:
