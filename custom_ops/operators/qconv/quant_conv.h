@@ -90,22 +90,22 @@ class QuantConv {
   // 14x14 and k = 3 left a thread of two idle a third of the layer).
   static constexpr int64_t kMinTasksPerImage = 8;
   // A window's rest is gathered when kept channels x GatherCost(its rest outputs) < the block's
-  // channels x dense_cost_ x its rest outputs, in tenths of a dense tile's multiply-add vector (64
-  // MACs on AVX-512). A dense output costs its share of the tile's vectors plus kDenseOutputCost
-  // (epilogue, store); a gathered one a vector per tap and chunk of gather_channels (a 3-channel
-  // stem's 27 MACs take 9 vectors), each kGatherVectorCost, plus kGatherOutputCost (horizontal sums,
-  // requantization, setup), which grows to 2x when a window's rest outputs fill its gather calls
-  // little: (pixels the calls could take + rest outputs) / 2 of them are paid. Tiles alone (AVX-512, 1 thread): dense
-  // 0.83 ns a vector + 1.2 ns an output, gather 4 x 6 0.96 ns + 3.3 ns. In VGG-16 int8 at k = 3 the
-  // fixed part is larger, about 8 ns: it puts K = 576's break-even at half the block, the old rule,
-  // where 55% and 70% ran 5% and 12% slower; 61% at K = 1152 ran as 50% did (within 2%). So a
-  // window gathers below 9% kept at K = 27, 50% at 576, 61% at 1152, 70% at 2304 and 76% at 4608
-  // (where 63-81% ran alike, 50% 13% slower). The AVX2 gather tiles cost 1.4 dense vectors a vector.
-  // Re-measured after the gather tiles' tree sums: a fixed part of 4 or 6 instead of 10 ran up to 15%
-  // slower at K = 576 and alike at K >= 1152 (bench-layers --int8, k = 2 and 3, shares 0.15-0.33);
-  // at k = 2 (2 rest outputs a window, 6-pixel calls on AVX-512) a fixed part of 20 an output ran
-  // 2-11% faster than 10 on every VGG-16 and ResNet-18 3x3 shape; 30 made the 7x7 layers' clipped
-  // windows at k = 3 up to 7% slower; k = 3's 6 rest outputs keep 10.
+  // channels x dense_cost_ x its rest outputs, in tenths of a dense tile's multiply-add vector (64 MACs
+  // on AVX-512). A dense output costs its share of the tile's vectors plus kDenseOutputCost (epilogue,
+  // store); a gathered one a vector per tap and chunk of gather_channels (a 3-channel stem's 27 MACs
+  // take 9 vectors), each kGatherVectorCost, plus kGatherOutputCost (horizontal sums, requantization,
+  // setup), which grows to 2x when a window's rest outputs fill its gather calls little: (pixels the
+  // calls could take + rest outputs) / 2 of them are paid. Tiles alone (AVX-512, 1 thread): dense 0.83
+  // ns a vector + 1.2 ns an output, gather 4 x 6 0.96 ns + 3.3 ns. In VGG-16 int8 at k = 3 the fixed
+  // part is larger, about 8 ns: it puts K = 576's break-even at half the block, the old rule, where 55%
+  // and 70% ran 5% and 12% slower; 61% at K = 1152 ran as 50% did (within 2%). So a window gathers
+  // below 9% kept at K = 27, 50% at 576, 61% at 1152, 70% at 2304 and 76% at 4608 (where 63-81% ran
+  // alike, 50% 13% slower). The AVX2 gather tiles cost 1.4 dense vectors a vector. Re-measured after
+  // the gather tiles' tree sums: a fixed part of 4 or 6 instead of 10 ran up to 15% slower at K = 576
+  // and alike at K >= 1152 (bench-layers --int8, k = 2 and 3, shares 0.15-0.33); at k = 2 (2 rest
+  // outputs a window, 6-pixel calls on AVX-512) a fixed part of 20 an output ran 2-11% faster than 10
+  // on every VGG-16 and ResNet-18 3x3 shape; 30 made the 7x7 layers' clipped windows at k = 3 up to 7%
+  // slower; k = 3's 6 rest outputs keep 10.
   static constexpr int64_t kDenseOutputCost = 14;
   static constexpr int64_t kGatherVectorCost = 12;
   static constexpr int64_t kGatherOutputCost = 100;
