@@ -145,6 +145,53 @@ def test_channels_last_reads_and_writes_nhwc_on_every_path(int8_kernel_path, lay
         np.testing.assert_array_equal(reference_y, y)
 
 
+# (name, in_channels, out_channels, kernel, height, width, attributes) where a channels-last uint8 x is read
+# in place (C a multiple of 4) by the pixels whose taps lie inside it: whole and partial 64-byte gather
+# chunks (a partial one runs past a pixel, so the last image's last rows read the copy), rows too short
+# to hold a chunk's run-on, no padding at all, and a kernel wider than the input (no pixel reads x).
+IN_PLACE_LAYERS = [
+    ("64 channels pad 1", 64, 70, 3, 8, 11, dict(pads=[1, 1, 1, 1])),
+    ("128 channels stride 2", 128, 20, 3, 9, 8, dict(pads=[1, 1, 1, 1], strides=[2, 2])),
+    ("68 channels stride 2", 68, 24, 3, 9, 8, dict(pads=[0, 1, 1, 0], strides=[2, 2])),
+    ("1x1 unpadded", 20, 33, 1, 5, 7, {}),
+    ("rows shorter than a chunk", 4, 17, 3, 6, 3, dict(pads=[1, 1, 1, 1])),
+    ("dilation 2, uneven pads", 8, 17, 3, 12, 12, dict(pads=[2, 0, 1, 2], dilations=[2, 2])),
+    ("kernel wider than the input", 12, 9, 5, 4, 4, dict(pads=[2, 2, 2, 2])),
+]
+
+
+@pytest.mark.parametrize("window", [1, 2, 3])
+@pytest.mark.parametrize("layer", IN_PLACE_LAYERS, ids=[layer[0] for layer in IN_PLACE_LAYERS])
+def test_channels_last_uint8_x_read_in_place_equals_the_reference(int8_kernel_path, layer, window):
+    _, in_channels, out_channels, kernel, height, width, conv = layer
+    rng = np.random.default_rng([window, in_channels, out_channels, 2])
+    for batch in (1, 3):
+        x, w, b, params = random_layer(rng, np.uint8, in_channels, out_channels, kernel, height, width, batch=batch)
+        attributes = dict(conv, window=window, pattern=op.PATTERNS[batch % len(op.PATTERNS)], audit=batch == 3)
+        expected_y, expected_counters = reference(x, w, params, b, **attributes)
+        x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        y, counters = run_qlinear(x_nhwc, w, params, b, threads=batch % 2 + 1, channels_last=1, **attributes)
+        np.testing.assert_array_equal(y, expected_y.transpose(0, 2, 3, 1))
+        assert_counters_match(counters, expected_counters)
+
+
+@pytest.mark.parametrize("kernel, pads", [(1, [0, 0, 0, 0]), (3, [1, 1, 0, 0])], ids=["1x1", "3x3 unpadded end"])
+def test_gathered_pixels_read_in_place_stay_inside_x(int8_kernel_path, kernel, pads):
+    """A gather chunk of 64 channels runs past a 20-channel pixel: x's last pixels, rest outputs of windows
+    that keep one channel (gathered), must be read from the copy (the sanitizer build checks the reads)."""
+    rng = np.random.default_rng(5)
+    x, w, b, params = random_layer(rng, np.uint8, 20, 33, kernel, 6, 8, batch=2)
+    b[:] = -10**6
+    b[5] = 0  # one channel keeps some windows: they are gathered
+    attributes = dict(pads=pads, window=2)
+    expected_y, expected_counters = reference(x, w, params, b, **attributes)
+    y, counters = run_qlinear(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), w, params, b, channels_last=1,
+                              **attributes)
+    np.testing.assert_array_equal(y, expected_y.transpose(0, 2, 3, 1))
+    assert_counters_match(counters, expected_counters)
+    assert counters[6] == expected_counters[6] > 0  # kept channels computed alone: gathered
+
+
 def test_channels_last_inputs_of_the_wrong_shape_are_refused():
     x, w, b, params = random_layer(np.random.default_rng(0), np.uint8, 8, 16, 3, 6, 6)
     with pytest.raises(Exception, match=r"node 'q': input x must be 4-D \[N, H, W, C\] \(channels_last = 1\)"):
@@ -405,12 +452,15 @@ def test_quantization_parameters_fed_at_run_time_give_the_same_result():
     assert_counters_match(counters, expected_counters)
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels last"])
 @pytest.mark.parametrize("window, height, width", [(3, 9, 24), (2, 9, 25), (4, 10, 22)])
-def test_a_long_reduction_gathers_some_windows_and_computes_others(int8_kernel_path, window, height, width):
+def test_a_long_reduction_gathers_some_windows_and_computes_others(int8_kernel_path, window, height, width,
+                                                                   channels_last):
     """K = 2304: windows keeping few of a block's channels are gathered, those keeping most computed with
     the block (the cost model's break-even lies between), both bit for bit. The input's amplitude rises
     along the rows and the biases along the channels, so windows and blocks keep from few channels to all;
-    the windows' rest outputs, 1 to 12 with the edges clipped, fill the gather tiles' every pixel count."""
+    the windows' rest outputs, 1 to 12 with the edges clipped, fill the gather tiles' every pixel count.
+    Channels last, the inner pixels read x in place and the border ones its copy."""
     rng = np.random.default_rng(11)
     in_channels, out_channels = 256, 64
     amplitude = np.linspace(0, 127, width)
@@ -422,8 +472,13 @@ def test_a_long_reduction_gathers_some_windows_and_computes_others(int8_kernel_p
     params.update(x_scale=np.float32(0.02), x_zero_point=np.uint8(128), y_scale=np.float32(0.005))
     params["w_scale"] = np.full(out_channels, 1e-4, np.float32)
     attributes = dict(pads=[1, 1, 1, 1], window=window)
-    y, counters = run_qlinear(x, w, params, b, **attributes)
     expected_y, expected_counters = reference(x, w, params, b, **attributes)
+    if channels_last:
+        y, counters = run_qlinear(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), w, params, b, channels_last=1,
+                                  **attributes)
+        y = y.transpose(0, 3, 1, 2)
+    else:
+        y, counters = run_qlinear(x, w, params, b, **attributes)
     np.testing.assert_array_equal(y, expected_y)
     assert_counters_match(counters, expected_counters)
     executed, lower, upper = counters[6], expected_counters[6], expected_counters[5]

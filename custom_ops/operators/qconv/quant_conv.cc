@@ -168,7 +168,8 @@ void TransposeBytes(const uint8_t* src, int64_t src_stride, uint8_t* dst, int64_
 }  // namespace
 
 void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const ConvGeometry& g, bool channels_last,
-                   QuantInputLayout layout, int64_t groups, int64_t row, uint8_t* copy) {
+                   QuantInputLayout layout, int64_t groups, int64_t row, int64_t column_begin, int64_t column_end,
+                   uint8_t* copy) {
   const int64_t hp = g.padded_height(), wp = g.padded_width(), stride = groups * 4;
   const int64_t n = row / hp, h = row % hp - g.pad_top;
   uint8_t* dst = copy + row * wp * stride;
@@ -176,8 +177,12 @@ void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const 
   const bool bytes = layout == QuantInputLayout::kBiasedBytes;
   // Padding pixels hold x_zero_point in the layout's form (so they add nothing); padding channels
   // meet zero weights, so their value does not matter.
-  std::memset(dst, bytes ? x_zero_point + bias : 0, static_cast<size_t>(wp * stride));
-  if (h < 0 || h >= g.in_height) return;
+  std::memset(dst + column_begin * stride, bytes ? x_zero_point + bias : 0,
+              static_cast<size_t>((column_end - column_begin) * stride));
+  // x's columns [w0, w1) fall in the span.
+  const int64_t w0 = std::max<int64_t>(column_begin - g.pad_left, 0);
+  const int64_t w1 = std::min(column_end - g.pad_left, g.in_width);
+  if (h < 0 || h >= g.in_height || w0 >= w1) return;
   // x's element (c, w) of this row is rows[c * channel_step + w * pixel_step].
   const int64_t channel_step = channels_last ? 1 : g.in_height * g.in_width;
   const int64_t pixel_step = channels_last ? g.in_channels : 1;
@@ -185,7 +190,7 @@ void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const 
                                            : (n * g.in_channels * g.in_height + h) * g.in_width);
   uint8_t* pixels = dst + g.pad_left * stride;
   if (!bytes) {
-    for (int64_t w = 0; w < g.in_width; ++w) {
+    for (int64_t w = w0; w < w1; ++w) {
       for (int64_t c = 0; c < g.in_channels; ++c) {
         const uint8_t raw = rows[c * channel_step + w * pixel_step];
         const int32_t value = x_signed ? static_cast<int8_t>(raw) : raw;
@@ -196,12 +201,13 @@ void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const 
     return;
   }
   if (!channels_last) {
-    TransposeBytes(rows, channel_step, pixels, stride, g.in_channels, g.in_width, static_cast<uint8_t>(bias));
+    TransposeBytes(rows + w0, channel_step, pixels + w0 * stride, stride, g.in_channels, w1 - w0,
+                   static_cast<uint8_t>(bias));
     return;
   }
   // Eight channels a word (a byte loop of unknown length is not vectorized at -O2).
   const uint64_t flip = static_cast<uint64_t>(bias) * 0x0101010101010101ull;
-  for (int64_t w = 0; w < g.in_width; ++w) {
+  for (int64_t w = w0; w < w1; ++w) {
     const uint8_t* from = rows + w * pixel_step;
     uint8_t* to = pixels + w * stride;
     int64_t c = 0;
@@ -213,6 +219,60 @@ void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const 
     }
     for (; c < g.in_channels; ++c) to[c] = static_cast<uint8_t>(from[c] ^ bias);
   }
+}
+
+QuantInputPlan::QuantInputPlan(const ConvGeometry& g, bool x_is_layout, int64_t gather_bytes)
+    : batch_(g.batch), padded_height_(g.padded_height()), padded_width_(g.padded_width()) {
+  // Output index i reads padded positions [i * s, i * s + (k - 1) * d]: inside x from the first i
+  // with i * s >= pad, up to the last with i * s + (k - 1) * d < pad + size.
+  auto inside = [](int64_t pad, int64_t size, int64_t kernel, int64_t stride, int64_t dilation, int64_t outputs,
+                   int64_t& begin, int64_t& end) {
+    begin = std::min(CeilDiv(pad, stride), outputs);
+    const int64_t last = pad + size - 1 - (kernel - 1) * dilation;  // the last position a first tap may take
+    end = last < 0 ? 0 : std::clamp(last / stride + 1, begin, outputs);
+  };
+  inside(g.pad_top, g.in_height, g.kernel_h, g.stride_h, g.dilation_h, g.out_height, row_begin_, row_end_);
+  inside(g.pad_left, g.in_width, g.kernel_w, g.stride_w, g.dilation_w, g.out_width, column_begin_, column_end_);
+  last_image_row_end_ = row_end_;
+  const int64_t row_bytes = g.in_width * g.in_channels;
+  if (g.in_channels % gather_bytes != 0) {
+    // Short of x's last row in the last image; the row before it must hold a chunk's run-on.
+    const int64_t last = g.pad_top + g.in_height - 2 - (g.kernel_h - 1) * g.dilation_h;
+    last_image_row_end_ = last < 0 ? 0 : std::clamp(last / g.stride_h + 1, row_begin_, row_end_);
+    if (row_bytes < gather_bytes) last_image_row_end_ = row_begin_;
+  }
+  direct_ = x_is_layout && g.in_channels % 4 == 0 && row_begin_ < row_end_ && column_begin_ < column_end_;
+  if (!direct_) return;
+  // The padded rows and columns the border pixels read (a chunk's run-on past a column lands on
+  // zero weights: it reads whatever is there).
+  auto reach = [](int64_t output, int64_t kernel, int64_t stride, int64_t dilation) {
+    return output * stride + (kernel - 1) * dilation + 1;  // one past the last padded position output reads
+  };
+  top_rows_end_ = row_begin_ > 0 ? reach(row_begin_ - 1, g.kernel_h, g.stride_h, g.dilation_h) : 0;
+  bottom_rows_begin_ = row_end_ < g.out_height ? row_end_ * g.stride_h : padded_height_;
+  last_image_bottom_begin_ = last_image_row_end_ < g.out_height ? last_image_row_end_ * g.stride_h : padded_height_;
+  left_end_ = column_begin_ > 0 ? reach(column_begin_ - 1, g.kernel_w, g.stride_w, g.dilation_w) : 0;
+  right_begin_ = column_end_ < g.out_width ? column_end_ * g.stride_w : padded_width_;
+}
+
+int QuantInputPlan::CopySpans(int64_t row, int64_t (&spans)[2][2]) const {
+  const int64_t n = row / padded_height_, r = row % padded_height_;
+  const int64_t bottom = n + 1 == batch_ ? last_image_bottom_begin_ : bottom_rows_begin_;
+  if (!direct_ || r < top_rows_end_ || r >= bottom) {
+    spans[0][0] = 0;
+    spans[0][1] = padded_width_;
+    return 1;
+  }
+  int count = 0;
+  if (left_end_ > 0) {
+    spans[count][0] = 0;
+    spans[count++][1] = left_end_;
+  }
+  if (right_begin_ < padded_width_) {
+    spans[count][0] = right_begin_;
+    spans[count++][1] = padded_width_;
+  }
+  return count;
 }
 
 QuantConv::QuantConv(const QuantCall& call)
@@ -243,8 +303,10 @@ QuantConv::QuantConv(const QuantCall& call)
   gather_vectors_ = taps * call.weights.chunks;
   dense_cost_ = 10 * taps * stride / vector_bytes + kDenseOutputCost;
   for (int64_t i = 0; i < g.kernel_h; ++i)
-    for (int64_t j = 0; j < g.kernel_w; ++j)
-      tap_offsets_.push_back((i * g.dilation_h * g.padded_width() + j * g.dilation_w) * stride);
+    for (int64_t j = 0; j < g.kernel_w; ++j) {
+      copy_tap_offsets_.push_back((i * g.dilation_h * g.padded_width() + j * g.dilation_w) * stride);
+      direct_tap_offsets_.push_back((i * g.dilation_h * g.in_width + j * g.dilation_w) * stride);
+    }
 }
 
 int64_t QuantConv::GatherCost(int64_t rest_outputs) const {
@@ -257,14 +319,14 @@ int64_t QuantConv::GatherCost(int64_t rest_outputs) const {
 // channels it stores, and its window.
 class QuantConv::PixelBatch {
  public:
-  const uint8_t* pointers[kMaxQuantPixels];
+  QuantPixel pixels[kMaxQuantPixels];
   uint8_t* outs[kMaxQuantPixels];
   uint64_t store[kMaxQuantPixels];
   int64_t windows[kMaxQuantPixels];
   int count = 0;
 
-  bool Add(const uint8_t* pointer, uint8_t* out, uint64_t store_lanes, int64_t window) {
-    pointers[count] = pointer;
+  bool Add(QuantPixel pixel, uint8_t* out, uint64_t store_lanes, int64_t window) {
+    pixels[count] = pixel;
     outs[count] = out;
     store[count] = store_lanes;
     windows[count++] = window;
@@ -276,13 +338,13 @@ void QuantConv::GatherRest(int64_t block, uint64_t keep, const std::vector<Pendi
                            int64_t rest_count) const {
   const ConvGeometry& g = call_.geometry;
   const QuantTileKernels& tiles = call_.tiles;
-  QuantGather gather{tap_offsets_.data(), g.kernel_h * g.kernel_w, call_.weights.chunks, call_.epilogue};
+  QuantGather gather{ g.kernel_h * g.kernel_w, call_.weights.chunks, call_.epilogue};
   gather.epilogue.offset += block * tiles.lanes;
   gather.epilogue.scale += block * tiles.lanes;
   int64_t channels[64];
   int channel_count = 0;
   for (uint64_t bits = keep; bits != 0; bits &= bits - 1) channels[channel_count++] = __builtin_ctzll(bits);
-  const uint8_t* pixels[kMaxQuantGatherPixels];
+  QuantPixel pixels[kMaxQuantGatherPixels];
   uint8_t* outs[kMaxQuantGatherPixels];
   const uint8_t* weights[kMaxQuantGatherChannels];
   for (int64_t p0 = 0; p0 < rest_count; p0 += tiles.gather_pixels) {
@@ -330,8 +392,13 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   auto window_of = [&](int64_t r, int64_t c) {
     return row_windows[static_cast<size_t>(r - r0)] + column_window_[static_cast<size_t>(c)];
   };
-  auto pointer = [&](int64_t r, int64_t c) {
-    return image + (r * g.stride_h * g.padded_width() + c * g.stride_w) * stride;
+  const uint8_t* x_image = call_.x + n * g.in_height * g.in_width * stride;
+  auto pixel = [&](int64_t r, int64_t c) -> QuantPixel {
+    if (call_.plan.Direct(n, r, c)) {
+      return {x_image + ((r * g.stride_h - g.pad_top) * g.in_width + c * g.stride_w - g.pad_left) * stride,
+              direct_tap_offsets_.data()};
+    }
+    return {image + (r * g.stride_h * g.padded_width() + c * g.stride_w) * stride, copy_tap_offsets_.data()};
   };
   // Where the tiles write a pixel's block of outputs: Y itself when it is NHWC (its pixels are rows of
   // channels, as the tiles write them); else the task's outputs staged pixel-major, [pixel][block][lane],
@@ -385,7 +452,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     const int64_t first = block * lanes, valid = valid_lanes(block);
     const uint64_t mask = lane_mask(block);
     const QuantTileRow& tile_fns = tiles.tile[static_cast<size_t>(CeilDiv(valid, lanes / tiles.vectors) - 1)];
-    QuantTile tile{tap_offsets_.data(), taps, call_.weights.groups,
+    QuantTile tile{taps, call_.weights.groups,
                    call_.weights.packed.data() + block * taps * call_.weights.groups * lanes * 4, call_.epilogue};
     tile.epilogue.offset += first;
     tile.epilogue.scale += first;
@@ -396,7 +463,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     // channels its window keeps.
     auto flush_samples = [&] {
       if (batch.count == 0) return;
-      tile_fns[static_cast<size_t>(batch.count - 1)](tile, batch.pointers, batch.outs, batch.store, zero_bits);
+      tile_fns[static_cast<size_t>(batch.count - 1)](tile, batch.pixels, batch.outs, batch.store, zero_bits);
       for (int p = 0; p < batch.count; ++p) {
         keep_of(batch.windows[p], block) |= ~zero_bits[p] & mask;
       }
@@ -406,7 +473,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     auto flush_rest = [&] {
       if (batch.count == 0) return;
       if (!call_.audit) {
-        tile_fns[static_cast<size_t>(batch.count - 1)](tile, batch.pointers, batch.outs, batch.store, zero_bits);
+        tile_fns[static_cast<size_t>(batch.count - 1)](tile, batch.pixels, batch.outs, batch.store, zero_bits);
         counters.macs_executed += batch.count * valid * macs;  // a computed window keeps a channel
         batch.count = 0;
         return;
@@ -418,7 +485,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
         outs[p] = audited + p * lanes;
         every[p] = mask;
       }
-      tile_fns[static_cast<size_t>(batch.count - 1)](tile, batch.pointers, outs, every, zero_bits);
+      tile_fns[static_cast<size_t>(batch.count - 1)](tile, batch.pixels, outs, every, zero_bits);
       for (int p = 0; p < batch.count; ++p) {
         const uint64_t keep = batch.store[p];
         if (keep != 0) counters.macs_executed += valid * macs;
@@ -435,7 +502,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     };
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = 0; c < g.out_width; ++c)
-        if (is_sample(r, c) && batch.Add(pointer(r, c), output_at(r, c), mask, window_of(r, c))) flush_samples();
+        if (is_sample(r, c) && batch.Add(pixel(r, c), output_at(r, c), mask, window_of(r, c))) flush_samples();
     flush_samples();
     for (int64_t b = 0; b < windows && k_ > 1; ++b) {
       const int64_t c0 = b % windows_ * k_, c1 = std::min(c0 + k_, g.out_width);
@@ -452,9 +519,9 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
         for (int64_t c = c0; c < c1; ++c) {
           if (is_sample(r, c)) continue;
           if (computed) {
-            if (batch.Add(pointer(r, c), output_at(r, c), keep, b)) flush_rest();
+            if (batch.Add(pixel(r, c), output_at(r, c), keep, b)) flush_rest();
           } else {
-            rest[static_cast<size_t>(rest_count++)] = {pointer(r, c), output_at(r, c)};
+            rest[static_cast<size_t>(rest_count++)] = {pixel(r, c), output_at(r, c)};
           }
         }
       if (gathered) {

@@ -42,10 +42,39 @@ float OutputScale(float x_scale, float w_scale, float y_scale);
 // margin > 0, floor(-margin / (x_scale * w_scale)) in double, clamped to int32.
 int32_t ZeroThreshold(float scale, bool zero_point_is_max, float margin, float x_scale, float w_scale);
 
-// Writes padded row `row` (0 <= row < N * Hp) of the NHWC copy of x (NCHW, or NHWC when
-// `channels_last`; int8 when `x_signed`).
+// Writes padded columns [column_begin, column_end) of padded row `row` (0 <= row < N * Hp) of the
+// NHWC copy of x (NCHW, or NHWC when `channels_last`; int8 when `x_signed`).
 void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const ConvGeometry& g, bool channels_last,
-                   QuantInputLayout layout, int64_t groups, int64_t row, uint8_t* copy);
+                   QuantInputLayout layout, int64_t groups, int64_t row, int64_t column_begin, int64_t column_end,
+                   uint8_t* copy);
+
+// Where the tiles read each output pixel's taps. An NHWC uint8 x of C a multiple of 4 is already the
+// biased-bytes layout: the output pixels whose taps all lie inside x read x itself ("direct"), and
+// the padded copy holds only what the others (the border) read. A gather chunk runs up to a chunk
+// past a pixel's last channel (onto zero weights): where C is not whole chunks, the last image's
+// rows that read x's last row read the copy, so that no load passes x's end. Otherwise every pixel
+// reads the copy, all of it written. Copying a large layer's input cost 3-5% of its window-1 time.
+class QuantInputPlan {
+ public:
+  QuantInputPlan(const ConvGeometry& g, bool x_is_layout, int64_t gather_bytes);
+  bool direct() const { return direct_; }
+  // Whether output pixel (r, c) of image n reads x itself.
+  bool Direct(int64_t n, int64_t r, int64_t c) const {
+    return direct_ && r >= row_begin_ && r < (n + 1 == batch_ ? last_image_row_end_ : row_end_) &&
+           c >= column_begin_ && c < column_end_;
+  }
+  // The padded columns of copy row `row` (of N * Hp) that some pixel reads: [0, Wp), none, or the
+  // two bands the border columns read, as up to two [begin, end) spans.
+  int CopySpans(int64_t row, int64_t (&spans)[2][2]) const;
+
+ private:
+  bool direct_ = false;
+  int64_t batch_ = 0, padded_height_ = 0, padded_width_ = 0;
+  int64_t row_begin_ = 0, row_end_ = 0, last_image_row_end_ = 0, column_begin_ = 0, column_end_ = 0;
+  // The copy's rows read by the border rows: [0, top_rows_end_) and from bottom_rows_begin_ (of the
+  // last image: last_image_bottom_begin_); in the others, [0, left_end_) and [right_begin_, Wp).
+  int64_t top_rows_end_ = 0, bottom_rows_begin_ = 0, last_image_bottom_begin_ = 0, left_end_ = 0, right_begin_ = 0;
+};
 
 // One call: its geometry, settings, tensors and per-channel parameters (padded to whole blocks).
 struct QuantCall {
@@ -57,6 +86,8 @@ struct QuantCall {
   const QuantWeights& weights;
   const uint8_t* input;      // the NHWC copy, [N][Hp][Wp][groups * 4 bytes]
   QuantEpilogue epilogue;    // from channel 0
+  const QuantInputPlan& plan;
+  const uint8_t* x;          // x itself, NHWC, where the plan reads it directly
   uint8_t* output;           // Y [N][M][oH][oW] ([N][oH][oW][M] channels last), bytes of Y's type
 };
 
@@ -74,8 +105,8 @@ class QuantConv {
 
  private:
   struct PendingPixel {
-    const uint8_t* input;  // the pixel's first tap in the input copy
-    uint8_t* out;          // its outputs, a byte a lane of the block
+    QuantPixel input;
+    uint8_t* out;  // its outputs, a byte a lane of the block
   };
   class PixelBatch;
   // Writes the rest outputs `rest` of one window for the channels of `block` set in `keep`, through
@@ -113,7 +144,7 @@ class QuantConv {
   const QuantCall& call_;
   int64_t k_, bands_, windows_, blocks_;  // per image: bands of k rows, windows per band, channel blocks
   int64_t bands_per_task_, blocks_per_task_, block_tasks_, tasks_per_image_;
-  std::vector<int64_t> tap_offsets_;
+  std::vector<int64_t> copy_tap_offsets_, direct_tap_offsets_;  // of a pixel read from the copy, from x
   std::vector<int64_t> column_phase_, column_window_;  // per output column: c % k, c / k
   // The cost of gathering one kept channel's `rest_outputs` rest outputs of a window.
   int64_t GatherCost(int64_t rest_outputs) const;

@@ -280,13 +280,19 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
     copy_buffer.resize(static_cast<size_t>(copy_rows * g.padded_width() * stride + kQuantInputSlack));
     uint8_t* copy = copy_buffer.data();
     const uint8_t* x = static_cast<const uint8_t*>(input(kX).GetTensorRawData());
+    const bool x_is_layout = channels_last_ && !x_signed && tiles_->layout == QuantInputLayout::kBiasedBytes;
+    const QuantInputPlan plan(g, x_is_layout, tiles_->gather_channels);
     ParallelFor(context, copy_rows, [&](int64_t row) {
-      QuantInputRow(x, x_signed, x_zero_point, g, channels_last_, tiles_->layout, weights_.groups, row, copy);
+      int64_t spans[2][2];
+      for (int s = 0, count = plan.CopySpans(row, spans); s < count; ++s) {
+        QuantInputRow(x, x_signed, x_zero_point, g, channels_last_, tiles_->layout, weights_.groups, row, spans[s][0],
+                      spans[s][1], copy);
+      }
     });
     const QuantCall call{g, pattern_, audit_, channels_last_, *tiles_, weights_, copy,
                          QuantEpilogue{params.offset.data(), params.scale.data(), params.threshold.data(), y_zero_point,
                                        static_cast<float>(y_max - y_zero_point)},
-                         static_cast<uint8_t*>(y.GetTensorMutableRawData())};
+                         plan, x, static_cast<uint8_t*>(y.GetTensorMutableRawData())};
     const QuantConv conv(call);
     task_counters.resize(static_cast<size_t>(conv.Tasks()));
     ParallelFor(context, conv.Tasks(),

@@ -29,8 +29,14 @@ struct QuantEpilogue {
   float range;               // qmax - y_zero_point
 };
 
+// Where a tile reads an output pixel's input: its first tap, and the bytes from there to each of its
+// kH * kW taps (the input copy's row pitch, or x's where the pixel reads x in place).
+struct QuantPixel {
+  const uint8_t* input;
+  const int64_t* tap_offsets;
+};
+
 struct QuantTile {
-  const int64_t* tap_offsets;  // bytes from a pixel's first tap to each of its kH * kW taps
   int64_t taps;
   int64_t groups;              // 4-byte channel groups per tap
   const uint8_t* weights;      // the block's [tap][group][lane][4 bytes]
@@ -40,9 +46,9 @@ struct QuantTile {
 // Computes pixels p < P (P: the table slot + 1) x lanes l: outs[p][l] = A (Y's byte) for the lanes
 // set in store[p], and bit l of zero_bits[p] = (acc <= T). No other byte is written, nor read: past
 // the block's valid lanes lies the next pixel of an NHWC Y.
-// `pixels[p]` points at pixel p's first tap in the input copy. The masked store lets a window's
-// rest outputs go straight to their place while its predicted channels keep y_zero_point.
-using QuantTileFn = void (*)(const QuantTile& tile, const uint8_t* const* pixels, uint8_t* const* outs,
+// The masked store lets a window's rest outputs go straight to their place while its predicted
+// channels keep y_zero_point.
+using QuantTileFn = void (*)(const QuantTile& tile, const QuantPixel* pixels, uint8_t* const* outs,
                              const uint64_t* store, uint64_t* zero_bits);
 
 constexpr int kMaxQuantPixels = 6;
@@ -62,7 +68,6 @@ inline uint8_t Requantize(int32_t acc, float scale, const QuantEpilogue& e) {
 // The rest outputs of a few channels a window keeps, when computing its whole block would cost
 // more: each output's reduction runs along the vector lanes, chunk by chunk of a tap's channels.
 struct QuantGather {
-  const int64_t* tap_offsets;  // as QuantTile's
   int64_t taps;
   int64_t chunks;              // chunks of gather_channels channels per tap
   QuantEpilogue epilogue;      // the block's, indexed by lane
@@ -70,8 +75,8 @@ struct QuantGather {
 
 // For c < C and p < P (the table slot + 1 each): outs[p][lanes[c]] = A of the block's channel lanes[c]
 // at pixel p. weights[c]: that channel's [tap][chunk] row of PackQuantWeights.
-using QuantGatherFn = void (*)(const QuantGather& gather, const uint8_t* const* pixels,
-                               const uint8_t* const* weights, const int64_t* lanes, uint8_t* const* outs);
+using QuantGatherFn = void (*)(const QuantGather& gather, const QuantPixel* pixels, const uint8_t* const* weights,
+                               const int64_t* lanes, uint8_t* const* outs);
 
 // The end of a gather tile that has its raw sums: sums[c * P + p], QuantEpilogue::offset not added.
 inline void StoreGathered(const QuantGather& gather, const int32_t* sums, int channels, int pixel_count,

@@ -37,7 +37,7 @@ inline void StoreLowBytes(__m256i q, uint8_t keep, uint8_t* out) {
 }
 
 template <int P, int V>
-void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* outs, const uint64_t* store,
+void Avx2Tile(const QuantTile& t, const QuantPixel* pixels, uint8_t* const* outs, const uint64_t* store,
               uint64_t* zero_bits) {
   __m256i acc[P][V];
   for (int p = 0; p < P; ++p)
@@ -45,7 +45,7 @@ void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* 
   const uint8_t* w = t.weights;
   for (int64_t tap = 0; tap < t.taps; ++tap) {
     const uint8_t* x[P];
-    for (int p = 0; p < P; ++p) x[p] = pixels[p] + t.tap_offsets[tap];
+    for (int p = 0; p < P; ++p) x[p] = pixels[p].input + pixels[p].tap_offsets[tap];
     for (int64_t g = 0; g < t.groups; ++g, w += kLanes * 4) {
       __m256i wv[V];
       for (int v = 0; v < V; ++v) wv[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * v));
@@ -79,7 +79,7 @@ void Avx2Tile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* 
 // C channels x P pixels, 16 input channels (int16) a vpmaddwd, summed across the lanes at the end.
 struct Avx2Gather {
   template <int C, int P>
-  static void Run(const QuantGather& g, const uint8_t* const* pixels, const uint8_t* const* weights,
+  static void Run(const QuantGather& g, const QuantPixel* pixels, const uint8_t* const* weights,
                   const int64_t* lanes, uint8_t* const* outs) {
     __m256i acc[C][P];
     for (int c = 0; c < C; ++c)
@@ -88,7 +88,7 @@ struct Avx2Gather {
       for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
         __m256i x[P];
         for (int p = 0; p < P; ++p) {
-          x[p] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pixels[p] + g.tap_offsets[tap] + 32 * chunk));
+          x[p] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pixels[p].input + pixels[p].tap_offsets[tap] + 32 * chunk));
         }
         for (int c = 0; c < C; ++c) {
           const uint8_t* row = weights[c] + (tap * g.chunks + chunk) * 32;

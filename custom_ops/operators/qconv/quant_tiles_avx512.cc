@@ -14,7 +14,7 @@ namespace {
 constexpr int64_t kLanes = 64;
 
 template <int P, int V>
-void VnniTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* outs, const uint64_t* store,
+void VnniTile(const QuantTile& t, const QuantPixel* pixels, uint8_t* const* outs, const uint64_t* store,
               uint64_t* zero_bits) {
   __m512i acc[P][V];
   for (int p = 0; p < P; ++p)
@@ -22,7 +22,7 @@ void VnniTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* 
   const uint8_t* w = t.weights;
   for (int64_t tap = 0; tap < t.taps; ++tap) {
     const uint8_t* x[P];
-    for (int p = 0; p < P; ++p) x[p] = pixels[p] + t.tap_offsets[tap];
+    for (int p = 0; p < P; ++p) x[p] = pixels[p].input + pixels[p].tap_offsets[tap];
     for (int64_t g = 0; g < t.groups; ++g, w += kLanes * 4) {
       __m512i wv[V];
       for (int v = 0; v < V; ++v) wv[v] = _mm512_loadu_si512(w + 64 * v);
@@ -91,7 +91,7 @@ inline __m512i SumLanes16(const __m512i* v) {
 // 16 at a time.
 struct VnniGather {
   template <int C, int P>
-  static void Run(const QuantGather& g, const uint8_t* const* pixels, const uint8_t* const* weights,
+  static void Run(const QuantGather& g, const QuantPixel* pixels, const uint8_t* const* weights,
                   const int64_t* lanes, uint8_t* const* outs) {
     constexpr int kCount = C * P, kGroups = (kCount + 15) / 16;
     __m512i acc[kCount];  // [c * P + p]
@@ -99,7 +99,7 @@ struct VnniGather {
     for (int64_t tap = 0; tap < g.taps; ++tap) {
       for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
         __m512i x[P];
-        for (int p = 0; p < P; ++p) x[p] = _mm512_loadu_si512(pixels[p] + g.tap_offsets[tap] + 64 * chunk);
+        for (int p = 0; p < P; ++p) x[p] = _mm512_loadu_si512(pixels[p].input + pixels[p].tap_offsets[tap] + 64 * chunk);
         for (int c = 0; c < C; ++c) {
           const __m512i w = _mm512_loadu_si512(weights[c] + (tap * g.chunks + chunk) * 64);
           for (int p = 0; p < P; ++p) acc[c * P + p] = _mm512_dpbusd_epi32(acc[c * P + p], x[p], w);

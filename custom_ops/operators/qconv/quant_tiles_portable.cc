@@ -10,7 +10,7 @@ namespace {
 constexpr int64_t kLanes = 16;
 
 template <int P>
-void PortableTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* const* outs, const uint64_t* store,
+void PortableTile(const QuantTile& t, const QuantPixel* pixels, uint8_t* const* outs, const uint64_t* store,
                   uint64_t* zero_bits) {
   // uint32: int32 arithmetic wrapping modulo 2^32, as the SIMD tables' (signed overflow is undefined in C++).
   uint32_t acc[P][kLanes] = {};
@@ -19,7 +19,7 @@ void PortableTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* con
     for (int64_t g = 0; g < t.groups; ++g, w += kLanes * 4) {
       for (int p = 0; p < P; ++p) {
         int16_t x[2];
-        std::memcpy(x, pixels[p] + t.tap_offsets[tap] + 4 * g, sizeof x);
+        std::memcpy(x, pixels[p].input + pixels[p].tap_offsets[tap] + 4 * g, sizeof x);
         for (int64_t l = 0; l < kLanes; ++l) {
           int16_t wl[2];
           std::memcpy(wl, w + 4 * l, sizeof wl);
@@ -42,7 +42,7 @@ void PortableTile(const QuantTile& t, const uint8_t* const* pixels, uint8_t* con
 // C channels x P pixels over the gather rows' chunks of 16 int16 channels.
 struct PortableGather {
   template <int C, int P>
-  static void Run(const QuantGather& g, const uint8_t* const* pixels, const uint8_t* const* weights,
+  static void Run(const QuantGather& g, const QuantPixel* pixels, const uint8_t* const* weights,
                   const int64_t* lanes, uint8_t* const* outs) {
     int32_t sums[C * P];
     for (int c = 0; c < C; ++c) {
@@ -51,7 +51,7 @@ struct PortableGather {
         for (int64_t tap = 0; tap < g.taps; ++tap) {
           for (int64_t i = 0; i < g.chunks * 16; ++i) {
             int16_t x, w;
-            std::memcpy(&x, pixels[p] + g.tap_offsets[tap] + 2 * i, sizeof x);
+            std::memcpy(&x, pixels[p].input + pixels[p].tap_offsets[tap] + 2 * i, sizeof x);
             std::memcpy(&w, weights[c] + (tap * g.chunks * 16 + i) * 2, sizeof w);
             acc += static_cast<uint32_t>(int32_t{x} * w);
           }
