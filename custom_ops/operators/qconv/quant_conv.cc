@@ -286,11 +286,11 @@ QuantConv::QuantConv(const QuantCall& call)
     column_phase_.push_back(c % k_);
     column_window_.push_back(c / k_);
   }
-  // A task takes at least kMinBandsPerTask bands, more on small planes, so that its tiles are mostly
-  // full; an image of few bands splits its blocks of channels among tasks too, so that threads share
-  // it evenly.
-  bands_per_task_ =
-      std::clamp<int64_t>(std::max(kTaskPixels / (k_ * g.out_width), kMinBandsPerTask), 1, bands_);
+  // A task takes at least kMinBandsPerTask bands (at window 1, a row), more on small planes, so that
+  // its tiles are mostly full; an image of few bands splits its blocks of channels among tasks too,
+  // so that threads share it evenly.
+  const int64_t min_bands = k_ > 1 ? kMinBandsPerTask : 1;
+  bands_per_task_ = std::clamp<int64_t>(std::max(kTaskPixels / (k_ * g.out_width), min_bands), 1, bands_);
   const int64_t band_tasks = CeilDiv(bands_, bands_per_task_);
   blocks_per_task_ = CeilDiv(blocks_, std::clamp<int64_t>(CeilDiv(kMinTasksPerImage, band_tasks), 1, blocks_));
   block_tasks_ = CeilDiv(blocks_, blocks_per_task_);
