@@ -39,29 +39,33 @@ void VnniTile(const QuantTile& t, const QuantPixel* pixels, uint8_t* const* outs
   const int32_t* threshold = t.epilogue.threshold;
   const float* scale = t.epilogue.scale;
   const __m512 zero = _mm512_setzero_ps(), range = _mm512_set1_ps(t.epilogue.range);
-  const __m512i zero_point = _mm512_set1_epi32(t.epilogue.zero_point);
+  // Requantized values lie in [0, range] <= 255: packed to bytes without saturating, then y_zero_point
+  // added modulo 256 (the two's complement of an int8 Y, the value of a uint8 one, which cannot pass
+  // 255). Two in-lane packs leave lane i holding bytes 4i..4i+3 of each vector: one permute orders them.
+  const __m512i zero_point = _mm512_set1_epi8(static_cast<char>(t.epilogue.zero_point));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   // Unrolled, so that the accumulators stay in registers: a loop over p would index them in memory
   // (zeroed and spilled on every call, a sixth of a short reduction's tile).
 #pragma GCC unroll 6
   for (int p = 0; p < P; ++p) {
     uint64_t bits = 0;
-    __m128i bytes[4] = {};
-    for (int v = 0; v < V; ++v) {
+    __m512i q[4];
+    for (int v = 0; v < 4; ++v) {
+      if (v >= V) {
+        q[v] = _mm512_setzero_si512();
+        continue;
+      }
       const __m512i sum = _mm512_add_epi32(acc[p][v], _mm512_loadu_si512(offset + 16 * v));
       bits |= static_cast<uint64_t>(_mm512_cmple_epi32_mask(sum, _mm512_loadu_si512(threshold + 16 * v))) << (16 * v);
       __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_loadu_ps(scale + 16 * v));
       f = _mm512_min_ps(_mm512_max_ps(f, zero), range);
-      const __m512i q = _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
-                                         zero_point);
-      bytes[v] = _mm512_cvtepi32_epi8(q);
+      q[v] = _mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     }
-    // One masked store of the 64 bytes (four narrowing stores to memory are slow); lanes past V
-    // vectors are never in `store`.
-    __m512i all = _mm512_castsi128_si512(bytes[0]);
-    if (V > 1) all = _mm512_inserti32x4(all, bytes[1], 1);
-    if (V > 2) all = _mm512_inserti32x4(all, bytes[2], 2);
-    if (V > 3) all = _mm512_inserti32x4(all, bytes[3], 3);
-    _mm512_mask_storeu_epi8(outs[p], store[p], all);
+    const __m512i words = _mm512_packus_epi32(q[0], q[1]);
+    const __m512i bytes = V > 2 ? _mm512_packus_epi16(words, _mm512_packus_epi32(q[2], q[3]))
+                                : _mm512_packus_epi16(words, _mm512_setzero_si512());
+    // One masked store of the 64 bytes; lanes past V vectors are never in `store`.
+    _mm512_mask_storeu_epi8(outs[p], store[p], _mm512_add_epi8(_mm512_permutexvar_epi32(order, bytes), zero_point));
     zero_bits[p] = bits;
   }
 }
