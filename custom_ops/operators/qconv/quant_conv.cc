@@ -422,10 +422,29 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   auto output_at = [&](int64_t r, int64_t c) {
     return outputs + ((r - r0) * g.out_width + c) * pixel_bytes + output_block * lanes;
   };
+  // Visits columns c = first, first + step, ... of output row r with pixel(r, c), output_at(r, c) and
+  // window_of(r, c), stepped rather than recomputed (at short reductions that took as long as a tile).
+  auto visit_row = [&](int64_t r, int64_t first, int64_t step, auto&& visit) {
+    const bool direct_row = call_.plan.DirectRow(n, r);
+    const int64_t x_row = ((r * g.stride_h - g.pad_top) * g.in_width - g.pad_left) * stride;  // used where direct
+    const uint8_t* copy_row = image + r * g.stride_h * g.padded_width() * stride;
+    const int64_t window0 = row_windows[static_cast<size_t>(r - r0)], column_bytes = g.stride_w * stride;
+    uint8_t* out = outputs + ((r - r0) * g.out_width + first) * pixel_bytes + output_block * lanes;
+    for (int64_t c = first; c < g.out_width; c += step, out += step * pixel_bytes) {
+      const QuantPixel input = direct_row && call_.plan.DirectColumn(c)
+                                   ? QuantPixel{x_image + x_row + c * column_bytes, direct_tap_offsets_.data()}
+                                   : QuantPixel{copy_row + c * column_bytes, copy_tap_offsets_.data()};
+      visit(input, out, window0 + column_window_[static_cast<size_t>(c)]);
+    }
+  };
 
+  // Windows of one output have no rest: a zero sample is counted as it is computed and no window is
+  // tracked (the bookkeeping cost a fifth of a short reduction's layer).
+  const bool windowed = k_ > 1;
+  const int64_t tracked = windowed ? windows : 0;
   // Each window's samples and rest outputs inside the plane; a window without a sample keeps all.
-  std::vector<int64_t> samples(static_cast<size_t>(windows), 0), rests(static_cast<size_t>(windows), 0);
-  for (int64_t r = r0; r < r1; ++r)
+  std::vector<int64_t> samples(static_cast<size_t>(tracked), 0), rests(static_cast<size_t>(tracked), 0);
+  for (int64_t r = r0; r < r1 && windowed; ++r)
     for (int64_t c = 0; c < g.out_width; ++c) {
       ++(is_sample(r, c) ? samples : rests)[static_cast<size_t>(window_of(r, c))];
     }
@@ -436,11 +455,11 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   };
   // Bit l of keeps[window * task_blocks + block - block0]: channel block * lanes + l of the window is
   // not triggered.
-  std::vector<uint64_t> keeps(static_cast<size_t>(windows * task_blocks), 0);
+  std::vector<uint64_t> keeps(static_cast<size_t>(tracked * task_blocks), 0);
   auto keep_of = [&](int64_t window, int64_t block) -> uint64_t& {
     return keeps[static_cast<size_t>(window * task_blocks + block - block0)];
   };
-  for (int64_t b = 0; b < windows; ++b)
+  for (int64_t b = 0; b < tracked; ++b)
     for (int64_t block = block0; samples[static_cast<size_t>(b)] == 0 && block < block1; ++block)
       keep_of(b, block) = lane_mask(block);
 
@@ -465,7 +484,11 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       if (batch.count == 0) return;
       tile_fns[static_cast<size_t>(batch.count - 1)](tile, batch.pixels, batch.outs, batch.store, zero_bits);
       for (int p = 0; p < batch.count; ++p) {
-        keep_of(batch.windows[p], block) |= ~zero_bits[p] & mask;
+        if (windowed) {
+          keep_of(batch.windows[p], block) |= ~zero_bits[p] & mask;
+        } else {
+          counters.zero_diag += CountBits(zero_bits[p] & mask);
+        }
       }
       counters.macs_executed += batch.count * valid * macs;
       batch.count = 0;
@@ -501,10 +524,14 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       batch.count = 0;
     };
     for (int64_t r = r0; r < r1; ++r)
-      for (int64_t c = 0; c < g.out_width; ++c)
-        if (is_sample(r, c) && batch.Add(pixel(r, c), output_at(r, c), mask, window_of(r, c))) flush_samples();
+      for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
+        if (pattern.sample_rows[s] != r % k_) continue;
+        visit_row(r, pattern.sample_cols[s], k_, [&](QuantPixel input, uint8_t* out, int64_t window) {
+          if (batch.Add(input, out, mask, window)) flush_samples();
+        });
+      }
     flush_samples();
-    for (int64_t b = 0; b < windows && k_ > 1; ++b) {
+    for (int64_t b = 0; b < tracked; ++b) {
       const int64_t c0 = b % windows_ * k_, c1 = std::min(c0 + k_, g.out_width);
       const int64_t band_r0 = r0 + b / windows_ * k_, band_r1 = std::min(band_r0 + k_, g.out_height);
       const uint64_t keep = keep_of(b, block);
@@ -538,7 +565,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   }
   std::vector<uint64_t> masks(static_cast<size_t>(task_blocks));
   for (int64_t block = block0; block < block1; ++block) masks[static_cast<size_t>(block - block0)] = lane_mask(block);
-  CountTriggered(keeps.data(), masks.data(), task_blocks, samples.data(), rests.data(), windows, counters);
+  CountTriggered(keeps.data(), masks.data(), task_blocks, samples.data(), rests.data(), tracked, counters);
   return counters;
 }
 

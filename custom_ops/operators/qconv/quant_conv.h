@@ -58,11 +58,12 @@ class QuantInputPlan {
  public:
   QuantInputPlan(const ConvGeometry& g, bool x_is_layout, int64_t gather_bytes);
   bool direct() const { return direct_; }
-  // Whether output pixel (r, c) of image n reads x itself.
-  bool Direct(int64_t n, int64_t r, int64_t c) const {
-    return direct_ && r >= row_begin_ && r < (n + 1 == batch_ ? last_image_row_end_ : row_end_) &&
-           c >= column_begin_ && c < column_end_;
+  // Whether output pixel (r, c) of image n reads x itself: its row and its column do.
+  bool DirectRow(int64_t n, int64_t r) const {
+    return direct_ && r >= row_begin_ && r < (n + 1 == batch_ ? last_image_row_end_ : row_end_);
   }
+  bool DirectColumn(int64_t c) const { return c >= column_begin_ && c < column_end_; }
+  bool Direct(int64_t n, int64_t r, int64_t c) const { return DirectRow(n, r) && DirectColumn(c); }
   // The padded columns of copy row `row` (of N * Hp) that some pixel reads: [0, Wp), none, or the
   // two bands the border columns read, as up to two [begin, end) spans.
   int CopySpans(int64_t row, int64_t (&spans)[2][2]) const;
