@@ -307,6 +307,13 @@ QuantConv::QuantConv(const QuantCall& call)
       copy_tap_offsets_.push_back((i * g.dilation_h * g.padded_width() + j * g.dilation_w) * stride);
       direct_tap_offsets_.push_back((i * g.dilation_h * g.in_width + j * g.dilation_w) * stride);
     }
+  for (int64_t i = 0; i < k_; ++i)
+    for (int64_t j = 0; j < k_; ++j) {
+      if (call.pattern.is_sample[static_cast<size_t>(i * k_ + j)]) continue;
+      rest_pixels_.push_back(i * g.out_width + j);
+      rest_copy_offsets_.push_back((i * g.stride_h * g.padded_width() + j * g.stride_w) * stride);
+      rest_direct_offsets_.push_back((i * g.stride_h * g.in_width + j * g.stride_w) * stride);
+    }
 }
 
 int64_t QuantConv::GatherCost(int64_t rest_outputs) const {
@@ -437,6 +444,24 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       visit(input, out, window0 + column_window_[static_cast<size_t>(c)]);
     }
   };
+  // Visits the rest outputs of the task's window b with pixel(r, c) and output_at(r, c): by offsets
+  // from its corner when it lies inside the plane and its pixels read one source, else one by one.
+  auto visit_rest = [&](int64_t b, auto&& visit) {
+    const int64_t r = r0 + b / windows_ * k_, c0 = b % windows_ * k_, r_end = r + k_ - 1, c_end = c0 + k_ - 1;
+    const bool direct = call_.plan.Direct(n, r, c0) && call_.plan.Direct(n, r_end, c_end);
+    if (r_end < g.out_height && c_end < g.out_width && (direct || !call_.plan.direct())) {
+      const QuantPixel corner = pixel(r, c0);
+      const std::vector<int64_t>& inputs = direct ? rest_direct_offsets_ : rest_copy_offsets_;
+      uint8_t* out = output_at(r, c0);
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        visit(QuantPixel{corner.input + inputs[i], corner.tap_offsets}, out + rest_pixels_[i] * pixel_bytes);
+      }
+      return;
+    }
+    for (int64_t rr = r; rr <= std::min(r_end, g.out_height - 1); ++rr)
+      for (int64_t c = c0; c <= std::min(c_end, g.out_width - 1); ++c)
+        if (!is_sample(rr, c)) visit(pixel(rr, c), output_at(rr, c));
+  };
 
   // Windows of one output have no rest: a zero sample is counted as it is computed and no window is
   // tracked (the bookkeeping cost a fifth of a short reduction's layer).
@@ -532,8 +557,6 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       }
     flush_samples();
     for (int64_t b = 0; b < tracked; ++b) {
-      const int64_t c0 = b % windows_ * k_, c1 = std::min(c0 + k_, g.out_width);
-      const int64_t band_r0 = r0 + b / windows_ * k_, band_r1 = std::min(band_r0 + k_, g.out_height);
       const uint64_t keep = keep_of(b, block);
       // The kept channels are gathered where that costs less than the whole block (audit computes
       // the block, to check every predicted output).
@@ -541,16 +564,15 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       const bool gathered = keep != 0 && !call_.audit &&
                             CountBits(keep) * GatherCost(rest_outputs) < valid * dense_cost_ * rest_outputs;
       const bool computed = (keep != 0 || call_.audit) && !gathered;
+      if (!computed && !gathered) continue;  // predicted
       int64_t rest_count = 0;
-      for (int64_t r = band_r0; r < band_r1; ++r)
-        for (int64_t c = c0; c < c1; ++c) {
-          if (is_sample(r, c)) continue;
-          if (computed) {
-            if (batch.Add(pixel(r, c), output_at(r, c), keep, b)) flush_rest();
-          } else {
-            rest[static_cast<size_t>(rest_count++)] = {pixel(r, c), output_at(r, c)};
-          }
+      visit_rest(b, [&](QuantPixel input, uint8_t* out) {
+        if (!computed) {
+          rest[static_cast<size_t>(rest_count++)] = {input, out};
+        } else if (batch.Add(input, out, keep, b)) {
+          flush_rest();
         }
+      });
       if (gathered) {
         GatherRest(block, keep, rest, rest_count);
         counters.macs_executed += CountBits(keep) * rest_count * macs;

@@ -149,6 +149,9 @@ class QuantConv {
   int64_t k_, bands_, windows_, blocks_;  // per image: bands of k rows, windows per band, channel blocks
   int64_t bands_per_task_, blocks_per_task_, block_tasks_, tasks_per_image_;
   std::vector<int64_t> copy_tap_offsets_, direct_tap_offsets_;  // of a pixel read from the copy, from x
+  // A window's rest outputs, row-major: pixels from its corner, and bytes from its corner's input in
+  // the copy and in x.
+  std::vector<int64_t> rest_pixels_, rest_copy_offsets_, rest_direct_offsets_;
   std::vector<int64_t> column_phase_, column_window_;  // per output column: c % k, c / k
   // The cost of gathering one kept channel's `rest_outputs` rest outputs of a window.
   int64_t GatherCost(int64_t rest_outputs) const;
