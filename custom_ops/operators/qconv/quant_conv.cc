@@ -221,7 +221,7 @@ void QuantInputRow(const uint8_t* x, bool x_signed, int32_t x_zero_point, const 
   }
 }
 
-QuantInputPlan::QuantInputPlan(const ConvGeometry& g, bool x_is_layout, int64_t gather_bytes)
+QuantInputPlan::QuantInputPlan(const ConvGeometry& g, bool x_is_layout, int64_t gather_bytes, int64_t window)
     : batch_(g.batch), padded_height_(g.padded_height()), padded_width_(g.padded_width()) {
   // Output index i reads padded positions [i * s, i * s + (k - 1) * d]: inside x from the first i
   // with i * s >= pad, up to the last with i * s + (k - 1) * d < pad + size.
@@ -241,6 +241,15 @@ QuantInputPlan::QuantInputPlan(const ConvGeometry& g, bool x_is_layout, int64_t 
     last_image_row_end_ = last < 0 ? 0 : std::clamp(last / g.stride_h + 1, row_begin_, row_end_);
     if (row_bytes < gather_bytes) last_image_row_end_ = row_begin_;
   }
+  // Whole windows: begins rounded up, ends short of the plane rounded down.
+  row_begin_ = CeilDiv(row_begin_, window) * window;
+  column_begin_ = CeilDiv(column_begin_, window) * window;
+  auto window_end = [window](int64_t end, int64_t outputs, int64_t begin) {
+    return std::max(end < outputs ? end / window * window : end, begin);
+  };
+  row_end_ = window_end(row_end_, g.out_height, row_begin_);
+  last_image_row_end_ = window_end(last_image_row_end_, g.out_height, row_begin_);
+  column_end_ = window_end(column_end_, g.out_width, column_begin_);
   direct_ = x_is_layout && g.in_channels % 4 == 0 && row_begin_ < row_end_ && column_begin_ < column_end_;
   if (!direct_) return;
   // The padded rows and columns the border pixels read (a chunk's run-on past a column lands on
@@ -345,7 +354,7 @@ void QuantConv::GatherRest(int64_t block, uint64_t keep, const std::vector<Pendi
                            int64_t rest_count) const {
   const ConvGeometry& g = call_.geometry;
   const QuantTileKernels& tiles = call_.tiles;
-  QuantGather gather{ g.kernel_h * g.kernel_w, call_.weights.chunks, call_.epilogue};
+  QuantGather gather{g.kernel_h * g.kernel_w, call_.weights.chunks, call_.epilogue};
   gather.epilogue.offset += block * tiles.lanes;
   gather.epilogue.scale += block * tiles.lanes;
   int64_t channels[64];

@@ -281,7 +281,7 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
     uint8_t* copy = copy_buffer.data();
     const uint8_t* x = static_cast<const uint8_t*>(input(kX).GetTensorRawData());
     const bool x_is_layout = channels_last_ && !x_signed && tiles_->layout == QuantInputLayout::kBiasedBytes;
-    const QuantInputPlan plan(g, x_is_layout, tiles_->gather_channels);
+    const QuantInputPlan plan(g, x_is_layout, tiles_->gather_channels, pattern_.size);
     ParallelFor(context, copy_rows, [&](int64_t row) {
       int64_t spans[2][2];
       for (int s = 0, count = plan.CopySpans(row, spans); s < count; ++s) {

@@ -88,7 +88,8 @@ struct Avx2Gather {
       for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
         __m256i x[P];
         for (int p = 0; p < P; ++p) {
-          x[p] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pixels[p].input + pixels[p].tap_offsets[tap] + 32 * chunk));
+          const uint8_t* input = pixels[p].input + pixels[0].tap_offsets[tap] + 32 * chunk;
+          x[p] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(input));
         }
         for (int c = 0; c < C; ++c) {
           const uint8_t* row = weights[c] + (tap * g.chunks + chunk) * 32;

@@ -100,10 +100,14 @@ struct VnniGather {
     constexpr int kCount = C * P, kGroups = (kCount + 15) / 16;
     __m512i acc[kCount];  // [c * P + p]
     for (int i = 0; i < kCount; ++i) acc[i] = _mm512_setzero_si512();
+    const int64_t* tap_offsets = pixels[0].tap_offsets;
+    const uint8_t* inputs[P];
+    for (int p = 0; p < P; ++p) inputs[p] = pixels[p].input;
     for (int64_t tap = 0; tap < g.taps; ++tap) {
+      const int64_t offset = tap_offsets[tap];
       for (int64_t chunk = 0; chunk < g.chunks; ++chunk) {
         __m512i x[P];
-        for (int p = 0; p < P; ++p) x[p] = _mm512_loadu_si512(pixels[p].input + pixels[p].tap_offsets[tap] + 64 * chunk);
+        for (int p = 0; p < P; ++p) x[p] = _mm512_loadu_si512(inputs[p] + offset + 64 * chunk);
         for (int c = 0; c < C; ++c) {
           const __m512i w = _mm512_loadu_si512(weights[c] + (tap * g.chunks + chunk) * 64);
           for (int p = 0; p < P; ++p) acc[c * P + p] = _mm512_dpbusd_epi32(acc[c * P + p], x[p], w);

@@ -51,7 +51,7 @@ struct PortableGather {
         for (int64_t tap = 0; tap < g.taps; ++tap) {
           for (int64_t i = 0; i < g.chunks * 16; ++i) {
             int16_t x, w;
-            std::memcpy(&x, pixels[p].input + pixels[p].tap_offsets[tap] + 2 * i, sizeof x);
+            std::memcpy(&x, pixels[p].input + pixels[0].tap_offsets[tap] + 2 * i, sizeof x);
             std::memcpy(&w, weights[c] + (tap * g.chunks * 16 + i) * 2, sizeof w);
             acc += static_cast<uint32_t>(int32_t{x} * w);
           }
