@@ -323,6 +323,8 @@ QuantConv::QuantConv(const QuantCall& call)
       rest_copy_offsets_.push_back((i * g.stride_h * g.padded_width() + j * g.stride_w) * stride);
       rest_direct_offsets_.push_back((i * g.stride_h * g.in_width + j * g.stride_w) * stride);
     }
+  const int64_t window_rest = std::max<int64_t>(static_cast<int64_t>(rest_pixels_.size()), 1);
+  run_windows_ = std::clamp<int64_t>(call.tiles.gather_pixels / window_rest, 1, kMaxRunWindows);
 }
 
 int64_t QuantConv::GatherCost(int64_t rest_outputs) const {
@@ -498,7 +500,13 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       keep_of(b, block) = lane_mask(block);
 
   PredictionCounters counters;
-  std::vector<PendingPixel> rest(static_cast<size_t>(k_ * k_));  // a window's rest outputs
+  // The gathered windows of a block go in runs of run_windows_: window w's rest outputs are
+  // run_rest[run_begin[w], run_begin[w + 1]).
+  std::vector<PendingPixel> run_rest(static_cast<size_t>(run_windows_ * k_ * k_)), subset_rest(run_rest.size());
+  int64_t run_begin[kMaxRunWindows + 1] = {};
+  uint64_t run_keeps[kMaxRunWindows];
+  int64_t run_count = 0;
+  bool run_direct = false;  // its windows read x in place
   uint8_t audited[kMaxQuantPixels * 64];  // audit: a batch's rest outputs, every channel
   uint64_t zero_bits[kMaxQuantPixels];
   for (int64_t block = block0; block < block1; ++block) {
@@ -557,6 +565,23 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       }
       batch.count = 0;
     };
+    // A run's channels each go with the subset of its windows that keeps them; a subset's channels
+    // gather the rest outputs of its windows together, and no predicted output is computed.
+    auto flush_run = [&] {
+      for (uint64_t subset = 1; subset < uint64_t{1} << run_count; ++subset) {
+        uint64_t channels = mask;
+        for (int64_t w = 0; w < run_count; ++w) channels &= (subset >> w & 1) ? run_keeps[w] : ~run_keeps[w];
+        if (channels == 0) continue;
+        int64_t count = 0;
+        for (int64_t w = 0; w < run_count; ++w) {
+          for (int64_t i = run_begin[w]; i < run_begin[w + 1] && (subset >> w & 1); ++i) {
+            subset_rest[static_cast<size_t>(count++)] = run_rest[static_cast<size_t>(i)];
+          }
+        }
+        GatherRest(block, channels, subset_rest, count);
+      }
+      run_count = 0;
+    };
     for (int64_t r = r0; r < r1; ++r)
       for (size_t s = 0; s < pattern.sample_rows.size(); ++s) {
         if (pattern.sample_rows[s] != r % k_) continue;
@@ -574,19 +599,27 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
                             CountBits(keep) * GatherCost(rest_outputs) < valid * dense_cost_ * rest_outputs;
       const bool computed = (keep != 0 || call_.audit) && !gathered;
       if (!computed && !gathered) continue;  // predicted
-      int64_t rest_count = 0;
+      if (gathered) {  // a run's windows read one source (the plan's region is whole windows)
+        const bool direct = call_.plan.Direct(n, r0 + b / windows_ * k_, b % windows_ * k_);
+        if (run_count > 0 && direct != run_direct) flush_run();
+        run_direct = direct;
+      }
+      int64_t& run_end = run_begin[run_count + 1];
+      run_end = run_begin[run_count];
       visit_rest(b, [&](QuantPixel input, uint8_t* out) {
         if (!computed) {
-          rest[static_cast<size_t>(rest_count++)] = {input, out};
+          run_rest[static_cast<size_t>(run_end++)] = {input, out};
         } else if (batch.Add(input, out, keep, b)) {
           flush_rest();
         }
       });
       if (gathered) {
-        GatherRest(block, keep, rest, rest_count);
-        counters.macs_executed += CountBits(keep) * rest_count * macs;
+        counters.macs_executed += CountBits(keep) * (run_end - run_begin[run_count]) * macs;
+        run_keeps[run_count++] = keep;
+        if (run_count == run_windows_) flush_run();
       }
     }
+    flush_run();
     flush_rest();
     if (!call_.channels_last) {
       TransposeBytes(staged.data() + (block - block0) * lanes, pixel_bytes,

@@ -154,6 +154,10 @@ class QuantConv {
   // A window's rest outputs, row-major: pixels from its corner, and bytes from its corner's input in
   // the copy and in x.
   std::vector<int64_t> rest_pixels_, rest_copy_offsets_, rest_direct_offsets_;
+  // Windows whose rest outputs (k = 2's 2) fill a third of a gather tile's pixels alone are gathered
+  // in runs of up to this many, as many as fill a tile.
+  static constexpr int64_t kMaxRunWindows = 3;
+  int64_t run_windows_;
   std::vector<int64_t> column_phase_, column_window_;  // per output column: c % k, c / k
   // The cost of gathering one kept channel's `rest_outputs` rest outputs of a window.
   int64_t GatherCost(int64_t rest_outputs) const;
