@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+import onnxpred
 from onnxpred.cli import main
 from onnxpred.datasets import PREPROCESSING_KEY, PreprocessingSpec
 from onnxpred.errors import EXIT_INPUT, EXIT_OUTPUT, EXIT_USAGE, EXIT_VALIDATION, ValidationError
@@ -201,8 +202,20 @@ def test_rewrite_with_a_pattern_a_margin_and_a_per_layer_map(model_path, tmp_pat
     assert "anti_diagonal" in capsys.readouterr().out
 
 
+def test_ordered_channels_are_listed_and_validated(model_path, tmp_path, capsys):
+    out = tmp_path / "ordered.onnx"
+    assert main(["rewrite", str(model_path), "--order-channels", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 output channels ordered by activity, 1 layers keeping their channel order" in printed, printed
+    plain = onnxpred.rewrite(tiny_classifier(), channels_last=True)
+    weights = {name: {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}["w1"]
+               for name, m in (("plain", plain), ("ordered", onnx.load(out)))}
+    assert not np.array_equal(weights["plain"], weights["ordered"])
+    assert sorted(map(tuple, weights["plain"].reshape(8, -1))) == sorted(map(tuple, weights["ordered"].reshape(8, -1)))
+
+
 def test_margins_in_standard_deviations_are_measured_on_the_data(model_path, tmp_path, capsys):
-    from onnxpred.evaluation.scales import layer_scales
+    from onnxpred.evaluation.scales import layer_statistics, preactivation_sd
 
     data = tmp_path / "images"
     data.mkdir()
@@ -214,7 +227,7 @@ def test_margins_in_standard_deviations_are_measured_on_the_data(model_path, tmp
             labels.write(f"{index}.png,{index}\n")
     out = tmp_path / "out.onnx"
     assert main(["rewrite", str(model_path), "-o", str(out), "--margin", "0.5sd", "--data", str(data)]) == 0
-    scales = layer_scales(model_path, data)
+    scales = layer_statistics(preactivation_sd, model_path, data)
     assert predictor_attributes(out) == {name: (3, "diagonal", round(float(np.float32(0.5 * sd)), 5))
                                          for name, sd in scales.items()}
     assert "0.5sd = " in capsys.readouterr().out

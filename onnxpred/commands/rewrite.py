@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import op
 from ..errors import InputError, UserError
-from ..evaluation.scales import layer_scales
+from ..evaluation.scales import layer_statistics, preactivation_activity, preactivation_sd
 from ..model_io import check_output_path, model_files, needs_external_data, staged_output, write_model
 from ..rewriter.api import rewrite_with_summary
 from ..rewriter.selection import Predictor, margins_in_sd
@@ -49,6 +49,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-validate", action="store_true", help="skip the validation against the original")
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="validate on these images (labels.csv or wnid folders; default: random inputs)")
+    parser.add_argument("--order-channels", action="store_true",
+                        help="order each layer's output channels by their activity on the --data images (default: "
+                             "the built-in samples): the model computes the same, and windows skip whole blocks of "
+                             "rarely active channels")
     parser.add_argument("--audit", action="store_true",
                         help="set audit=1: the op also counts prediction hits and misses")
     parser.add_argument("--write-unchanged", action="store_true",
@@ -79,7 +83,8 @@ def run(args) -> int:
     check_output_path(output, inputs)  # before the work, not after it
     window_map = read_window_map(args.window_map) if args.window_map else None
     predictor = Predictor.create(args.window, args.pattern, args.margin)
-    scales = layer_scales(args.model, args.data) if margins_in_sd(predictor, window_map) else None
+    scales = layer_statistics(preactivation_sd, args.model, args.data) if margins_in_sd(predictor, window_map) else None
+    activity = layer_statistics(preactivation_activity, args.model, args.data) if args.order_channels else None
     model, summary = rewrite_with_summary(
         args.model,
         args.window,
@@ -92,6 +97,7 @@ def run(args) -> int:
         audit=args.audit,
         expose_counters=args.counters,
         channels_last=True,
+        channel_activity=activity,
     )
     print(summary.format_table())
     if summary.layers_rewritten == 0 and not args.write_unchanged:

@@ -27,11 +27,13 @@ from .evaluate import batch_size_for, with_outputs
 SCALE_IMAGES = 64
 
 
-def preactivation_tensors(original: onnx.ModelProto, rewritten: onnx.ModelProto) -> dict[str, str]:
+def preactivation_tensors(original: onnx.ModelProto, rewritten: onnx.ModelProto, *,
+                          skip_unobservable: bool = False) -> dict[str, str]:
     """``{layer: the original's tensor holding its pre-activation}`` for every PredictiveConv and
     PredictiveQLinearConv of ``rewritten``: the input of the activation whose output the node now writes;
     for a quantized layer, of the QuantizeLinear (and the Relu or Clip before it, if any): the float Conv
-    output of the QDQ graph, in the real units of a quantized layer's margin."""
+    output of the QDQ graph, in the real units of a quantized layer's margin. A layer whose activation the
+    original fuses into another node is an error, or with ``skip_unobservable`` left out."""
     producers = {output: node for node in original.graph.node for output in node.output}
     tensors = {}
     for node in rewritten.graph.node:
@@ -45,12 +47,26 @@ def preactivation_tensors(original: onnx.ModelProto, rewritten: onnx.ModelProto)
                 continue
             activation = before
         if activation is None or activation.op_type not in op.ACTIVATIONS:
+            if skip_unobservable:
+                continue
             kind = activation.op_type if activation is not None else "nothing"
             raise UnsupportedModelError(
                 f"layer {node.name!r}: its activation is fused into {kind} in the original, so its pre-activation "
                 "cannot be observed; give its margin in absolute units")
         tensors[node.name] = activation.input[0]
     return tensors
+
+
+def _observe(original: onnx.ModelProto, tensors: Sequence[str], images: Sequence[LabelledImage],
+             spec: PreprocessingSpec, batch_size: int, threads: Optional[int], observe) -> None:
+    """Calls ``observe(index, values)`` with each of ``tensors`` (by index) on each batch of ``images``."""
+    if not images:
+        raise UnsupportedModelError("measuring the layers' statistics needs at least one image")
+    sess = session(with_outputs(original, list(tensors)), **quiet_options(threads or 0))
+    feed_name = sess.get_inputs()[0].name
+    for pixels, _ in batches(images, spec, batch_size_for(original, batch_size, len(images))):
+        for index, values in enumerate(sess.run(list(tensors), {feed_name: pixels})):
+            observe(index, values)
 
 
 def preactivation_sd(
@@ -65,31 +81,56 @@ def preactivation_sd(
     """``{layer: standard deviation of its pre-activation}`` over ``images`` through ``original``."""
     tensors = preactivation_tensors(original, rewritten)
     names = list(dict.fromkeys(tensors.values()))
-    if not images:
-        raise UnsupportedModelError("measuring the layers' standard deviations needs at least one image")
-    model = with_outputs(original, names)
-    sess = session(model, **quiet_options(threads or 0))
-    feed_name = sess.get_inputs()[0].name
     count = np.zeros(len(names))
     total = np.zeros(len(names))
     squares = np.zeros(len(names))
-    for pixels, _ in batches(images, spec, batch_size_for(original, batch_size, len(images))):
-        for index, values in enumerate(sess.run(names, {feed_name: pixels})):
-            values = values.astype(np.float64)
-            count[index] += values.size
-            total[index] += values.sum()
-            squares[index] += np.square(values).sum()
+
+    def observe(index: int, values: np.ndarray) -> None:
+        values = values.astype(np.float64)
+        count[index] += values.size
+        total[index] += values.sum()
+        squares[index] += np.square(values).sum()
+
+    _observe(original, names, images, spec, batch_size, threads, observe)
     mean = total / count
     sd = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
     by_tensor = dict(zip(names, sd))
     return {layer: float(by_tensor[tensor]) for layer, tensor in tensors.items()}
 
 
-def layer_scales(model: ModelLike, data=None, *, limit: int = SCALE_IMAGES, threads: Optional[int] = None
-                 ) -> dict[str, float]:
-    """:func:`preactivation_sd` of every layer the rewriter can predict in ``model``, on the first ``limit``
-    images of ``data`` (a dataset folder; None: the built-in ImageNet samples)."""
+def preactivation_activity(
+    original: onnx.ModelProto,
+    rewritten: onnx.ModelProto,
+    images: Sequence[LabelledImage],
+    spec: PreprocessingSpec,
+    *,
+    batch_size: int = 8,
+    threads: Optional[int] = None,
+) -> dict[str, np.ndarray]:
+    """``{layer: each output channel's share of positive pre-activations}`` (the outputs its activation
+    leaves non-zero) over ``images`` through ``original``: what
+    :class:`~onnxpred.rewriter.passes.order_channels.OrderChannels` orders channels by."""
+    tensors = preactivation_tensors(original, rewritten, skip_unobservable=True)
+    names = list(dict.fromkeys(tensors.values()))
+    positive: list[Optional[np.ndarray]] = [None] * len(names)
+    count = np.zeros(len(names))
+
+    def observe(index: int, values: np.ndarray) -> None:
+        share = (values > 0).sum(axis=tuple(a for a in range(values.ndim) if a != 1))
+        positive[index] = share if positive[index] is None else positive[index] + share
+        count[index] += values.size / values.shape[1]
+
+    _observe(original, names, images, spec, batch_size, threads, observe)
+    by_tensor = {name: positive[i] / count[i] for i, name in enumerate(names)}
+    return {layer: by_tensor[tensor] for layer, tensor in tensors.items()}
+
+
+def layer_statistics(measure, model: ModelLike, data=None, *, limit: int = SCALE_IMAGES,
+                     threads: Optional[int] = None) -> dict:
+    """``measure`` (:func:`preactivation_sd`, :func:`preactivation_activity`) of every layer the rewriter
+    can predict in ``model``, on the first ``limit`` images of ``data`` (a dataset folder; None: the
+    built-in ImageNet samples)."""
     original = load_model(model)
     images = load_dataset(data)[:limit]
-    return preactivation_sd(original, rewrite(original, window=1), images, PreprocessingSpec.from_model(original),
-                            threads=threads)
+    return measure(original, rewrite(original, window=1), images, PreprocessingSpec.from_model(original),
+                   threads=threads)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional, Union
+from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import onnx
 from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
@@ -16,6 +16,7 @@ from .passes.fold_pad import FoldPad
 from .passes.channels_last import MICROSOFT_DOMAIN, ChannelsLast
 from .passes.fuse_predictive_conv import FusePredictiveConv
 from .passes.name_layers import NameLayers
+from .passes.order_channels import OrderChannels
 from .passes.resolve_auto_pad import ResolveAutoPad
 from .selection import LayerSelection, Margin, Predictor, PredictorChoice, check_names
 from .shapes import infer_shapes
@@ -38,6 +39,7 @@ def rewrite_with_summary(
     audit: bool = False,
     expose_counters: bool = False,
     channels_last: bool = False,
+    channel_activity: Optional[Mapping[str, Sequence[float]]] = None,
 ) -> tuple[onnx.ModelProto, RewriteSummary]:
     """Rewrite a model and say what was rewritten and what was left alone, and why.
 
@@ -53,6 +55,10 @@ def rewrite_with_summary(
     ``channels_last``: the int8 layers and the 8-bit MaxPools between them run NHWC, as onnxruntime runs
     its own int8 model (:class:`~onnxpred.rewriter.passes.channels_last.ChannelsLast`): the form to deploy;
     without it every rewritten layer reads and writes its original NCHW tensors.
+    ``channel_activity``: per layer, each output channel's share of active outputs
+    (:func:`onnxpred.evaluation.scales.preactivation_activity` measures it); those layers' channels are
+    ordered by it (:class:`~onnxpred.rewriter.passes.order_channels.OrderChannels`), which changes no
+    result but lets windows skip whole blocks of rarely active channels.
     A model that already holds PredictiveConv nodes must keep to the op's contract.
     """
     model = load_model(model_or_path)
@@ -69,6 +75,13 @@ def rewrite_with_summary(
         if result.changes:
             prepasses[pass_type.description] = result.changes
     fusion = FusePredictiveConv(selection, scales=scales, audit=audit, expose_counters=expose_counters)(ctx)
+    if channel_activity:
+        ordering = OrderChannels(channel_activity)
+        ordered = ordering(ctx)
+        if ordered.changes:
+            prepasses[OrderChannels.description] = ordered.changes
+        if ordering.kept:
+            prepasses[OrderChannels.kept_description] = ordering.kept
     if channels_last:
         layout = ChannelsLast()(ctx)
         if layout.changes:
