@@ -84,6 +84,23 @@ def test_bench_against_a_copy_of_the_library_prints_both_and_their_ratio(classif
     assert mapped_while_timing == [True]
 
 
+def test_bench_with_ordered_channels_times_the_ordered_rewrite(classifier_path, capsys, monkeypatch):
+    activities = []
+
+    def rewrite_recording(model, **options):
+        activities.append(options.get("channel_activity"))
+        return rewrite_with_summary(model, **options)
+
+    monkeypatch.setattr(bench_model, "rewrite_with_summary", rewrite_recording)
+    assert main(["bench", str(classifier_path), "-k", "2", "--images", "2", "--repeats", "1", "--clock", "cpu",
+                 "--order-channels"]) == 0
+    (activity,) = activities
+    assert sorted(activity) == ["conv1", "conv2"] and all(len(a) == 8 for a in activity.values())
+    out = capsys.readouterr().out
+    assert "channels ordered by their activity on the images after the first 2 of the data" in out
+    assert re.search(r"end to end: original [\d.]+ ms, rewritten [\d.]+ ms", out)
+
+
 @pytest.mark.parametrize("arguments, code, message", [
     (["--clock", "cpu", "--threads", "2"], EXIT_USAGE, "--clock cpu needs --threads 1"),
     (["--threads", "one"], EXIT_USAGE, "--threads expects integers"),

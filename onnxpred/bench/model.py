@@ -26,7 +26,8 @@ import onnx
 from .. import op
 from ..datasets import PreprocessingSpec, batches, load_dataset
 from ..evaluation.evaluate import EligibleLayer, eligible_layers
-from ..rewriter.api import rewrite_with_summary
+from ..evaluation.scales import SCALE_IMAGES, preactivation_activity
+from ..rewriter.api import rewrite, rewrite_with_summary
 from ..runtime import session
 from .libraries import bench_options, bench_session
 from .timing import time_sessions_in_turn
@@ -137,15 +138,22 @@ def _peak_rss_mb(model_path: str, input_name: str, images: np.ndarray, threads: 
 
 def benchmark_model(model_path: str, window: int, data: Optional[str] = None, images: int = 8,
                     threads: Sequence[int] = (1, 2), repeats: int = 3, clock: str = "wall",
-                    against: Optional[str] = None) -> list[ModelTiming]:
+                    against: Optional[str] = None, order_channels: bool = False) -> list[ModelTiming]:
     """Times ``model_path`` and its rewrite with ``window`` at each thread count, end to end by ``clock``
     (:func:`time_sessions_in_turn`); with ``against`` (another op library's path) the rewrite with that
-    library too, in turn with the other two."""
+    library too, in turn with the other two. ``order_channels``: the rewrite's channels ordered by their
+    activity on the data's images after the timed ones (on the timed ones if there are no others)."""
     model = onnx.load(model_path)
-    rewritten, _ = rewrite_with_summary(model, window=window, expose_counters=True, channels_last=True)
     spec = PreprocessingSpec.from_model(model)
+    every_image = load_dataset(data)
+    dataset = every_image[:images]
+    activity = None
+    if order_channels:
+        calibration = every_image[images:images + SCALE_IMAGES] or dataset
+        activity = preactivation_activity(model, rewrite(model, window=1), calibration, spec)
+    rewritten, _ = rewrite_with_summary(model, window=window, expose_counters=True, channels_last=True,
+                                        channel_activity=activity)
     input_name = model.graph.input[0].name
-    dataset = load_dataset(data)[:images]
     pixels = np.concatenate([array for array, _ in batches(dataset, spec, 1)])
     feeds_list = [{input_name: pixels[i : i + 1]} for i in range(len(pixels))]
     results = []
