@@ -113,8 +113,8 @@ def _reader_problem(ctx: GraphContext, reader: gs.Node, tensor: gs.Tensor) -> Op
             return f"{what} is grouped"
         return None if _weight_constant(ctx, reader) is not None else f"{what} has weights not its own constant"
     if reader.op in QUANTIZATION:
-        parameters = [t for t in reader.inputs[1:] if t.name]
-        if all(ctx.is_constant(t) and np.size(ctx.constant_value(t)) == 1 for t in parameters):
+        parameters = [ctx.constant_value(t) for t in reader.inputs[1:] if t.name]
+        if all(value is not None and value.size == 1 for value in parameters):
             return None
         return f"{what} has per-channel or variable parameters"
     if any(out.outputs or ctx.is_graph_output(out) for out in reader.outputs[1:]):
@@ -143,7 +143,10 @@ def _weight_constant(ctx: GraphContext, conv: gs.Node) -> Optional[gs.Constant]:
     quantized = producer.inputs[0]
     if not isinstance(quantized, gs.Constant) or len(quantized.outputs) != 1 or not ctx.is_constant(quantized):
         return None
-    return quantized if int(producer.attrs.get("axis", 1)) == 0 or np.size(producer.inputs[1].values) == 1 else None
+    # Its scale runs along output channels (axis 0) or is one value: input channels permute freely.
+    scale = ctx.constant_value(producer.inputs[1])
+    per_output_channel = int(producer.attrs.get("axis", 1)) == 0
+    return quantized if per_output_channel or (scale is not None and scale.size == 1) else None
 
 
 def _permute(constant: gs.Constant, order: np.ndarray, *, axis: int) -> None:
