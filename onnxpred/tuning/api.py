@@ -24,7 +24,7 @@ from ..datasets import PreprocessingSpec, batches, load_dataset
 from ..errors import UnsupportedModelError, UserError
 from ..evaluation.evaluate import AccuracyTally, batch_size_for, eligible_layers, evaluate, fixed_batch_size
 from ..evaluation.report import MODEL_NAME_KEY, describe_data
-from ..evaluation.scales import preactivation_sd
+from ..evaluation.scales import SCALE_IMAGES, preactivation_activity, preactivation_sd
 from ..evaluation.stats import wilson_interval
 from ..rewriter.api import rewrite_with_summary
 from ..model_io import load_model
@@ -114,6 +114,7 @@ def tune(
     timer: Optional[Timer] = None,
     evaluator: Callable = evaluate,
     fp32_model: Union[PathLike, onnx.ModelProto, None] = None,
+    order_channels: bool = False,
 ) -> TuneResult:
     """Tune the prediction of every eligible layer of ``model`` on the images of ``data`` (a dataset
     folder; None: the 20 built-in ImageNet samples).
@@ -128,6 +129,8 @@ def tune(
     ``evaluator`` replace the time measurements and the evaluation pass (tests, distributed runs).
     ``fp32_model``: for a quantized ``model``, the float model it was quantized from; the confirmation also
     gives its top-1, so the result states the drop against it as well as against ``model``.
+    ``order_channels``: every rewrite, timed or written, has its channels ordered by their activity on the
+    tuning images (``rewrite --order-channels``), which changes no result but can change the time.
     """
     started = time.monotonic()
     deadline = started + time_budget_s
@@ -167,6 +170,10 @@ def tune(
         raise UnsupportedModelError("no layer of the model can be rewritten, so there is nothing to tune")
     conv_macs = summary.conv_macs if not summary.unknown_macs else None
     batch = batch_size_for(original, batch_size, len(split.tuning))
+    activity = None
+    if order_channels:
+        activity = preactivation_activity(original, base, split.tuning[:SCALE_IMAGES], spec, batch_size=batch,
+                                          threads=eval_threads)
     messages: list[str] = []
     say = (lambda text: (messages.append(text), tqdm.write(text) if progress else None))
     say(f"tuning {len(layers)} layers on {len(split.tuning)} images, confirming on {len(split.confirmation)}; "
@@ -206,6 +213,7 @@ def tune(
             measured = measure_layers(
                 original, candidates, pixels, reference_logits, threads=eval_threads,
                 timer=timer if objective == "latency" else None, timing_threads=thread_counts,
+                channel_activity=activity,
                 on_candidate=lambda: bar.update(1),
                 deadline=started + _SENSITIVITY_SHARE * time_budget_s)
         out_of_time = sum(len(m) for m in measured.values()) < total
@@ -230,11 +238,12 @@ def tune(
         config: Configuration = dict(best.config) if best else {}
         now = stage_done("search", now)
         if objective == "latency":
-            config.update(_faster_kernels(original, layers, config, timer, thread_counts, say))
+            config.update(_faster_kernels(original, layers, config, timer, thread_counts, say, activity))
 
         timings, dropped = [], []
         if config:
-            config, timings, dropped = _never_slower(original, config, objective, thread_counts, timer, say)
+            config, timings, dropped = _never_slower(original, config, objective, thread_counts, timer, say,
+                                                     activity)
         now = stage_done("timing", now)
     finally:
         if own_timer:
@@ -244,7 +253,8 @@ def tune(
     tuned = confirmation = None
     predicted_share = skipped_share = None
     if config:
-        tuned, _ = rewrite_with_summary(original, layers=list(config), window_map=window_map, channels_last=True)
+        tuned, _ = rewrite_with_summary(original, layers=list(config), window_map=window_map, channels_last=True,
+                                        channel_activity=activity)
         counting, _ = rewrite_with_summary(original, layers=list(config), window_map=window_map, expose_counters=True)
         confirmation = evaluator(original, [("tuned", counting)], eligible_layers(counting), split.confirmation, spec,
                                  batch_size=batch_size_for(original, batch_size, len(split.confirmation)),
@@ -291,6 +301,7 @@ def tune(
         "max_drop_points": max_drop,
         "min_savings": min_savings,
         "search_space": space.to_json(),
+        "channels_ordered": order_channels,
         "threads": thread_counts,
         "time_budget_s": time_budget_s,
         "cut_short_by_time_budget": out_of_time,
@@ -349,7 +360,8 @@ def _absolute(predictor: Predictor, layer: str, scales) -> Predictor:
     return Predictor(predictor.window, predictor.pattern, Margin(predictor.margin.resolve(layer, scales)))
 
 
-def _faster_kernels(original, layers, config: Configuration, timer: Timer, thread_counts, say) -> Configuration:
+def _faster_kernels(original, layers, config: Configuration, timer: Timer, thread_counts, say,
+                    activity) -> Configuration:
     """The layers the search left as onnxruntime's Conv whose own kernel at window 1 (no prediction, so
     the same outputs: bit for bit in int8) takes at most KERNEL_SWAP_RATIO of onnxruntime's time at every
     thread count, kept at window 1 for their speed alone (an int8 stem runs 1.7x faster)."""
@@ -357,7 +369,8 @@ def _faster_kernels(original, layers, config: Configuration, timer: Timer, threa
     for layer in layers:
         if layer.name in config:
             continue
-        alone, _ = rewrite_with_summary(original, window=1, layers=[layer.name], channels_last=True)
+        alone, _ = rewrite_with_summary(original, window=1, layers=[layer.name], channels_last=True,
+                                        channel_activity=activity)
         # Both profiles fresh, in turn: a swap rests on this one comparison alone.
         times = {threads: timer.kernel(original, alone, layer, threads, fresh_original=True)
                  for threads in thread_counts}
@@ -369,12 +382,12 @@ def _faster_kernels(original, layers, config: Configuration, timer: Timer, threa
     return faster
 
 
-def _never_slower(original, config: Configuration, objective: str, thread_counts, timer: Timer, say):
+def _never_slower(original, config: Configuration, objective: str, thread_counts, timer: Timer, say, activity):
     """Times the configuration against the original at every thread count. With objective latency, drops
     the layer that saves least until the tuned model is faster at every thread count (or nothing is left)."""
     dropped: list[str] = []
     while True:
-        tuned, _ = rewrite_with_summary(original, layers=list(config), channels_last=True,
+        tuned, _ = rewrite_with_summary(original, layers=list(config), channels_last=True, channel_activity=activity,
                                         window_map={layer: m.predictor.to_json() for layer, m in config.items()})
         timings = [timer.end_to_end(original, tuned, threads) for threads in thread_counts]
         if objective != "latency" or all(t.pays for t in timings):
@@ -523,6 +536,8 @@ def write_outputs(result: TuneResult, model_path: Path, output: Optional[Path] =
             written_map = map_out
             command = (f"onnxpred rewrite {model_path} --window-map {map_out} --layers "
                        f"{','.join(result.window_map)} -o OUT.onnx")
+            if result.content.get("channels_ordered"):  # ordered on all the data's images: the same outputs
+                command += " --order-channels" + (f" --data {data}" if data is not None else "")
     result.content["written"] = {"model": str(written_model) if written_model else None,
                                  "window_map": str(written_map) if written_map else None,
                                  "rewrite_command": command}

@@ -67,6 +67,7 @@ def measure_layers(
     timing_threads: Sequence[int] = (),
     on_candidate: Optional[Callable[[], object]] = None,
     deadline: Optional[float] = None,
+    channel_activity: Optional[Mapping[str, Sequence[float]]] = None,
 ) -> dict[str, list[Measured]]:
     """``{layer: [Measured]}`` for ``candidates`` = ``{layer: [(label, predictor with an absolute margin)]}``.
 
@@ -74,7 +75,8 @@ def measure_layers(
     With ``timer`` each candidate is also timed at every ``timing_threads`` (:meth:`.Timer.layer`). Measuring
     stops when ``time.monotonic()`` passes ``deadline``; for models whose rewrites fit in memory the
     candidates are taken in rounds (each layer's mildest first), so that every layer then has as many
-    measured candidates as the time allowed.
+    measured candidates as the time allowed. ``channel_activity``: the timed rewrites' channels are ordered
+    by it (``rewrite_with_summary``).
     """
     results: dict[str, list[Measured]] = {layer: [] for layer in candidates}
     singles: dict[str, tuple] = {}
@@ -98,7 +100,8 @@ def measure_layers(
                 singles.clear()  # a large model: one layer's rewrites in memory at a time
             single = rewrite(original, window=1, layers=[layer], expose_counters=True)
             # Timed as deployed: int8 layers channels last, as `rewrite` and the tuned model write them.
-            plain = rewrite(original, window=1, layers=[layer], channels_last=True) if timer is not None else None
+            plain = (rewrite(original, window=1, layers=[layer], channels_last=True, channel_activity=channel_activity)
+                     if timer is not None else None)
             singles[layer] = (single, plain, *eligible_layers(single))
         single, plain, eligible = singles[layer]
         label, predictor = choices[rank]

@@ -6,9 +6,12 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 
+import onnxpred
 from onnxpred import op
 from onnxpred.cli import main
 from onnxpred.datasets import LabelledImage, load_dataset
@@ -194,6 +197,23 @@ def test_nothing_that_pays_writes_nothing_or_the_original(small_net, small_data,
     unchanged = write_outputs(result, small_net, tmp_path / "same.onnx", write_unchanged=True)
     assert onnx.load(unchanged.model).SerializeToString() == onnx.load(small_net).SerializeToString()
     assert not (tmp_path / "same.windows.json").exists()
+
+
+def test_ordered_channels_are_timed_written_and_change_no_output(small_net, small_data, tmp_path):
+    timer = _Timer(layer_pays=True, model_faster=True)
+    result = tune(small_net, small_data, objective="latency", max_drop=100.0, timer=timer, order_channels=True,
+                  **QUICK)
+    assert result.model is not None and result.content["channels_ordered"]
+    plain = onnxpred.rewrite(small_net, layers=list(result.window_map), window_map=result.window_map,
+                             channels_last=True)
+    weights = [{t.name: numpy_helper.to_array(t) for t in m.graph.initializer}["w1"] for m in (plain, result.model)]
+    assert not np.array_equal(*weights) and np.array_equal(np.sort(weights[0], axis=0), np.sort(weights[1], axis=0))
+    size = onnx.load(small_net).graph.input[0].type.tensor_type.shape.dim[2].dim_value
+    x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    np.testing.assert_allclose(*(onnxpred.session(m).run(None, {"input": x})[0] for m in (plain, result.model)),
+                               rtol=1e-5, atol=1e-5)
+    written = write_outputs(result, small_net, tmp_path / "tuned.onnx", data=small_data)
+    assert written.rewrite_command.endswith(f" --order-channels --data {small_data}")
 
 
 def test_a_faster_kernel_is_kept_at_window_1_when_nothing_else_fits(small_net, small_data):
