@@ -35,6 +35,17 @@ def float_model(activation: Optional[str] = "Relu", *, residual: bool = False, l
     return b.model()
 
 
+def pooled_float_model() -> onnx.ModelProto:
+    """X → conv0→Relu → MaxPool 2x2 → conv1→Relu → conv2→Relu → Y: a pool between two layers."""
+    b = GraphBuilder()
+    t = b.node("Relu", [b.conv(b.input("X", X_SHAPE), (8, 4, 3, 3), name="conv0")])
+    t = b.node("MaxPool", [t], kernel_shape=[2, 2], strides=[2, 2])
+    for index in (1, 2):
+        t = b.node("Relu", [b.conv(t, (8, 8, 3, 3), name=f"conv{index}")])
+    b.output(b.node("Identity", [t], ["Y"]))
+    return b.model()
+
+
 def quantize(model: onnx.ModelProto, *, per_channel: bool = True, activations=np.uint8, symmetric: bool = False,
              qoperator: bool = False, weights=np.int8) -> onnx.ModelProto:
     """``model`` through ``onnxruntime.quantization.quantize_static``, calibrated on 4 seeded random inputs."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import numpy_helper
-from quantized_graphs import X_SHAPE, copied, float_model, initializer, quantize, set_initializer
+from quantized_graphs import X_SHAPE, copied, float_model, initializer, pooled_float_model, quantize, set_initializer
 from rewriter_graphs import GraphBuilder, op_counts
 
 import onnxpred
@@ -17,14 +17,8 @@ pytest.importorskip("onnxruntime.quantization")
 
 
 def pooled_model():
-    """X → Conv→Relu → MaxPool 2x2 → Conv→Relu → Conv→Relu → Y: quantized, a pool between two layers."""
-    b = GraphBuilder()
-    t = b.node("Relu", [b.conv(b.input("X", X_SHAPE), (8, 4, 3, 3), name="conv0")])
-    t = b.node("MaxPool", [t], kernel_shape=[2, 2], strides=[2, 2])
-    for index in (1, 2):
-        t = b.node("Relu", [b.conv(t, (8, 8, 3, 3), name=f"conv{index}")])
-    b.output(b.node("Identity", [t], ["Y"]))
-    return quantize(b.model())
+    """:func:`pooled_float_model` quantized: a pool between two int8 layers."""
+    return quantize(pooled_float_model())
 
 
 def outputs(model, x):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import numpy_helper
-from quantized_graphs import X_SHAPE, float_model, quantize
+from quantized_graphs import X_SHAPE, float_model, pooled_float_model, quantize
 from rewriter_graphs import GraphBuilder
 
 import onnxpred
@@ -17,23 +17,12 @@ from onnxpred.rewriter.passes.order_channels import OrderChannels
 pytest.importorskip("onnxruntime.quantization")
 
 
-def pooled_model() -> "onnx.ModelProto":  # noqa: F821
-    """X → conv0→Relu → MaxPool 2x2 → conv1→Relu → conv2→Relu → Y."""
-    b = GraphBuilder()
-    t = b.node("Relu", [b.conv(b.input("X", X_SHAPE), (8, 4, 3, 3), name="conv0")])
-    t = b.node("MaxPool", [t], kernel_shape=[2, 2], strides=[2, 2])
-    for index in (1, 2):
-        t = b.node("Relu", [b.conv(t, (8, 8, 3, 3), name=f"conv{index}")])
-    b.output(b.node("Identity", [t], ["Y"]))
-    return b.model()
-
-
 ACTIVITY = {f"conv{i}": np.random.default_rng(i).random(8) for i in range(3)}
 GRAPHS = {
-    "float": pooled_model,
-    "qdq": lambda: quantize(pooled_model()),
-    "qdq, per-tensor weights": lambda: quantize(pooled_model(), per_channel=False),
-    "qlinearconv": lambda: quantize(pooled_model(), qoperator=True),
+    "float": pooled_float_model,
+    "qdq": lambda: quantize(pooled_float_model()),
+    "qdq, per-tensor weights": lambda: quantize(pooled_float_model(), per_channel=False),
+    "qlinearconv": lambda: quantize(pooled_float_model(), qoperator=True),
 }
 
 
@@ -93,5 +82,5 @@ def test_a_layer_reaching_what_is_not_channel_wise_keeps_its_order():
 
 
 def test_activity_of_the_wrong_length_leaves_the_layer_alone():
-    _, summary = onnxpred.rewrite_with_summary(pooled_model(), channel_activity={"conv0": np.arange(5.0)})
+    _, summary = onnxpred.rewrite_with_summary(pooled_float_model(), channel_activity={"conv0": np.arange(5.0)})
     assert ordered_and_kept(summary) == ([], ["conv0: 5 activities for 8 channels"])
