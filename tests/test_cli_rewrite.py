@@ -206,7 +206,7 @@ def test_ordered_channels_are_listed_and_validated(model_path, tmp_path, capsys)
     out = tmp_path / "ordered.onnx"
     assert main(["rewrite", str(model_path), "--order-channels", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "1 output channels ordered by activity, 1 layers keeping their channel order" in printed, printed
+    assert "1 layers' channels ordered by activity, 1 kept in channel order" in printed, printed
     plain = onnxpred.rewrite(tiny_classifier(), channels_last=True)
     weights = {name: {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}["w1"]
                for name, m in (("plain", plain), ("ordered", onnx.load(out)))}

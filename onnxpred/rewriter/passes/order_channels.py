@@ -33,8 +33,8 @@ QUANTIZATION = ("QuantizeLinear", "DequantizeLinear")
 
 
 class OrderChannels(GraphPass):
-    description = "output channels ordered by activity"
-    kept_description = "layers keeping their channel order"
+    description = "layers' channels ordered by activity"
+    kept_description = "kept in channel order"
 
     def __init__(self, activity: Mapping[str, Sequence[float]], **kwargs):
         """``activity``: per layer name, each output channel's share of active outputs."""
