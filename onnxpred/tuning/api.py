@@ -170,14 +170,16 @@ def tune(
         raise UnsupportedModelError("no layer of the model can be rewritten, so there is nothing to tune")
     conv_macs = summary.conv_macs if not summary.unknown_macs else None
     batch = batch_size_for(original, batch_size, len(split.tuning))
-    activity = None
-    if order_channels:
-        activity = preactivation_activity(original, base, split.tuning[:SCALE_IMAGES], spec, batch_size=batch,
-                                          threads=eval_threads)
     messages: list[str] = []
     say = (lambda text: (messages.append(text), tqdm.write(text) if progress else None))
     say(f"tuning {len(layers)} layers on {len(split.tuning)} images, confirming on {len(split.confirmation)}; "
         f"time budget {time_budget_s / 60:.0f} min")
+    activity = None
+    if order_channels:
+        activity_images = split.tuning[:SCALE_IMAGES]
+        activity = preactivation_activity(original, base, activity_images, spec, batch_size=batch,
+                                          threads=eval_threads)
+        say(f"channels ordered by their activity on {len(activity_images)} tuning images")
 
     # Screening and sensitivity images: the first tuning images, decoded once.
     now = time.monotonic()

@@ -204,6 +204,7 @@ def test_ordered_channels_are_timed_written_and_change_no_output(small_net, smal
     result = tune(small_net, small_data, objective="latency", max_drop=100.0, timer=timer, order_channels=True,
                   **QUICK)
     assert result.model is not None and result.content["channels_ordered"]
+    assert any(message.startswith("channels ordered by their activity on ") for message in result.messages)
     plain = onnxpred.rewrite(small_net, layers=list(result.window_map), window_map=result.window_map,
                              channels_last=True)
     weights = [{t.name: numpy_helper.to_array(t) for t in m.graph.initializer}["w1"] for m in (plain, result.model)]
