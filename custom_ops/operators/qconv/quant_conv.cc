@@ -297,13 +297,14 @@ QuantConv::QuantConv(const QuantCall& call)
   }
   // A task takes at least kMinBandsPerTask bands (at window 1, a row), more on small planes, so that
   // its tiles are mostly full; an image of few bands splits its blocks of channels among tasks too,
-  // so that threads share it evenly.
+  // so that threads share it evenly. Bands and blocks are dealt out evenly: tasks differ by one at most
+  // (a 10-band layer in tasks of 3, 3, 3 and 1 band left a thread of two idle for part of it).
   const int64_t min_bands = k_ > 1 ? kMinBandsPerTask : 1;
-  bands_per_task_ = std::clamp<int64_t>(std::max(kTaskPixels / (k_ * g.out_width), min_bands), 1, bands_);
-  const int64_t band_tasks = CeilDiv(bands_, bands_per_task_);
-  blocks_per_task_ = CeilDiv(blocks_, std::clamp<int64_t>(CeilDiv(kMinTasksPerImage, band_tasks), 1, blocks_));
-  block_tasks_ = CeilDiv(blocks_, blocks_per_task_);
-  tasks_per_image_ = band_tasks * block_tasks_;
+  const int64_t bands_per_task =
+      std::clamp<int64_t>(std::max(kTaskPixels / (k_ * g.out_width), min_bands), 1, bands_);
+  band_tasks_ = std::max<int64_t>(bands_ / bands_per_task, 1);
+  block_tasks_ = std::clamp<int64_t>(CeilDiv(kMinTasksPerImage, band_tasks_), 1, blocks_);
+  tasks_per_image_ = band_tasks_ * block_tasks_;
   const int64_t stride = call.weights.groups * 4;
   // Both in tenths of a dense tile's multiply-add vector, per output.
   const int64_t taps = g.kernel_h * g.kernel_w;
@@ -385,10 +386,11 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   const ConvGeometry& g = call_.geometry;
   const WindowPattern& pattern = call_.pattern;
   const QuantTileKernels& tiles = call_.tiles;
-  const int64_t n = task / tasks_per_image_, band0 = task % tasks_per_image_ / block_tasks_ * bands_per_task_;
-  const int64_t bands = std::min(bands_per_task_, bands_ - band0);
+  const int64_t n = task / tasks_per_image_, band_task = task % tasks_per_image_ / block_tasks_;
+  const int64_t band0 = band_task * bands_ / band_tasks_, bands = (band_task + 1) * bands_ / band_tasks_ - band0;
   // The task's blocks of channels [block0, block1), `task_blocks` of them.
-  const int64_t block0 = task % block_tasks_ * blocks_per_task_, block1 = std::min(block0 + blocks_per_task_, blocks_);
+  const int64_t block_task = task % block_tasks_;
+  const int64_t block0 = block_task * blocks_ / block_tasks_, block1 = (block_task + 1) * blocks_ / block_tasks_;
   const int64_t task_blocks = block1 - block0;
   const int64_t r0 = band0 * k_, r1 = std::min(r0 + bands * k_, g.out_height), windows = bands * windows_;
   const int64_t lanes = tiles.lanes, taps = g.kernel_h * g.kernel_w, plane = g.out_height * g.out_width;

@@ -149,7 +149,7 @@ class QuantConv {
 
   const QuantCall& call_;
   int64_t k_, bands_, windows_, blocks_;  // per image: bands of k rows, windows per band, channel blocks
-  int64_t bands_per_task_, blocks_per_task_, block_tasks_, tasks_per_image_;
+  int64_t band_tasks_, block_tasks_, tasks_per_image_;  // per image: tasks along the bands, the blocks
   std::vector<int64_t> copy_tap_offsets_, direct_tap_offsets_;  // of a pixel read from the copy, from x
   // A window's rest outputs, row-major: pixels from its corner, and bytes from its corner's input in
   // the copy and in x.
