@@ -412,14 +412,19 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   auto window_of = [&](int64_t r, int64_t c) {
     return row_windows[static_cast<size_t>(r - r0)] + column_window_[static_cast<size_t>(c)];
   };
+  // Output row r's input at column 0, in x (meaningful where the row reads x) and in the copy; each
+  // column steps both by column_bytes.
   const uint8_t* x_image = call_.x + n * g.in_height * g.in_width * stride;
+  const int64_t column_bytes = g.stride_w * stride;
+  auto x_row = [&](int64_t r) { return ((r * g.stride_h - g.pad_top) * g.in_width - g.pad_left) * stride; };
+  auto copy_row = [&](int64_t r) { return image + r * g.stride_h * g.padded_width() * stride; };
   auto pixel = [&](int64_t r, int64_t c) -> QuantPixel {
-    if (call_.plan.Direct(n, r, c)) {
-      return {x_image + ((r * g.stride_h - g.pad_top) * g.in_width + c * g.stride_w - g.pad_left) * stride,
-              direct_tap_offsets_.data()};
-    }
-    return {image + (r * g.stride_h * g.padded_width() + c * g.stride_w) * stride, copy_tap_offsets_.data()};
+    if (call_.plan.Direct(n, r, c)) return {x_image + x_row(r) + c * column_bytes, direct_tap_offsets_.data()};
+    return {copy_row(r) + c * column_bytes, copy_tap_offsets_.data()};
   };
+  // The task's window b: its first output row and column.
+  auto window_row = [&](int64_t b) { return r0 + b / windows_ * k_; };
+  auto window_column = [&](int64_t b) { return b % windows_ * k_; };
   // Where the tiles write a pixel's block of outputs: Y itself when it is NHWC (its pixels are rows of
   // channels, as the tiles write them); else the task's outputs staged pixel-major, [pixel][block][lane],
   // each block going to Y's planes in one transpose at its end. With windows of several outputs,
@@ -446,21 +451,21 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   // window_of(r, c), stepped rather than recomputed (at short reductions that took as long as a tile).
   auto visit_row = [&](int64_t r, int64_t first, int64_t step, auto&& visit) {
     const bool direct_row = call_.plan.DirectRow(n, r);
-    const int64_t x_row = ((r * g.stride_h - g.pad_top) * g.in_width - g.pad_left) * stride;  // used where direct
-    const uint8_t* copy_row = image + r * g.stride_h * g.padded_width() * stride;
-    const int64_t window0 = row_windows[static_cast<size_t>(r - r0)], column_bytes = g.stride_w * stride;
-    uint8_t* out = outputs + ((r - r0) * g.out_width + first) * pixel_bytes + output_block * lanes;
+    const uint8_t* copy_input = copy_row(r);
+    const uint8_t* x_input = direct_row ? x_image + x_row(r) : nullptr;
+    const int64_t window0 = row_windows[static_cast<size_t>(r - r0)];
+    uint8_t* out = output_at(r, first);
     for (int64_t c = first; c < g.out_width; c += step, out += step * pixel_bytes) {
       const QuantPixel input = direct_row && call_.plan.DirectColumn(c)
-                                   ? QuantPixel{x_image + x_row + c * column_bytes, direct_tap_offsets_.data()}
-                                   : QuantPixel{copy_row + c * column_bytes, copy_tap_offsets_.data()};
+                                   ? QuantPixel{x_input + c * column_bytes, direct_tap_offsets_.data()}
+                                   : QuantPixel{copy_input + c * column_bytes, copy_tap_offsets_.data()};
       visit(input, out, window0 + column_window_[static_cast<size_t>(c)]);
     }
   };
   // Visits the rest outputs of the task's window b with pixel(r, c) and output_at(r, c): by offsets
   // from its corner when it lies inside the plane and its pixels read one source, else one by one.
   auto visit_rest = [&](int64_t b, auto&& visit) {
-    const int64_t r = r0 + b / windows_ * k_, c0 = b % windows_ * k_, r_end = r + k_ - 1, c_end = c0 + k_ - 1;
+    const int64_t r = window_row(b), c0 = window_column(b), r_end = r + k_ - 1, c_end = c0 + k_ - 1;
     const bool direct = call_.plan.Direct(n, r, c0) && call_.plan.Direct(n, r_end, c_end);
     if (r_end < g.out_height && c_end < g.out_width && (direct || !call_.plan.direct())) {
       const QuantPixel corner = pixel(r, c0);
@@ -602,7 +607,7 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       const bool computed = (keep != 0 || call_.audit) && !gathered;
       if (!computed && !gathered) continue;  // predicted
       if (gathered) {  // a run's windows read one source (the plan's region is whole windows)
-        const bool direct = call_.plan.Direct(n, r0 + b / windows_ * k_, b % windows_ * k_);
+        const bool direct = call_.plan.Direct(n, window_row(b), window_column(b));
         if (run_count > 0 && direct != run_direct) flush_run();
         run_direct = direct;
       }
