@@ -386,10 +386,14 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   const ConvGeometry& g = call_.geometry;
   const WindowPattern& pattern = call_.pattern;
   const QuantTileKernels& tiles = call_.tiles;
-  const int64_t n = task / tasks_per_image_, band_task = task % tasks_per_image_ / block_tasks_;
+  // An image's tasks go last first: onnxruntime's threads take them in order, and the dealing below
+  // puts the larger ones last (VGG-16 int8, k = 3, 2 threads: the 28x28 layers' 9 tasks of 6-12
+  // bands x blocks ran 4-6% faster so, the others alike).
+  const int64_t n = task / tasks_per_image_, image_task = tasks_per_image_ - 1 - task % tasks_per_image_;
+  const int64_t band_task = image_task / block_tasks_;
   const int64_t band0 = band_task * bands_ / band_tasks_, bands = (band_task + 1) * bands_ / band_tasks_ - band0;
   // The task's blocks of channels [block0, block1), `task_blocks` of them.
-  const int64_t block_task = task % block_tasks_;
+  const int64_t block_task = image_task % block_tasks_;
   const int64_t block0 = block_task * blocks_ / block_tasks_, block1 = (block_task + 1) * blocks_ / block_tasks_;
   const int64_t task_blocks = block1 - block0;
   const int64_t r0 = band0 * k_, r1 = std::min(r0 + bands * k_, g.out_height), windows = bands * windows_;
