@@ -304,6 +304,10 @@ QuantConv::QuantConv(const QuantCall& call)
       std::clamp<int64_t>(std::max(kTaskPixels / (k_ * g.out_width), min_bands), 1, bands_);
   band_tasks_ = std::max<int64_t>(bands_ / bands_per_task, 1);
   block_tasks_ = std::clamp<int64_t>(CeilDiv(kMinTasksPerImage, band_tasks_), 1, blocks_);
+  // With windows of several outputs, whole multiples of kTaskMultiple tasks where the bands or blocks
+  // allow: one thread of 2 or 4 waited a whole task for the others when an odd count was shared out.
+  while (k_ > 1 && band_tasks_ * block_tasks_ % kTaskMultiple != 0 && band_tasks_ < bands_) ++band_tasks_;
+  while (k_ > 1 && band_tasks_ * block_tasks_ % kTaskMultiple != 0 && block_tasks_ < blocks_) ++block_tasks_;
   tasks_per_image_ = band_tasks_ * block_tasks_;
   const int64_t stride = call.weights.groups * 4;
   // Both in tenths of a dense tile's multiply-add vector, per output.
