@@ -9,6 +9,7 @@
 #include "op_contract.h"
 #include "operators/common/attribute_reader.h"
 #include "operators/common/counters_output.h"
+#include "operators/common/growing_buffer.h"
 #include "operators/common/op_error.h"
 #include "operators/common/parallel_for.h"
 #include "operators/common/shapes.h"
@@ -276,9 +277,8 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
     const int64_t copy_rows = g.batch * g.padded_height();
     // Kept per thread between calls: a fresh copy of a large layer's input costs its page faults each time.
     // (A lambda names the running thread's thread_local, not this one's: the tasks get a pointer.)
-    thread_local std::vector<uint8_t> copy_buffer;
-    copy_buffer.resize(static_cast<size_t>(copy_rows * g.padded_width() * stride + kQuantInputSlack));
-    uint8_t* copy = copy_buffer.data();
+    thread_local GrowingBuffer copy_buffer;
+    uint8_t* copy = copy_buffer.Get(static_cast<size_t>(copy_rows * g.padded_width() * stride + kQuantInputSlack));
     const uint8_t* x = static_cast<const uint8_t*>(input(kX).GetTensorRawData());
     const bool x_is_layout = channels_last_ && !x_signed && tiles_->layout == QuantInputLayout::kBiasedBytes;
     const QuantInputPlan plan(g, x_is_layout, tiles_->gather_channels, pattern_.size);
