@@ -483,3 +483,28 @@ def test_a_long_reduction_gathers_some_windows_and_computes_others(int8_kernel_p
     assert_counters_match(counters, expected_counters)
     executed, lower, upper = counters[6], expected_counters[6], expected_counters[5]
     assert lower < executed < upper  # some windows' blocks computed whole, some gathered
+
+
+@pytest.mark.parametrize("window", [3, 4])
+def test_a_windows_few_kept_channels_of_a_vector_are_gathered_and_the_rest_computed(int8_kernel_path, window):
+    """Channels ordered by activity leave a window's kept channels mostly at one end of a block: here 16 to
+    63 always, and of 0 to 15 only channel 3. With a reduction of 576 and windows whose 6 or 12 rest
+    outputs fill whole tiles, the tiles compute the vectors of 16 to 63 and channel 3 is gathered (the
+    16-lane tables gather block 0's one channel): the MACs executed are exactly the kept channels', and
+    the outputs bit for bit the reference's."""
+    rng = np.random.default_rng(window)
+    in_channels, out_channels = 64, 64
+    x = rng.integers(0, 256, (1, in_channels, 12, 12)).astype(np.uint8)
+    w = rng.integers(-2, 3, (out_channels, in_channels, 3, 3)).astype(np.int8)  # |w . x| < 300_000
+    active = np.r_[3, 16:64]
+    b = np.full(out_channels, -1_000_000, np.int32)
+    b[active] = 1_000_000
+    params = quantized_params(rng, np.uint8, out_channels, per_channel=True, zero_point_at_min=True)
+    attributes = dict(pads=[1, 1, 1, 1], window=window)
+    y, counters = run_qlinear(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), w, params, b, channels_last=1,
+                              **attributes)
+    expected_y, expected_counters = reference(x, w, params, b, **attributes)
+    np.testing.assert_array_equal(y.transpose(0, 3, 1, 2), expected_y)
+    np.testing.assert_array_equal(counters, expected_counters)
+    executed = op.COUNTER_NAMES.index("macs_executed")
+    assert counters[executed] < counters[op.COUNTER_NAMES.index("macs_dense")]

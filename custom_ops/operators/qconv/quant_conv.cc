@@ -108,6 +108,17 @@ inline int64_t CountBits(uint64_t v) {
   return static_cast<int64_t>((v * 0x0101010101010101ull) >> 56);
 }
 
+// The vectors of `vector_lanes` lanes a tile computes to store the lanes set in `stored` (not 0):
+// from the first one's to the last one's, lanes [first_lane, end_lane), `vectors` of them.
+struct VectorSpan {
+  int64_t first_lane, end_lane, vectors;
+};
+inline VectorSpan StoredVectors(uint64_t stored, int64_t vector_lanes) {
+  const int64_t first = __builtin_ctzll(stored) / vector_lanes;
+  const int64_t end = CeilDiv(64 - __builtin_clzll(stored), vector_lanes);
+  return {first * vector_lanes, end * vector_lanes, end - first};
+}
+
 // Adds each window's triggered channels (the block's lanes not kept) times its samples to zero_diag
 // and times its rest outputs to predicted: a popcount per window and block, which is a good share of
 // a task at short reductions, so it is also built for CPUs with the instruction.
@@ -330,12 +341,39 @@ QuantConv::QuantConv(const QuantCall& call)
     }
   const int64_t window_rest = std::max<int64_t>(static_cast<int64_t>(rest_pixels_.size()), 1);
   run_windows_ = std::clamp<int64_t>(call.tiles.gather_pixels / window_rest, 1, kMaxRunWindows);
+  vector_lanes_ = call.tiles.lanes / call.tiles.vectors;
+  split_vectors_ = g.macs_per_output() >= kMinSplitReduction;
 }
 
 int64_t QuantConv::GatherCost(int64_t rest_outputs) const {
   const int64_t calls = CeilDiv(rest_outputs, call_.tiles.gather_pixels);
   return kGatherVectorCost * gather_vectors_ * rest_outputs +
          kGatherOutputCost * (call_.tiles.gather_pixels * calls + rest_outputs) / 2;
+}
+
+inline QuantConv::ChannelSplit QuantConv::SplitChannels(uint64_t keep, uint64_t mask, int64_t valid,
+                                                        int64_t rest_outputs, bool split_vectors) const {
+  if (keep == mask) return {keep, 0};
+  const int64_t gather_cost = GatherCost(rest_outputs), lane_cost = dense_cost_ * rest_outputs;
+  if (CountBits(keep) * gather_cost < valid * lane_cost) return {0, keep};
+  // Only windows whose rest outputs fill whole tiles split: their batches take no other window's pixels,
+  // whose span of vectors may differ.
+  if (!split_vectors || rest_outputs % kMaxQuantPixels != 0) return {keep, 0};
+  // An end vector is gathered while its kept channels cost less so than its multiply-adds (a tile a
+  // vector narrower saves little of its fixed part).
+  const uint64_t vector_mask = (uint64_t{1} << vector_lanes_) - 1;
+  const int64_t vector_cost = (dense_cost_ - kDenseOutputCost) * rest_outputs;
+  int64_t first = 0, end = CeilDiv(valid, vector_lanes_);
+  auto cheaper_gathered = [&](int64_t v) {
+    const int64_t lanes = std::min(vector_lanes_, valid - v * vector_lanes_);
+    return CountBits(keep >> (v * vector_lanes_) & vector_mask) * gather_cost < lanes * vector_cost;
+  };
+  while (end - first > 1 && cheaper_gathered(first)) ++first;
+  while (end - first > 1 && cheaper_gathered(end - 1)) --end;
+  const uint64_t span = (end - first) * vector_lanes_ == 64
+                            ? ~uint64_t{0}
+                            : ((uint64_t{1} << ((end - first) * vector_lanes_)) - 1) << (first * vector_lanes_);
+  return {keep & span, keep & ~span};
 }
 
 // Up to kMaxQuantPixels pixels for one tile call: where each one's input and output are, the
@@ -386,7 +424,8 @@ void QuantConv::GatherRest(int64_t block, uint64_t keep, const std::vector<Pendi
   }
 }
 
-PredictionCounters QuantConv::RunTask(int64_t task) const {
+template <bool kSplitVectors>
+PredictionCounters QuantConv::RunTaskWith(int64_t task) const {
   const ConvGeometry& g = call_.geometry;
   const WindowPattern& pattern = call_.pattern;
   const QuantTileKernels& tiles = call_.tiles;
@@ -474,7 +513,8 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   };
   // Visits the rest outputs of the task's window b with pixel(r, c) and output_at(r, c): by offsets
   // from its corner when it lies inside the plane and its pixels read one source, else one by one.
-  auto visit_rest = [&](int64_t b, auto&& visit) {
+  // Inlined: called out of line once RunTask grew, it cost a short reduction's layer 5%.
+  auto visit_rest = [&](int64_t b, auto&& visit) __attribute__((always_inline)) {
     const int64_t r = window_row(b), c0 = window_column(b), r_end = r + k_ - 1, c_end = c0 + k_ - 1;
     const bool direct = call_.plan.Direct(n, r, c0) && call_.plan.Direct(n, r_end, c_end);
     if (r_end < g.out_height && c_end < g.out_width && (direct || !call_.plan.direct())) {
@@ -552,11 +592,33 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
       counters.macs_executed += batch.count * valid * macs;
       batch.count = 0;
     };
+    // The vectors the tiles compute for the rest outputs in the batch: all of them unless vectors are split.
+    const VectorSpan whole{0, lanes, tiles.vectors};
+    VectorSpan rest_span = whole;
     auto flush_rest = [&] {
       if (batch.count == 0) return;
-      if (!call_.audit) {
-        tile_fns[static_cast<size_t>(batch.count - 1)](tile, batch.pixels, batch.outs, batch.store, zero_bits);
-        counters.macs_executed += batch.count * valid * macs;  // a computed window keeps a channel
+      if (!call_.audit) {  // the vectors of rest_span
+        const VectorSpan span = rest_span;
+        if (!kSplitVectors || (span.first_lane == 0 && span.end_lane >= valid)) {
+          tile_fns[static_cast<size_t>(batch.count - 1)](tile, batch.pixels, batch.outs, batch.store, zero_bits);
+          counters.macs_executed += batch.count * valid * macs;
+          batch.count = 0;
+          return;
+        }
+        QuantTile part = tile;
+        part.weights += span.first_lane * 4;
+        part.epilogue.offset += span.first_lane;
+        part.epilogue.scale += span.first_lane;
+        part.epilogue.threshold += span.first_lane;
+        uint8_t* outs[kMaxQuantPixels];
+        uint64_t store[kMaxQuantPixels];
+        for (int p = 0; p < batch.count; ++p) {
+          outs[p] = batch.outs[p] + span.first_lane;
+          store[p] = batch.store[p] >> span.first_lane;
+        }
+        tiles.tile[static_cast<size_t>(span.vectors - 1)][static_cast<size_t>(batch.count - 1)](part, batch.pixels,
+                                                                                                outs, store, zero_bits);
+        counters.macs_executed += batch.count * (std::min(span.end_lane, valid) - span.first_lane) * macs;
         batch.count = 0;
         return;
       }
@@ -609,31 +671,37 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
     flush_samples();
     for (int64_t b = 0; b < tracked; ++b) {
       const uint64_t keep = keep_of(b, block);
-      // The kept channels are gathered where that costs less than the whole block (audit computes
-      // the block, to check every predicted output).
+      if (keep == 0 && !call_.audit) continue;  // predicted
+      // The kept channels are split between the tiles (a span of the block's vectors) and the gather
+      // tiles (audit computes the block, to check every predicted output).
       const int64_t rest_outputs = rests[static_cast<size_t>(b)];
-      const bool gathered = keep != 0 && !call_.audit &&
-                            CountBits(keep) * GatherCost(rest_outputs) < valid * dense_cost_ * rest_outputs;
-      const bool computed = (keep != 0 || call_.audit) && !gathered;
-      if (!computed && !gathered) continue;  // predicted
-      if (gathered) {  // a run's windows read one source (the plan's region is whole windows)
+      const ChannelSplit split =
+          call_.audit ? ChannelSplit{keep, 0} : SplitChannels(keep, mask, valid, rest_outputs, kSplitVectors);
+      if (split.gathered != 0) {  // a run's windows read one source (the plan's region is whole windows)
         const bool direct = call_.plan.Direct(n, window_row(b), window_column(b));
         if (run_count > 0 && direct != run_direct) flush_run();
         run_direct = direct;
-      }
-      int64_t& run_end = run_begin[run_count + 1];
-      run_end = run_begin[run_count];
-      visit_rest(b, [&](QuantPixel input, uint8_t* out) {
-        if (!computed) {
-          run_rest[static_cast<size_t>(run_end++)] = {input, out};
-        } else if (batch.Add(input, out, keep, b)) {
-          flush_rest();
-        }
-      });
-      if (gathered) {
-        counters.macs_executed += CountBits(keep) * (run_end - run_begin[run_count]) * macs;
-        run_keeps[run_count++] = keep;
+        int64_t& run_end = run_begin[run_count + 1];
+        run_end = run_begin[run_count];
+        visit_rest(b, [&](QuantPixel input, uint8_t* out) { run_rest[static_cast<size_t>(run_end++)] = {input, out}; });
+        counters.macs_executed += CountBits(split.gathered) * (run_end - run_begin[run_count]) * macs;
+        run_keeps[run_count++] = split.gathered;
         if (run_count == run_windows_) flush_run();
+      }
+      if (split.computed != 0 || call_.audit) {
+        // A batch's pixels take one span of vectors: a window computed whole would compute another's
+        // gathered channels again.
+        if constexpr (kSplitVectors) {  // windows that fill whole tiles compute only the vectors they store
+          const bool whole_tiles = rest_outputs % kMaxQuantPixels == 0;
+          const VectorSpan span = call_.audit || !whole_tiles ? whole : StoredVectors(split.computed, vector_lanes_);
+          if (span.first_lane != rest_span.first_lane || span.end_lane != rest_span.end_lane) {
+            flush_rest();
+            rest_span = span;
+          }
+        }
+        visit_rest(b, [&](QuantPixel input, uint8_t* out) {
+          if (batch.Add(input, out, split.computed, b)) flush_rest();
+        });
       }
     }
     flush_run();
@@ -648,6 +716,10 @@ PredictionCounters QuantConv::RunTask(int64_t task) const {
   for (int64_t block = block0; block < block1; ++block) masks[static_cast<size_t>(block - block0)] = lane_mask(block);
   CountTriggered(keeps.data(), masks.data(), task_blocks, samples.data(), rests.data(), tracked, counters);
   return counters;
+}
+
+PredictionCounters QuantConv::RunTask(int64_t task) const {
+  return split_vectors_ ? RunTaskWith<true>(task) : RunTaskWith<false>(task);
 }
 
 }  // namespace onnxpred
