@@ -452,17 +452,20 @@ def test_quantization_parameters_fed_at_run_time_give_the_same_result():
     assert_counters_match(counters, expected_counters)
 
 
+@pytest.mark.parametrize("out_channels", [64, 90], ids=["one block", "a partial block"])
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels last"])
 @pytest.mark.parametrize("window, height, width", [(3, 9, 24), (2, 9, 25), (4, 10, 22)])
 def test_a_long_reduction_gathers_some_windows_and_computes_others(int8_kernel_path, window, height, width,
-                                                                   channels_last):
+                                                                   channels_last, out_channels):
     """K = 2304: windows keeping few of a block's channels are gathered, those keeping most computed with
-    the block (the cost model's break-even lies between), both bit for bit. The input's amplitude rises
-    along the rows and the biases along the channels, so windows and blocks keep from few channels to all;
-    the windows' rest outputs, 1 to 12 with the edges clipped, fill the gather tiles' every pixel count.
+    the block (the cost model's break-even lies between), and at k = 3 and 4 a block's end vectors may be
+    gathered while the tiles compute the span between; all bit for bit. The input's amplitude rises along
+    the rows and the biases along the channels, as ordered channels' activity does, so windows and blocks
+    keep from few channels to all; the windows' rest outputs, 1 to 12 with the edges clipped, fill the
+    gather tiles' every pixel count. 90 channels leave a last block of 26 (a part-valid last vector).
     Channels last, the inner pixels read x in place and the border ones its copy."""
     rng = np.random.default_rng(11)
-    in_channels, out_channels = 256, 64
+    in_channels = 256
     amplitude = np.linspace(0, 127, width)
     x = np.clip(128 + np.round(rng.standard_normal((1, in_channels, height, width)) * amplitude), 0, 255)
     x = x.astype(np.uint8)
