@@ -267,8 +267,6 @@ def time_layer(layer: LayerShape, window: int, share: float, threads: int, repea
     feeds = {"X": x}
     _, counters = sessions[1].run(None, feeds)
     stats = dict(zip(op.COUNTER_NAMES, counters.tolist()))
-    for other in [sessions[0], *sessions[2:]]:  # a first run each, as the predictive session's above
-        other.run(None, feeds)
     dense_ms, predictive_ms, *against_ms = time_sessions_in_turn(sessions, [feeds], repeats, clock)
     return LayerTiming(layer, window, share, threads, dense_ms, predictive_ms, stats["macs_dense"],
                        stats["macs_executed"], stats["predicted"] / stats["outputs"], *against_ms)

@@ -30,7 +30,7 @@ from ..evaluation.scales import SCALE_IMAGES, preactivation_activity
 from ..rewriter.api import rewrite, rewrite_with_summary
 from ..runtime import session
 from .libraries import bench_options, bench_session
-from .timing import time_sessions_in_turn
+from .timing import WARM_UP_RUNS, time_sessions_in_turn
 
 # Layout conversions onnxruntime inserts: NCHWc reorders (float), Transposes to and from NHWC (int8).
 REORDER_OPS = ("ReorderInput", "ReorderOutput", "Transpose")
@@ -94,17 +94,17 @@ def _options(threads: int, optimized_path: Optional[str] = None, profile_prefix:
 def profile_node_times(model_path: str, feeds_list, threads: int, workdir: str, tag: str,
                        library: Optional[str] = None) -> tuple[dict, Counter]:
     """Mean kernel time per node (µs per image) and the op-type counts of the optimized graph, with the op
-    library ``library`` (None: the installed one). A first run, not counted, warms the session up: its
-    first layers pay one-time work (onnxruntime packs weights, buffers are first touched), which doubled
-    the original's stem in the tables."""
+    library ``library`` (None: the installed one). WARM_UP_RUNS runs, not counted, warm the session up: its
+    large layers pay one-time work in them (onnxruntime packs weights, then first touches the buffers its
+    memory patterns planned), which had doubled and tripled the stems in the tables."""
     optimized = os.path.join(workdir, f"{tag}.optimized.onnx")
     sess = bench_session(model_path, _options(threads, optimized, os.path.join(workdir, tag), library))
-    for feeds in [feeds_list[0], *feeds_list]:
+    for feeds in [feeds_list[0]] * WARM_UP_RUNS + list(feeds_list):
         sess.run(None, feeds)
     events = json.loads(Path(sess.end_profiling()).read_text())
     runs = sorted((event["ts"], event["ts"] + event["dur"]) for event in events
                   if event.get("cat") == "Session" and event["name"] == "model_run")
-    warm_up_end = runs[0][1] if runs else -1
+    warm_up_end = runs[WARM_UP_RUNS - 1][1] if len(runs) >= WARM_UP_RUNS else -1
     totals: dict = {}
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] > warm_up_end:

@@ -105,8 +105,6 @@ class Timer:
     def end_to_end(self, original: onnx.ModelProto, tuned: onnx.ModelProto, threads: int) -> EndToEnd:
         first = session(original, **quiet_options(threads))
         second = session(tuned, **quiet_options(threads))
-        for sess in (first, second):  # warm up
-            sess.run(None, self.feeds[0])
         original_ms, tuned_ms = time_in_turn(first, second, self.feeds, self.repeats)
         return EndToEnd(threads, original_ms, tuned_ms)
 
