@@ -1,4 +1,5 @@
-"""Each rewritten layer's pre-activation scale: the unit of margins given as ``0.5sd``.
+"""Each rewritten layer's pre-activation statistics: its scale, the unit of margins given as ``0.5sd``,
+and its channels' activity, by which ``--order-channels`` orders them.
 
 A PredictiveConv triggers a window when its samples' pre-activation ``P = conv(X, W, B) + Z`` is at
 most ``−margin`` (``docs/predictive_conv.md``). How negative is "confidently negative" depends on the
@@ -9,7 +10,8 @@ original model feeds its Relu/Clip, observed in onnxruntime on the images given.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections import defaultdict
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -57,16 +59,21 @@ def preactivation_tensors(original: onnx.ModelProto, rewritten: onnx.ModelProto,
     return tensors
 
 
-def _observe(original: onnx.ModelProto, tensors: Sequence[str], images: Sequence[LabelledImage],
-             spec: PreprocessingSpec, batch_size: int, threads: Optional[int], observe) -> None:
-    """Calls ``observe(index, values)`` with each of ``tensors`` (by index) on each batch of ``images``."""
+def _per_layer(original: onnx.ModelProto, tensors: Mapping[str, str], images: Sequence[LabelledImage],
+               spec: PreprocessingSpec, batch_size: int, threads: Optional[int],
+               observe: Callable[[int, np.ndarray], None], result: Callable[[int], Any]) -> dict:
+    """``{layer: result(index)}`` for ``tensors`` = ``{layer: tensor of original}``, once ``observe(index,
+    values)`` has seen each distinct tensor (by index) on each batch of ``images``."""
     if not images:
         raise UnsupportedModelError("measuring the layers' statistics needs at least one image")
-    sess = session(with_outputs(original, list(tensors)), **quiet_options(threads or 0))
+    names = list(dict.fromkeys(tensors.values()))
+    sess = session(with_outputs(original, names), **quiet_options(threads or 0))
     feed_name = sess.get_inputs()[0].name
     for pixels, _ in batches(images, spec, batch_size_for(original, batch_size, len(images))):
-        for index, values in enumerate(sess.run(list(tensors), {feed_name: pixels})):
+        for index, values in enumerate(sess.run(names, {feed_name: pixels})):
             observe(index, values)
+    by_tensor = {name: result(index) for index, name in enumerate(names)}
+    return {layer: by_tensor[tensor] for layer, tensor in tensors.items()}
 
 
 def preactivation_sd(
@@ -79,23 +86,19 @@ def preactivation_sd(
     threads: Optional[int] = None,
 ) -> dict[str, float]:
     """``{layer: standard deviation of its pre-activation}`` over ``images`` through ``original``."""
-    tensors = preactivation_tensors(original, rewritten)
-    names = list(dict.fromkeys(tensors.values()))
-    count = np.zeros(len(names))
-    total = np.zeros(len(names))
-    squares = np.zeros(len(names))
+    sums: dict[int, np.ndarray] = defaultdict(lambda: np.zeros(3))  # count, total, sum of squares
 
     def observe(index: int, values: np.ndarray) -> None:
         values = values.astype(np.float64)
-        count[index] += values.size
-        total[index] += values.sum()
-        squares[index] += np.square(values).sum()
+        sums[index] += (values.size, values.sum(), np.square(values).sum())
 
-    _observe(original, names, images, spec, batch_size, threads, observe)
-    mean = total / count
-    sd = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-    by_tensor = dict(zip(names, sd))
-    return {layer: float(by_tensor[tensor]) for layer, tensor in tensors.items()}
+    def sd(index: int) -> float:
+        count, total, squares = sums[index]
+        mean = total / count
+        return float(np.sqrt(max(squares / count - mean**2, 0.0)))
+
+    return _per_layer(original, preactivation_tensors(original, rewritten), images, spec, batch_size, threads,
+                      observe, sd)
 
 
 def preactivation_activity(
@@ -110,19 +113,17 @@ def preactivation_activity(
     """``{layer: each output channel's share of positive pre-activations}`` (the outputs its activation
     leaves non-zero) over ``images`` through ``original``: what
     :class:`~onnxpred.rewriter.passes.order_channels.OrderChannels` orders channels by."""
-    tensors = preactivation_tensors(original, rewritten, skip_unobservable=True)
-    names = list(dict.fromkeys(tensors.values()))
-    positive: list[Optional[np.ndarray]] = [None] * len(names)
-    count = np.zeros(len(names))
+    positive: dict[int, np.ndarray] = {}
+    count: dict[int, float] = defaultdict(float)  # outputs per channel
 
     def observe(index: int, values: np.ndarray) -> None:
         share = (values > 0).sum(axis=tuple(a for a in range(values.ndim) if a != 1))
-        positive[index] = share if positive[index] is None else positive[index] + share
+        positive[index] = positive[index] + share if index in positive else share
         count[index] += values.size / values.shape[1]
 
-    _observe(original, names, images, spec, batch_size, threads, observe)
-    by_tensor = {name: positive[i] / count[i] for i, name in enumerate(names)}
-    return {layer: by_tensor[tensor] for layer, tensor in tensors.items()}
+    tensors = preactivation_tensors(original, rewritten, skip_unobservable=True)
+    return _per_layer(original, tensors, images, spec, batch_size, threads, observe,
+                      lambda index: positive[index] / count[index])
 
 
 def layer_statistics(measure, model: ModelLike, data=None, *, limit: int = SCALE_IMAGES,
