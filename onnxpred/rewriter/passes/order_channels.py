@@ -79,7 +79,7 @@ def _readers(ctx: GraphContext, node: gs.Node, channels: int) -> list[gs.Node] |
     if op.is_predictive_conv(node) and len(node.inputs) > residual and node.inputs[residual].name:
         return "it adds a residual Z"
     own = [node.inputs[i] for i in _output_channel_inputs(node)]
-    if any(not isinstance(t, gs.Constant) or len(t.outputs) > 1 or not ctx.is_constant(t) for t in own):
+    if not all(_sole_constant(ctx, t) for t in own):
         return "its weights are not its own constants"
     if np.shape(own[0].values)[0] != channels:
         return f"{channels} activities for {np.shape(own[0].values)[0]} channels"
@@ -136,17 +136,22 @@ def _weight_constant(ctx: GraphContext, conv: gs.Node) -> Optional[gs.Constant]:
     DequantizeLinear feeding it (a quantized graph's int8 weights, quantized along axis 0)."""
     weights = conv.inputs[_weight_input(conv)]
     if isinstance(weights, gs.Constant):
-        return weights if len(weights.outputs) == 1 and ctx.is_constant(weights) else None
+        return weights if _sole_constant(ctx, weights) else None
     producer = weights.inputs[0] if len(weights.inputs) == 1 else None
     if producer is None or not is_op(producer, "DequantizeLinear") or len(weights.outputs) != 1:
         return None
     quantized = producer.inputs[0]
-    if not isinstance(quantized, gs.Constant) or len(quantized.outputs) != 1 or not ctx.is_constant(quantized):
+    if not _sole_constant(ctx, quantized):
         return None
     # Its scale runs along output channels (axis 0) or is one value: input channels permute freely.
     scale = ctx.constant_value(producer.inputs[1])
     per_output_channel = int(producer.attrs.get("axis", 1)) == 0
     return quantized if per_output_channel or (scale is not None and scale.size == 1) else None
+
+
+def _sole_constant(ctx: GraphContext, tensor: gs.Tensor) -> bool:
+    """Whether ``tensor`` is a constant that one node alone reads, so permuting it changes nothing else."""
+    return isinstance(tensor, gs.Constant) and len(tensor.outputs) == 1 and ctx.is_constant(tensor)
 
 
 def _permute(constant: gs.Constant, order: np.ndarray, *, axis: int) -> None:
