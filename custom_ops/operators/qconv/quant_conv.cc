@@ -356,9 +356,7 @@ inline QuantConv::ChannelSplit QuantConv::SplitChannels(uint64_t keep, uint64_t 
   if (keep == mask) return {keep, 0};
   const int64_t gather_cost = GatherCost(rest_outputs), lane_cost = dense_cost_ * rest_outputs;
   if (CountBits(keep) * gather_cost < valid * lane_cost) return {0, keep};
-  // Only windows whose rest outputs fill whole tiles split: their batches take no other window's pixels,
-  // whose span of vectors may differ.
-  if (!split_vectors || rest_outputs % kMaxQuantPixels != 0) return {keep, 0};
+  if (!split_vectors) return {keep, 0};
   // An end vector is gathered while its kept channels cost less so than its multiply-adds (a tile a
   // vector narrower saves little of its fixed part).
   const uint64_t vector_mask = (uint64_t{1} << vector_lanes_) - 1;
@@ -675,8 +673,11 @@ PredictionCounters QuantConv::RunTaskWith(int64_t task) const {
       // The kept channels are split between the tiles (a span of the block's vectors) and the gather
       // tiles (audit computes the block, to check every predicted output).
       const int64_t rest_outputs = rests[static_cast<size_t>(b)];
+      // Only windows whose rest outputs fill whole tiles split their vectors: their batches take no other
+      // window's pixels, whose span of vectors may differ.
+      const bool split_vectors = kSplitVectors && !call_.audit && rest_outputs % kMaxQuantPixels == 0;
       const ChannelSplit split =
-          call_.audit ? ChannelSplit{keep, 0} : SplitChannels(keep, mask, valid, rest_outputs, kSplitVectors);
+          call_.audit ? ChannelSplit{keep, 0} : SplitChannels(keep, mask, valid, rest_outputs, split_vectors);
       if (split.gathered != 0) {  // a run's windows read one source (the plan's region is whole windows)
         const bool direct = call_.plan.Direct(n, window_row(b), window_column(b));
         if (run_count > 0 && direct != run_direct) flush_run();
@@ -691,9 +692,8 @@ PredictionCounters QuantConv::RunTaskWith(int64_t task) const {
       if (split.computed != 0 || call_.audit) {
         // A batch's pixels take one span of vectors: a window computed whole would compute another's
         // gathered channels again.
-        if constexpr (kSplitVectors) {  // windows that fill whole tiles compute only the vectors they store
-          const bool whole_tiles = rest_outputs % kMaxQuantPixels == 0;
-          const VectorSpan span = call_.audit || !whole_tiles ? whole : StoredVectors(split.computed, vector_lanes_);
+        if constexpr (kSplitVectors) {  // windows that split compute only the vectors they store
+          const VectorSpan span = split_vectors ? StoredVectors(split.computed, vector_lanes_) : whole;
           if (span.first_lane != rest_span.first_lane || span.end_lane != rest_span.end_lane) {
             flush_rest();
             rest_span = span;

@@ -172,12 +172,11 @@ class QuantConv {
   // The cost of gathering one kept channel's `rest_outputs` rest outputs of a window.
   int64_t GatherCost(int64_t rest_outputs) const;
   // A window's kept channels `keep` of a block (`valid` lanes, `mask`): all `gathered` where that costs
-  // less than the block by its tiles, else `computed` by the tiles; with `split_vectors`, and rest
-  // outputs that fill whole tiles, the vectors at either end of the block whose kept channels cost less
-  // gathered than the vector's multiply-adds are gathered instead, and the tiles compute the span
-  // between. With the layers' channels ordered by activity, a window's kept channels gather at one end
-  // of a block (VGG-16 int8 conv1_2: kept shares 0.14, 0.46, 0.66 and 0.95 of its four vectors; with
-  // the split it ran 4.5-5% faster at k = 3).
+  // less than the block by its tiles, else `computed` by the tiles; with `split_vectors`, the vectors
+  // at either end of the block whose kept channels cost less gathered than the vector's multiply-adds
+  // are gathered instead, and the tiles compute the span between. With the layers' channels ordered by
+  // activity, a window's kept channels gather at one end of a block (VGG-16 int8 conv1_2: kept shares
+  // 0.14, 0.46, 0.66 and 0.95 of its four vectors; with the split it ran 4.5-5% faster at k = 3).
   struct ChannelSplit {
     uint64_t computed, gathered;
   };
