@@ -138,20 +138,19 @@ class QuantConv {
   // store); a gathered one a vector per tap and chunk of gather_channels (a 3-channel stem's 27 MACs
   // take 9 vectors), each kGatherVectorCost, plus kGatherOutputCost (horizontal sums, requantization,
   // setup), which grows to 2x when a window's rest outputs fill its gather calls little: (pixels the
-  // calls could take + rest outputs) / 2 of them are paid. Tiles alone (AVX-512, 1 thread): dense 0.83
-  // ns a vector + 1.2 ns an output, gather 4 x 6 0.96 ns + 3.3 ns. In VGG-16 int8 at k = 3 the fixed
-  // part is larger, about 8 ns: it puts K = 576's break-even at half the block, the old rule, where 55%
-  // and 70% ran 5% and 12% slower; 61% at K = 1152 ran as 50% did (within 2%). So a window gathers
-  // below 9% kept at K = 27, 50% at 576, 61% at 1152, 70% at 2304 and 76% at 4608 (where 63-81% ran
-  // alike, 50% 13% slower). The AVX2 gather tiles cost 1.4 dense vectors a vector. Re-measured after
-  // the gather tiles' tree sums: a fixed part of 4 or 6 instead of 10 ran up to 15% slower at K = 576
-  // and alike at K >= 1152 (bench-layers --int8, k = 2 and 3, shares 0.15-0.33); at k = 2 (2 rest
-  // outputs a window, 6-pixel calls on AVX-512) a fixed part of 20 an output ran 2-11% faster than 10
-  // on every VGG-16 and ResNet-18 3x3 shape; 30 made the 7x7 layers' clipped windows at k = 3 up to 7%
-  // slower; k = 3's 6 rest outputs keep 10.
+  // calls could take + rest outputs) / 2 of them are paid. In VGG-16 int8 at k = 3 the fixed part was
+  // 100 (about 8 ns an output), which put K = 576's break-even at half the block, where 55% and 70% ran
+  // 5% and 12% slower, and 40 or 60 up to 15% slower (alike at K >= 1152); with those tiles,
+  // at k = 2 (2 rest outputs a window, 6-pixel calls on AVX-512) paying 1.5 times ran 2-11% faster
+  // than paying it once on every VGG-16 and ResNet-18 3x3 shape; 3 times made the 7x7 layers' clipped
+  // windows at k = 3 up to 7% slower. Since the AVX-512 gather tiles keep their sums in registers (a
+  // 4 x 6 call at K = 576: 98 ns instead of 114, of which 62 are its MACs at the dense tiles' rate) the
+  // fixed part is 70: VGG-16's conv1_2 at k = 3 in the model ran 2-3% faster than with 100, 50 and 85
+  // ran as 70 within 0.5%. So a window gathers below 11% kept at K = 27, 58% at 576, 68% at 1152, 74%
+  // at 2304 and 79% at 4608. The AVX2 gather tiles cost 1.4 dense vectors a vector.
   static constexpr int64_t kDenseOutputCost = 14;
   static constexpr int64_t kGatherVectorCost = 12;
-  static constexpr int64_t kGatherOutputCost = 100;
+  static constexpr int64_t kGatherOutputCost = 70;
   // Windows split a block's vectors between the tiles and the gather tiles (SplitChannels) only at
   // reductions C * kH * kW of at least this: below, a vector fewer saves little beside the tile's fixed
   // part (Lite0's 1x1 layers of 112-320 input channels at k = 3 ran 2.5-3.7% slower splitting).
