@@ -84,7 +84,9 @@ def test_bench_against_a_copy_of_the_library_prints_both_and_their_ratio(classif
     assert mapped_while_timing == [True]
 
 
-def test_bench_with_ordered_channels_times_the_ordered_rewrite(classifier_path, capsys, monkeypatch):
+@pytest.fixture
+def timed_activities(monkeypatch) -> list:
+    """The channel activity each rewrite bench times is given (None: channels in their order)."""
     activities = []
 
     def rewrite_recording(model, **options):
@@ -92,13 +94,23 @@ def test_bench_with_ordered_channels_times_the_ordered_rewrite(classifier_path, 
         return rewrite_with_summary(model, **options)
 
     monkeypatch.setattr(bench_model, "rewrite_with_summary", rewrite_recording)
+    return activities
+
+
+def test_bench_with_ordered_channels_times_the_ordered_rewrite(classifier_path, capsys, timed_activities):
     assert main(["bench", str(classifier_path), "-k", "2", "--images", "2", "--repeats", "1", "--clock", "cpu",
                  "--order-channels"]) == 0
-    (activity,) = activities
+    (activity,) = timed_activities
     assert sorted(activity) == ["conv1", "conv2"] and all(len(a) == 8 for a in activity.values())
     out = capsys.readouterr().out
     assert "channels ordered by their activity on the images after the first 2 of the data" in out
     assert re.search(r"end to end: original [\d.]+ ms, rewritten [\d.]+ ms", out)
+
+
+def test_bench_keeps_a_float_models_channel_order_unless_asked(classifier_path, capsys, timed_activities):
+    assert main(["bench", str(classifier_path), "-k", "2", "--images", "2", "--repeats", "1", "--clock", "cpu"]) == 0
+    assert timed_activities == [None]
+    assert "channels ordered" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("arguments, code, message", [

@@ -18,7 +18,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -28,6 +28,7 @@ from ..datasets import PreprocessingSpec, batches, load_dataset
 from ..evaluation.evaluate import EligibleLayer, eligible_layers
 from ..evaluation.scales import SCALE_IMAGES, preactivation_activity
 from ..rewriter.api import rewrite, rewrite_with_summary
+from ..rewriter.passes.order_channels import ordered_by_default
 from ..runtime import session
 from .libraries import bench_options, bench_session
 from .timing import WARM_UP_RUNS, time_sessions_in_turn
@@ -138,19 +139,25 @@ def _peak_rss_mb(model_path: str, input_name: str, images: np.ndarray, threads: 
 
 def benchmark_model(model_path: str, window: int, data: Optional[str] = None, images: int = 8,
                     threads: Sequence[int] = (1, 2), repeats: int = 3, clock: str = "wall",
-                    against: Optional[str] = None, order_channels: bool = False) -> list[ModelTiming]:
+                    against: Optional[str] = None, order_channels: Optional[bool] = None,
+                    say: Callable[[str], None] = lambda text: None) -> list[ModelTiming]:
     """Times ``model_path`` and its rewrite with ``window`` at each thread count, end to end by ``clock``
     (:func:`time_sessions_in_turn`); with ``against`` (another op library's path) the rewrite with that
     library too, in turn with the other two. ``order_channels``: the rewrite's channels ordered by their
-    activity on the data's images after the timed ones (on the timed ones if there are no others)."""
+    activity on the data's images after the timed ones (on the timed ones if there are no others); None:
+    for int8 models (:func:`~onnxpred.rewriter.passes.order_channels.ordered_by_default`). ``say`` is
+    told when they are."""
     model = onnx.load(model_path)
     spec = PreprocessingSpec.from_model(model)
     every_image = load_dataset(data)
     dataset = every_image[:images]
+    plain = rewrite(model, window=1)
     activity = None
-    if order_channels:
+    if order_channels or (order_channels is None and ordered_by_default(plain)):
         calibration = every_image[images:images + SCALE_IMAGES] or dataset
-        activity = preactivation_activity(model, rewrite(model, window=1), calibration, spec)
+        activity = preactivation_activity(model, plain, calibration, spec)
+        say(f"channels ordered by their activity on the images after the first {images} of the data "
+            "(on those if there are no others)")
     rewritten, _ = rewrite_with_summary(model, window=window, expose_counters=True, channels_last=True,
                                         channel_activity=activity)
     input_name = model.graph.input[0].name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ..bench import comparison
@@ -17,10 +18,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", help="image folder (default: the 20 built-in ImageNet images)")
     parser.add_argument("--images", type=int, default=8, help="images to time (default 8)")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the images per timing (default 3)")
-    parser.add_argument("--order-channels", action="store_true",
+    parser.add_argument("--order-channels", action=argparse.BooleanOptionalAction,
                         help="order each rewritten layer's output channels by their activity on the images after "
                              "the timed ones (the model computes the same; windows skip whole blocks of rarely "
-                             "active channels)")
+                             "active channels); default: on for int8 models, off for float ones")
     comparison.add_arguments(parser)
 
 
@@ -37,11 +38,8 @@ def run(args) -> int:
             else f"layers by onnxruntime's profiler (wall), end to end by {comparison.CPU_CLOCK}")
     if against:
         print(f"against: the rewrite with {against}; ratio = against / PC (below 1: it is faster)")
-    if args.order_channels:
-        print(f"channels ordered by their activity on the images after the first {args.images} of the data "
-              "(on those if there are no others)")
     for t in benchmark_model(args.model, args.window, args.data, args.images, compared.threads, args.repeats,
-                             compared.clock, against, order_channels=args.order_channels):
+                             compared.clock, against, order_channels=args.order_channels, say=print):
         print(f"\n== {t.threads} thread(s), window {args.window}: per image, {runs} ==")
         header = (f"{'layer':<44} {'orig µs':>9} {'PC µs':>9} {'MACs exec':>9} {'speedup':>7} {'effic.':>6}"
                   + (f" {'against µs':>10} {'ratio':>6}" if against else ""))

@@ -105,9 +105,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--confirm-fraction", type=_fraction, default=DEFAULT_CONFIRMATION_FRACTION,
                         help=f"share of the images kept for confirmation (default {DEFAULT_CONFIRMATION_FRACTION})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
-    parser.add_argument("--order-channels", action="store_true",
+    parser.add_argument("--order-channels", action=argparse.BooleanOptionalAction,
                         help="order each rewritten layer's output channels by their activity on the tuning images "
-                             "(rewrite --order-channels): the same results, possibly faster kernels")
+                             "(rewrite --order-channels): the same results, possibly faster kernels; default: on "
+                             "for int8 models, off for float ones")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 

@@ -27,6 +27,7 @@ from ..evaluation.report import MODEL_NAME_KEY, describe_data
 from ..evaluation.scales import SCALE_IMAGES, preactivation_activity, preactivation_sd
 from ..evaluation.stats import wilson_interval
 from ..rewriter.api import rewrite_with_summary
+from ..rewriter.passes.order_channels import ordered_by_default
 from ..model_io import load_model
 from ..rewriter.selection import Margin, Predictor
 from ..runtime import quiet_options, session
@@ -114,7 +115,7 @@ def tune(
     timer: Optional[Timer] = None,
     evaluator: Callable = evaluate,
     fp32_model: Union[PathLike, onnx.ModelProto, None] = None,
-    order_channels: bool = False,
+    order_channels: Optional[bool] = None,
 ) -> TuneResult:
     """Tune the prediction of every eligible layer of ``model`` on the images of ``data`` (a dataset
     folder; None: the 20 built-in ImageNet samples).
@@ -130,7 +131,8 @@ def tune(
     ``fp32_model``: for a quantized ``model``, the float model it was quantized from; the confirmation also
     gives its top-1, so the result states the drop against it as well as against ``model``.
     ``order_channels``: every rewrite, timed or written, has its channels ordered by their activity on the
-    tuning images (``rewrite --order-channels``), which changes no result but can change the time.
+    tuning images (``rewrite --order-channels``), which changes no result but can change the time; None:
+    for int8 models (:func:`~onnxpred.rewriter.passes.order_channels.ordered_by_default`).
     """
     started = time.monotonic()
     deadline = started + time_budget_s
@@ -175,6 +177,8 @@ def tune(
     say(f"tuning {len(layers)} layers on {len(split.tuning)} images, confirming on {len(split.confirmation)}; "
         f"time budget {time_budget_s / 60:.0f} min")
     activity = None
+    if order_channels is None:
+        order_channels = ordered_by_default(base)
     if order_channels:
         activity_images = split.tuning[:SCALE_IMAGES]
         activity = preactivation_activity(original, base, activity_images, spec, batch_size=batch,

@@ -122,11 +122,14 @@ def test_report_analyze_and_crosscheck_take_a_quantized_model(int8_classifier, i
     assert "PASSED" in capsys.readouterr().out
 
 
-def test_bench_times_a_quantized_model_per_layer(int8_classifier, images, capsys):
+@pytest.mark.parametrize("flag, ordered", [([], True), (["--no-order-channels"], False)])
+def test_bench_times_a_quantized_model_per_layer_its_channels_ordered_by_default(int8_classifier, images, capsys,
+                                                                                 flag, ordered):
     assert main(["bench", str(int8_classifier), "-k", "2", "--data", str(images), "--images", "2",
-                 "--threads", "1", "--repeats", "1"]) == 0
+                 "--threads", "1", "--repeats", "1", *flag]) == 0
     out = capsys.readouterr().out
     assert "conv1" in out and "conv2" in out and "end to end: original" in out
+    assert ("channels ordered by their activity on the images after the first 2 of the data" in out) == ordered
 
 
 def test_bench_layers_int8(capsys):

@@ -87,6 +87,7 @@ def test_the_float_model_a_quantized_one_came_from_is_a_second_reference(small_n
     flipped.graph.output[0].name = negated.output[0]
     onnx.save(flipped, tmp_path / "float.onnx")
     result = tune(small_net, small_data, objective="macs", max_drop=100.0, fp32_model=tmp_path / "float.onnx", **QUICK)
+    assert not result.content["channels_ordered"]  # float layers keep their order unless asked
     confirmation = result.content["confirmation"]
     float_top1, original_top1 = confirmation["fp32"]["top1"], confirmation["original"]["top1"]
     assert float_top1["trials"] == original_top1["trials"] and float_top1["hits"] != original_top1["hits"]
@@ -103,6 +104,7 @@ def test_a_quantized_model_is_tuned_against_itself_and_its_float_model(small_net
     assert result.model is not None
     kinds = {node.op_type for node in result.model.graph.node if node.name in result.window_map}
     assert kinds == {"PredictiveQLinearConv"}
+    assert result.content["channels_ordered"]  # int8 layers by default: exact sums in any order
     confirmation = result.content["confirmation"]
     assert confirmation["fp32"]["top1"]["trials"] == confirmation["tuned"]["top1"]["trials"]
     assert confirmation["top1_drop_vs_fp32_points"] is not None
