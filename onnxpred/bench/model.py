@@ -28,7 +28,7 @@ from ..datasets import PreprocessingSpec, batches, load_dataset
 from ..evaluation.evaluate import EligibleLayer, eligible_layers
 from ..evaluation.scales import SCALE_IMAGES, preactivation_activity
 from ..rewriter.api import rewrite, rewrite_with_summary
-from ..rewriter.passes.order_channels import ordered_by_default
+from ..rewriter.passes.order_channels import UNOBSERVABLE_ACTIVITY, ordered_by_default
 from ..runtime import session
 from .libraries import bench_options, bench_session
 from .timing import WARM_UP_RUNS, time_sessions_in_turn
@@ -157,7 +157,7 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
         calibration = every_image[images:images + SCALE_IMAGES] or dataset
         activity = preactivation_activity(model, plain, calibration, spec)
         say(f"channels ordered by their activity on the images after the first {images} of the data "
-            "(on those if there are no others)")
+            "(on those if there are no others)" if activity else UNOBSERVABLE_ACTIVITY)
     rewritten, _ = rewrite_with_summary(model, window=window, expose_counters=True, channels_last=True,
                                         channel_activity=activity)
     input_name = model.graph.input[0].name

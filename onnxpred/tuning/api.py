@@ -27,7 +27,7 @@ from ..evaluation.report import MODEL_NAME_KEY, describe_data
 from ..evaluation.scales import SCALE_IMAGES, preactivation_activity, preactivation_sd
 from ..evaluation.stats import wilson_interval
 from ..rewriter.api import rewrite_with_summary
-from ..rewriter.passes.order_channels import ordered_by_default
+from ..rewriter.passes.order_channels import UNOBSERVABLE_ACTIVITY, ordered_by_default
 from ..model_io import load_model
 from ..rewriter.selection import Margin, Predictor
 from ..runtime import quiet_options, session
@@ -183,7 +183,9 @@ def tune(
         activity_images = split.tuning[:SCALE_IMAGES]
         activity = preactivation_activity(original, base, activity_images, spec, batch_size=batch,
                                           threads=eval_threads)
-        say(f"channels ordered by their activity on {len(activity_images)} tuning images")
+        order_channels = bool(activity)
+        say(f"channels ordered by their activity on {len(activity_images)} tuning images" if activity
+            else UNOBSERVABLE_ACTIVITY)
 
     # Screening and sensitivity images: the first tuning images, decoded once.
     now = time.monotonic()

@@ -20,6 +20,7 @@ from onnxpred import op
 from onnxpred.cli import main
 from onnxpred.errors import EXIT_VALIDATION
 from onnxpred.quantization import quantize as quantize_model
+from onnxpred.rewriter.passes.order_channels import UNOBSERVABLE_ACTIVITY
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "rewriter"))
 from quantized_graphs import add_scalar, copied, float_model, insert_before_quantize, quantize  # noqa: E402
@@ -130,6 +131,16 @@ def test_bench_times_a_quantized_model_per_layer_its_channels_ordered_by_default
     out = capsys.readouterr().out
     assert "conv1" in out and "conv2" in out and "end to end: original" in out
     assert ("channels ordered by their activity on the images after the first 2 of the data" in out) == ordered
+
+
+def test_bench_keeps_the_order_of_layers_whose_activity_it_cannot_observe(images, tmp_path, capsys):
+    """In QOperator form each activation is fused into its QLinearConv: nothing to measure the channels by."""
+    path = tmp_path / "qoperator.onnx"
+    onnx.save_model(quantize(tiny_classifier(), qoperator=True), path)
+    assert main(["bench", str(path), "-k", "2", "--data", str(images), "--images", "2", "--threads", "1",
+                 "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert UNOBSERVABLE_ACTIVITY in out and "end to end: original" in out
 
 
 def test_bench_layers_int8(capsys):

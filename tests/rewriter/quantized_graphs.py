@@ -54,13 +54,16 @@ def quantize(model: onnx.ModelProto, *, per_channel: bool = True, activations=np
     types = {np.dtype(np.uint8): QuantType.QUInt8, np.dtype(np.int8): QuantType.QInt8}
     rng = np.random.default_rng(0)
 
+    feed = model.graph.input[0]
+    shape = [d.dim_value or 1 for d in feed.type.tensor_type.shape.dim]
+
     class Reader(CalibrationDataReader):
         def __init__(self):
             self.left = 4
 
         def get_next(self):
             self.left -= 1
-            return {"X": rng.standard_normal(X_SHAPE).astype(np.float32)} if self.left >= 0 else None
+            return {feed.name: rng.standard_normal(shape).astype(np.float32)} if self.left >= 0 else None
 
     with tempfile.TemporaryDirectory() as folder:
         source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"

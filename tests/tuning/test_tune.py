@@ -14,9 +14,10 @@ from onnx import numpy_helper
 import onnxpred
 from onnxpred import op
 from onnxpred.cli import main
-from onnxpred.datasets import LabelledImage, load_dataset
+from onnxpred.datasets import LabelledImage, PreprocessingSpec, batches, load_dataset
 from onnxpred.errors import EXIT_INPUT, EXIT_OUTPUT, EXIT_USAGE, EXIT_VALIDATION
 from onnxpred.quantization import quantize
+from onnxpred.rewriter.passes.order_channels import UNOBSERVABLE_ACTIVITY
 from onnxpred.tuning.api import tune, write_outputs
 from onnxpred.tuning.report import to_markdown
 from onnxpred.tuning.timing import EndToEnd, LayerTime, Timer
@@ -108,6 +109,25 @@ def test_a_quantized_model_is_tuned_against_itself_and_its_float_model(small_net
     confirmation = result.content["confirmation"]
     assert confirmation["fp32"]["top1"]["trials"] == confirmation["tuned"]["top1"]["trials"]
     assert confirmation["top1_drop_vs_fp32_points"] is not None
+
+
+def test_layers_whose_activity_cannot_be_observed_keep_their_order(small_net, small_data):
+    """onnxruntime's QOperator form fuses each activation into its QLinearConv: nothing to order the channels by."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            spec = PreprocessingSpec.from_model(onnx.load(small_net))
+            self.feeds = iter([{"input": pixels} for pixels, _ in batches(load_dataset(small_data)[:4], spec, 4)])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    qoperator = small_net.with_name("small.qoperator.onnx")
+    quantize_static(small_net, qoperator, Reader(), quant_format=QuantFormat.QOperator)
+    result = tune(qoperator, small_data, objective="macs", max_drop=100.0, **{**QUICK, "margins": ["0"]})
+    assert not result.content["channels_ordered"]
+    assert UNOBSERVABLE_ACTIVITY in result.messages
 
 
 def test_a_time_budget_too_short_says_so(small_net, small_data):

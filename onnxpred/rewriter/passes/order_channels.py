@@ -33,6 +33,11 @@ from .base import GraphPass, PassResult
 CHANNELWISE = ("Relu", "Clip", "MaxPool", "AveragePool", "Identity")
 
 
+# When no layer's activity could be measured (every activation fused into a QLinearConv of the original).
+UNOBSERVABLE_ACTIVITY = ("channels kept in their order: no rewritten layer's pre-activation can be observed in the "
+                         "original")
+
+
 def ordered_by_default(rewritten: onnx.ModelProto) -> bool:
     """Whether ``bench`` and ``tune`` order channels when not told: for a model with int8 layers
     (PredictiveQLinearConv), whose sums are exact in any order, so that the order changes no output and
