@@ -31,8 +31,7 @@ from ..graph import GraphContext, is_op
 from .base import GraphPass, PassResult
 
 CHANNELWISE = ("Relu", "Clip", "MaxPool", "AveragePool", "Identity")
-
-
+QUANTIZATION = ("QuantizeLinear", "DequantizeLinear")
 # When no layer's activity could be measured (every activation fused into a QLinearConv of the original).
 UNOBSERVABLE_ACTIVITY = ("channels kept in their order: no rewritten layer's pre-activation can be observed in the "
                          "original")
@@ -44,7 +43,6 @@ def ordered_by_default(rewritten: onnx.ModelProto) -> bool:
     pays (above). Float32 sums may change in their last bits and its kernels gained nothing from the
     order, so float models keep theirs unless asked."""
     return any(op.is_predictive_qlinear_conv(node) for node in rewritten.graph.node)
-QUANTIZATION = ("QuantizeLinear", "DequantizeLinear")
 
 
 class OrderChannels(GraphPass):
