@@ -151,13 +151,14 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
     spec = PreprocessingSpec.from_model(model)
     every_image = load_dataset(data)
     dataset = every_image[:images]
-    plain = rewrite(model, window=1)
     activity = None
-    if order_channels or (order_channels is None and ordered_by_default(plain)):
-        calibration = every_image[images:images + SCALE_IMAGES] or dataset
-        activity = preactivation_activity(model, plain, calibration, spec)
-        say(f"channels ordered by their activity on the images after the first {images} of the data "
-            "(on those if there are no others)" if activity else UNOBSERVABLE_ACTIVITY)
+    if order_channels is not False:  # the window-1 rewrite, which measuring needs, also decides None
+        plain = rewrite(model, window=1)
+        if order_channels or ordered_by_default(plain):
+            calibration = every_image[images:images + SCALE_IMAGES] or dataset
+            activity = preactivation_activity(model, plain, calibration, spec)
+            say(f"channels ordered by their activity on the images after the first {images} of the data "
+                "(on those if there are no others)" if activity else UNOBSERVABLE_ACTIVITY)
     rewritten, _ = rewrite_with_summary(model, window=window, expose_counters=True, channels_last=True,
                                         channel_activity=activity)
     input_name = model.graph.input[0].name
