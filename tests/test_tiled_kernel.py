@@ -46,6 +46,19 @@ def test_gather_tiles_of_every_size_match_reference(kernel_path, window, activat
     assert 0 < stats["predicted"] < stats["outputs"] // 2
 
 
+@pytest.mark.parametrize("height, width", [(9, 13), (7, 7), (4, 30)], ids=["tiles of 9 and 10", "a tile of 7", "4x30"])
+@pytest.mark.parametrize("out_channels", [21, 70])
+def test_window_one_stores_rows_of_consecutive_pixels(kernel_path, height, width, out_channels):
+    """At window 1 a dense tile's pixels are consecutive outputs of every plane (a tile may run on into
+    the next row), and the tile is transposed into the planes in register blocks: tiles shorter than a
+    block, a last block of pixels overlapping the one before, channels left over past whole blocks (21;
+    70 = dense blocks of every instruction set and a short last one), with Z and the bias."""
+    x, w, b, z = _integer_layer(30 + height, 40, out_channels, height, width)
+    stats = assert_matches_reference(x, w, b, z, pads=(1, 1, 1, 1), window=1, audit=True)
+    assert stats["predicted"] == 0 and stats["macs_executed"] == stats["macs_dense"]
+    assert_same_at_one_and_two_threads(x, w, b, pads=(1, 1, 1, 1), window=1)
+
+
 # Floats per vector of each instruction set: on rows that fill the vectors, the direct path computes a
 # layer whose kernel row (channels x kernel width) is shorter than three vectors.
 _LANES = {"portable": 4, "avx2": 8, "avx512": 16}

@@ -119,6 +119,11 @@ using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* pla
 using ChannelsToPixelsFn = void (*)(const float* rows, int64_t channel_stride, int64_t channels, int64_t width,
                                     float* pixels);
 
+// A finished dense tile whose pixels are consecutive outputs of a plane into NCHW: `count` pixels
+// of `channels` channels (values [pixel][block]) become channel j's floats y[j * plane + p].
+using PixelsToChannelsFn = void (*)(const float* values, int64_t block, int64_t count, int64_t channels, float* y,
+                                    int64_t plane);
+
 constexpr int kMaxDensePixels = 14;
 constexpr int kMaxGatherChannels = 4;
 constexpr int kMaxGatherPixels = 6;
@@ -144,6 +149,7 @@ struct TileKernels {
   RowTileFn row_tiles[kMaxRowTileVectors];
   BandRuleFn band_rule;
   ChannelsToPixelsFn channels_to_pixels;
+  PixelsToChannelsFn pixels_to_channels;
 };
 
 const TileKernels& Avx512TileKernels();

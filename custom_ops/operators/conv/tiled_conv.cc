@@ -191,15 +191,24 @@ void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int
     counters.pred_hit += hits;
     counters.pred_miss += misses;
   }
-  StoreTile(sums, offsets, count, n, m0, channels);
+  // Window 1 and the single-pass layers visit outputs row by row: their tiles' pixels are usually
+  // consecutive in every plane, and transpose in registers.
+  bool consecutive = count > 1;
+  for (int64_t p = 1; p < count; ++p) consecutive &= offsets[p] == offsets[0] + p;
+  if (consecutive) {
+    kernels_.pixels_to_channels(sums, block, count, channels,
+                                tensors.output + (n * geometry.out_channels + m0) * plane + offsets[0], plane);
+  } else {
+    StoreTile(sums, offsets, count, n, m0, channels);
+  }
 }
 
 void TiledConv::StoreTile(const float* values, const int64_t* offsets, int64_t count, int64_t n, int64_t m0,
                           int64_t channels) const {
-  // Channel by channel: a pixel's channels lie a plane apart, often a multiple of 4 KiB, and
-  // storing them in turn stalls on 4K aliasing; a channel's pixels share a few cache lines.
   const int64_t plane = geometry.out_height * geometry.out_width, block = kernels_.dense_channels;
   float* y = tensors.output + (n * geometry.out_channels + m0) * plane;
+  // Channel by channel: a pixel's channels lie a plane apart, often a multiple of 4 KiB, and
+  // storing them in turn stalls on 4K aliasing; a channel's pixels share a few cache lines.
   for (int64_t j = 0; j < channels; ++j, y += plane)
     for (int64_t p = 0; p < count; ++p) y[offsets[p]] = values[p * block + j];
 }
