@@ -59,6 +59,20 @@ def test_window_one_stores_rows_of_consecutive_pixels(kernel_path, height, width
     assert_same_at_one_and_two_threads(x, w, b, pads=(1, 1, 1, 1), window=1)
 
 
+@pytest.mark.parametrize("window, pattern", [(2, "diagonal"), (3, "checkerboard"), (4, "anti_diagonal"), (6, "corners")])
+@pytest.mark.parametrize("bias_shift", [0, 1000], ids=["predicting", "every window active"])
+def test_scattered_tiles_store_by_rows(kernel_path, window, pattern, bias_shift):
+    """Dense tiles of samples and of rest outputs hold pixels of a few rows at gaps (with AVX-512 stored
+    by row groups under masks; k = 6 corners spans more than a group's 16 columns); 37 output channels
+    fill one block and part of another. With the bias raised every window stays active and the rest
+    outputs are computed by dense tiles too."""
+    x, w, b, z = _integer_layer(40 + window, 40, 37, 19, 31)
+    stats = assert_matches_reference(x, w, b + bias_shift, z, pads=(1, 1, 1, 1), window=window, pattern=pattern,
+                                     audit=True)
+    assert (stats["predicted"] == 0) == (bias_shift > 0)
+    assert_same_at_one_and_two_threads(x, w, b + bias_shift, pads=(1, 1, 1, 1), window=window, pattern=pattern)
+
+
 # Floats per vector of each instruction set: on rows that fill the vectors, the direct path computes a
 # layer whose kernel row (channels x kernel width) is shorter than three vectors.
 _LANES = {"portable": 4, "avx2": 8, "avx512": 16}

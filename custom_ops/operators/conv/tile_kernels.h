@@ -125,6 +125,24 @@ using PixelsToChannelsFn = void (*)(const float* values, int64_t block, int64_t 
                                     int64_t plane);
 
 constexpr int kMaxDensePixels = 14;
+// The columns one masked store of a row group covers.
+constexpr int kRowGroupColumns = 16;
+
+// A finished dense tile's pixels grouped by row for masked stores: group g covers the columns
+// [offsets[g], offsets[g] + kRowGroupColumns) of one row of a plane (offsets: row * oW + col), of
+// which it stores those set in columns[g], column c from the tile's pixel sources[g][c].
+struct TileRowGroups {
+  int64_t count = 0;
+  int64_t offsets[kMaxDensePixels];
+  uint32_t columns[kMaxDensePixels];
+  int32_t sources[kMaxDensePixels][kRowGroupColumns];
+};
+// Stores `channels` channels of a tile's `count` pixels (values [pixel][block]) by row groups, to
+// y[j * plane + ...] for channel j. Null where the instruction set has no masked stores: the pixels
+// are then stored one float at a time.
+using StoreRowGroupsFn = void (*)(const float* values, int64_t block, int64_t count, int64_t channels,
+                                  const TileRowGroups& groups, float* y, int64_t plane);
+
 constexpr int kMaxGatherChannels = 4;
 constexpr int kMaxGatherPixels = 6;
 constexpr int kMaxRowTileChannels = 4;
@@ -150,6 +168,7 @@ struct TileKernels {
   BandRuleFn band_rule;
   ChannelsToPixelsFn channels_to_pixels;
   PixelsToChannelsFn pixels_to_channels;
+  StoreRowGroupsFn store_row_groups;
 };
 
 const TileKernels& Avx512TileKernels();

@@ -195,12 +195,37 @@ void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int
   // consecutive in every plane, and transpose in registers.
   bool consecutive = count > 1;
   for (int64_t p = 1; p < count; ++p) consecutive &= offsets[p] == offsets[0] + p;
+  float* y = tensors.output + (n * geometry.out_channels + m0) * plane;
   if (consecutive) {
-    kernels_.pixels_to_channels(sums, block, count, channels,
-                                tensors.output + (n * geometry.out_channels + m0) * plane + offsets[0], plane);
+    kernels_.pixels_to_channels(sums, block, count, channels, y + offsets[0], plane);
+  } else if (kernels_.store_row_groups) {
+    kernels_.store_row_groups(sums, block, count, channels, GroupByRows(tile.pixels, offsets, count), y, plane);
   } else {
     StoreTile(sums, offsets, count, n, m0, channels);
   }
+}
+
+TileRowGroups TiledConv::GroupByRows(const Pixel* pixels, const int64_t* offsets, int64_t count) const {
+  TileRowGroups groups;
+  int64_t rows[kMaxTilePixels], first_columns[kMaxTilePixels];
+  for (int64_t p = 0; p < count; ++p) {
+    const Pixel& px = pixels[p];
+    int64_t g = 0;
+    while (g < groups.count &&
+           !(rows[g] == px.row && px.col >= first_columns[g] && px.col < first_columns[g] + kRowGroupColumns))
+      ++g;
+    if (g == groups.count) {
+      rows[g] = px.row;
+      first_columns[g] = px.col;
+      groups.offsets[g] = offsets[p];
+      groups.columns[g] = 0;
+      std::fill(groups.sources[g], groups.sources[g] + kRowGroupColumns, 0);
+      ++groups.count;
+    }
+    groups.columns[g] |= uint32_t{1} << (px.col - first_columns[g]);
+    groups.sources[g][px.col - first_columns[g]] = static_cast<int32_t>(p);
+  }
+  return groups;
 }
 
 void TiledConv::StoreTile(const float* values, const int64_t* offsets, int64_t count, int64_t n, int64_t m0,

@@ -54,6 +54,9 @@ class TiledConv : private ConvCall {
   template <typename Tile>
   void ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int64_t group, int64_t block_index,
                         uint32_t* const* marks, const uint32_t* keeps, PredictionCounters& counters) const;
+  // A tile's pixels by row, for TileKernels::store_row_groups: the samples and rest outputs of a
+  // tile's windows lie in a few rows at gaps (each row's in increasing columns).
+  TileRowGroups GroupByRows(const Pixel* pixels, const int64_t* offsets, int64_t count) const;
   // Stores `channels` finished channels of `count` pixels (values [pixel][dense_channels]).
   void StoreTile(const float* values, const int64_t* offsets, int64_t count, int64_t n, int64_t m0,
                  int64_t channels) const;

@@ -318,7 +318,8 @@ TileKernels MakeTileKernels(const char* name) {
                       {},
                       &ApplyBandRule<Isa>,
                       &ChannelsToPixelsByBlocks,
-                      &PixelsToChannelsByBlocks};
+                      &PixelsToChannelsByBlocks,
+                      nullptr};
   static_assert(kRowTileVectors <= kMaxRowTileVectors, "row tile too wide");
   static_assert(kRowTileChannels <= kMaxRowTileChannels, "row tile too tall");
   static_assert(kDensePixels <= kMaxDensePixels, "dense tile too wide");
