@@ -201,7 +201,7 @@ void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int
   } else if (kernels_.store_row_groups) {
     kernels_.store_row_groups(sums, block, count, channels, GroupByRows(tile.pixels, offsets, count), y, plane);
   } else {
-    StoreTile(sums, offsets, count, n, m0, channels);
+    StoreTile(sums, offsets, count, channels, y, plane);
   }
 }
 
@@ -228,12 +228,11 @@ TileRowGroups TiledConv::GroupByRows(const Pixel* pixels, const int64_t* offsets
   return groups;
 }
 
-void TiledConv::StoreTile(const float* values, const int64_t* offsets, int64_t count, int64_t n, int64_t m0,
-                          int64_t channels) const {
-  const int64_t plane = geometry.out_height * geometry.out_width, block = kernels_.dense_channels;
-  float* y = tensors.output + (n * geometry.out_channels + m0) * plane;
+void TiledConv::StoreTile(const float* values, const int64_t* offsets, int64_t count, int64_t channels, float* y,
+                          int64_t plane) const {
   // Channel by channel: a pixel's channels lie a plane apart, often a multiple of 4 KiB, and
   // storing them in turn stalls on 4K aliasing; a channel's pixels share a few cache lines.
+  const int64_t block = kernels_.dense_channels;
   for (int64_t j = 0; j < channels; ++j, y += plane)
     for (int64_t p = 0; p < count; ++p) y[offsets[p]] = values[p * block + j];
 }

@@ -57,9 +57,10 @@ class TiledConv : private ConvCall {
   // A tile's pixels by row, for TileKernels::store_row_groups: the samples and rest outputs of a
   // tile's windows lie in a few rows at gaps (each row's in increasing columns).
   TileRowGroups GroupByRows(const Pixel* pixels, const int64_t* offsets, int64_t count) const;
-  // Stores `channels` finished channels of `count` pixels (values [pixel][dense_channels]).
-  void StoreTile(const float* values, const int64_t* offsets, int64_t count, int64_t n, int64_t m0,
-                 int64_t channels) const;
+  // Stores `channels` finished channels of `count` pixels (values [pixel][dense_channels]) one float
+  // at a time, channel j's to y[j * plane + offsets[p]].
+  void StoreTile(const float* values, const int64_t* offsets, int64_t count, int64_t channels, float* y,
+                 int64_t plane) const;
   template <typename Visit>
   void ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) const;
   // Zeroes the rest outputs of the pairs a single-pass sample task triggered, counting the hits and
