@@ -67,6 +67,26 @@ def test_the_first_two_runs_of_each_session_are_not_timed():
     assert 10 <= wall_spin < 20  # the median of three 10 ms runs: the two of 30 ms warmed it up
 
 
+def test_sessions_take_turns_going_first():
+    """Run after another session on the same input, a session finds it in cache: each one goes first as
+    often as the others."""
+    calls = []
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, outputs, feeds):
+            calls.append((self.name, feeds["image"]))
+
+    time_sessions_in_turn([Recorder("a"), Recorder("b"), Recorder("c")], [{"image": 0}, {"image": 1}], repeats=3)
+    timed = calls[3 * 2:]  # after the warm-up runs
+    rounds = [timed[i:i + 3] for i in range(0, len(timed), 3)]
+    assert all(len({image for _, image in round_}) == 1 and sorted(n for n, _ in round_) == ["a", "b", "c"]
+               for round_ in rounds)
+    assert [round_[0][0] for round_ in rounds] == ["a", "b", "c", "a", "b", "c"]
+
+
 def test_the_cpu_clock_is_refused_with_more_than_one_thread(capsys):
     assert main(["bench-layers", "--clock", "cpu", "--threads", "1,2"]) == EXIT_USAGE
     assert "--clock cpu needs --threads 1" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from test_bench_layers import library_copy_mapped_while_timing
 from test_cli_rewrite import tiny_classifier
 
 from onnxpred.bench import model as bench_model
-from onnxpred.bench.model import profile_node_times, original_layer_times
+from onnxpred.bench.model import _node_times, profile_node_times, original_layer_times
 from onnxpred.cli import main
 from onnxpred.errors import EXIT_INPUT, EXIT_USAGE
 from onnxpred.evaluation.evaluate import eligible_layers
@@ -58,6 +58,24 @@ def test_every_layer_of_a_residual_block_gets_its_original_and_predictive_time(t
     assert all(predictive_nodes.get(layer.name, 0) > 0 for layer in layers), sorted(predictive_nodes)
     # Each original node is counted once: the two layers together take no more than the whole graph.
     assert sum(original_us) <= sum(original_nodes.values())
+
+
+def test_node_times_take_each_images_median_over_the_passes_after_the_warm_up():
+    """Two warm-up runs (not counted), then two passes over two images: per image the median of its
+    passes (of two: their mean), averaged over the images; a node's events within a run add up."""
+    def run(start):
+        return {"cat": "Session", "name": "model_run", "ts": start, "dur": 90}
+
+    def node(name, ts, dur):
+        return {"cat": "Node", "name": f"{name}_kernel_time", "ts": ts, "dur": dur}
+
+    durations = [1000, 1000, 10, 30, 14, 50]  # warm-up, warm-up, then image 0, image 1, image 0, image 1
+    events = [run(100 * r) for r in range(6)]
+    events += [node("conv", 100 * r + 5, d) for r, d in enumerate(durations)]
+    events += [node("relu", 100 * r + 6, 1) for r in range(6)] + [node("relu", 100 * 5 + 7, 1)]
+    times = _node_times(events, images=2, repeats=2)
+    assert times["conv"] == pytest.approx(((10 + 14) / 2 + (30 + 50) / 2) / 2)
+    assert times["relu"] == pytest.approx((1 + 1.5) / 2)
 
 
 @pytest.fixture

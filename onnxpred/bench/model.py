@@ -10,8 +10,10 @@ models, NHWC Transposes around its int8 QLinearConvs); their count and time are 
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +33,7 @@ from ..rewriter.api import rewrite, rewrite_with_summary
 from ..rewriter.passes.order_channels import UNOBSERVABLE_ACTIVITY, ordered_by_default
 from ..runtime import session
 from .libraries import bench_options, bench_session
-from .timing import WARM_UP_RUNS, time_sessions_in_turn
+from .timing import WARM_UP_RUNS, time_sessions_in_turn, turns
 
 # Layout conversions onnxruntime inserts: NCHWc reorders (float), Transposes to and from NHWC (int8).
 REORDER_OPS = ("ReorderInput", "ReorderOutput", "Transpose")
@@ -94,26 +96,50 @@ def _options(threads: int, optimized_path: Optional[str] = None, profile_prefix:
 
 def profile_node_times(model_path: str, feeds_list, threads: int, workdir: str, tag: str,
                        library: Optional[str] = None) -> tuple[dict, Counter]:
-    """Mean kernel time per node (µs per image) and the op-type counts of the optimized graph, with the op
-    library ``library`` (None: the installed one). WARM_UP_RUNS runs, not counted, warm the session up: its
-    large layers pay one-time work in them (onnxruntime packs weights, then first touches the buffers its
-    memory patterns planned), which had doubled and tripled the stems in the tables."""
-    optimized = os.path.join(workdir, f"{tag}.optimized.onnx")
-    sess = bench_session(model_path, _options(threads, optimized, os.path.join(workdir, tag), library))
-    for feeds in [feeds_list[0]] * WARM_UP_RUNS + list(feeds_list):
-        sess.run(None, feeds)
-    events = json.loads(Path(sess.end_profiling()).read_text())
-    runs = sorted((event["ts"], event["ts"] + event["dur"]) for event in events
-                  if event.get("cat") == "Session" and event["name"] == "model_run")
-    warm_up_end = runs[WARM_UP_RUNS - 1][1] if len(runs) >= WARM_UP_RUNS else -1
-    totals: dict = {}
+    """Mean kernel time per node (µs per image) over the runs of ``feeds_list`` and the op-type counts of
+    the optimized graph, with the op library ``library`` (None: the installed one)."""
+    return profile_in_turn([(model_path, library, tag)], feeds_list, threads, workdir)[0]
+
+
+def profile_in_turn(runs: Sequence[tuple[str, Optional[str], str]], feeds_list, threads: int, workdir: str,
+                    repeats: int = 1) -> list[tuple[dict, Counter]]:
+    """For each (model path, op library or None, tag) of ``runs``: its kernel time per node (µs per image:
+    per image the median over ``repeats``, averaged over the images) and the op-type counts of its
+    optimized graph. The models run in :func:`~onnxpred.bench.timing.turns`, so that they are compared
+    on the same machine: profiled one after the other, a later model's layers had measured 3-7% faster.
+    WARM_UP_RUNS runs of each, not counted, warm it up: its large layers pay one-time work in them
+    (onnxruntime packs weights, then first touches the buffers its memory patterns planned), which had
+    doubled and tripled the stems in the tables."""
+    sessions = [bench_session(path, _options(threads, os.path.join(workdir, f"{tag}.optimized.onnx"),
+                                             os.path.join(workdir, tag), library)) for path, library, tag in runs]
+    for sess in sessions:
+        for _ in range(WARM_UP_RUNS):
+            sess.run(None, feeds_list[0])
+    for index, which in turns(len(sessions), len(feeds_list), repeats):
+        sessions[which].run(None, feeds_list[index])
+    results = []
+    for sess, (_, _, tag) in zip(sessions, runs):
+        events = json.loads(Path(sess.end_profiling()).read_text())
+        optimized = os.path.join(workdir, f"{tag}.optimized.onnx")
+        ops = Counter(node.op_type for node in onnx.load(optimized, load_external_data=False).graph.node)
+        results.append((_node_times(events, len(feeds_list), repeats), ops))
+    return results
+
+
+def _node_times(events: list, images: int, repeats: int) -> dict:
+    """Per node of a profile whose runs were WARM_UP_RUNS warm-ups, then ``repeats`` passes over
+    ``images`` inputs: per image the median over the passes of its kernel time, averaged over the images."""
+    starts = sorted(event["ts"] for event in events if event.get("cat") == "Session" and event["name"] == "model_run")
+    per_run: dict = {}  # node -> {run: µs}
     for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] > warm_up_end:
-            name = event["name"][: -len("_kernel_time")]
-            totals.setdefault(name, []).append(event["dur"])
-    per_image = {name: sum(d) / len(feeds_list) for name, d in totals.items()}
-    ops = Counter(node.op_type for node in onnx.load(optimized, load_external_data=False).graph.node)
-    return per_image, ops
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            run = bisect.bisect_right(starts, event["ts"]) - 1 - WARM_UP_RUNS
+            if run >= 0:
+                node = per_run.setdefault(event["name"][: -len("_kernel_time")], {})
+                node[run] = node.get(run, 0.0) + event["dur"]
+    return {name: statistics.fmean(statistics.median(runs.get(r * images + i, 0.0) for r in range(repeats))
+                                   for i in range(images))
+            for name, runs in per_run.items()}
 
 
 def _peak_rss_mb(model_path: str, input_name: str, images: np.ndarray, threads: int) -> float:
@@ -174,11 +200,11 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
             timed = [(model_path, None), (predictive_path, None)] + ([(predictive_path, against)] if against else [])
             sessions = [bench_session(path, _options(n_threads, library=library)) for path, library in timed]
             original_ms, predictive_ms, *against_ms = time_sessions_in_turn(sessions, feeds_list, repeats, clock)
-            original_nodes, original_ops = profile_node_times(model_path, feeds_list, n_threads, workdir, "original")
-            predictive_nodes, predictive_ops = profile_node_times(predictive_path, feeds_list, n_threads, workdir, "rewritten")
-            against_nodes = {}
-            if against:
-                against_nodes, _ = profile_node_times(predictive_path, feeds_list, n_threads, workdir, "against", against)
+            profiled = [(model_path, None, "original"), (predictive_path, None, "rewritten")]
+            profiled += [(predictive_path, against, "against")] if against else []
+            (original_nodes, original_ops), (predictive_nodes, predictive_ops), *against_profile = profile_in_turn(
+                profiled, feeds_list, n_threads, workdir, repeats)
+            against_nodes = against_profile[0][0] if against else {}
             timing = ModelTiming(n_threads, original_ms, predictive_ms, against_ms=against_ms[0] if against else None)
             original_us = original_layer_times(model, layers, original_nodes)
             for layer, (dense, executed), us in zip(layers, layer_macs, original_us):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 # wall: elapsed time, median over runs, right at any thread count but swayed by other processes.
 # cpu: the calling thread's CPU time, minimum over runs: steadier on a shared machine, but only right at
@@ -27,22 +27,33 @@ def check_clock(clock: str, threads: Sequence[int]) -> None:
                          f"the time of onnxruntime's worker threads (got --threads {','.join(map(str, threads))})")
 
 
+def turns(sessions: int, inputs: int, repeats: int) -> Iterator[tuple[int, int]]:
+    """(input, session) indices in the order ``sessions`` sessions run in turn, ``repeats`` times over the
+    inputs: every session on an input before the next input. The session that goes first rotates from one
+    input and repeat to the next: a session run right after another on the same input found it in cache,
+    and measured up to 4% faster than in the other order on this project's small layers."""
+    turn = 0
+    for _ in range(repeats):
+        for index in range(inputs):
+            for position in range(sessions):
+                yield index, (turn + position) % sessions
+            turn += 1
+
+
 def time_sessions_in_turn(sessions: Sequence, feeds_list: Sequence[dict], repeats: int,
                           clock: str = "wall") -> list[float]:
-    """Milliseconds per run of each session, run one after the other for every input so all see the same
-    machine, after WARM_UP_RUNS untimed runs each. wall: the median over all runs; cpu: per input the
-    minimum over ``repeats``, averaged over the inputs (a rewritten model's time depends on its input)."""
+    """Milliseconds per run of each session, run in :func:`turns` so all see the same machine, after
+    WARM_UP_RUNS untimed runs each. wall: the median over all runs; cpu: per input the minimum over
+    ``repeats``, averaged over the inputs (a rewritten model's time depends on its input)."""
     read = time.thread_time if clock == "cpu" else time.perf_counter
     for session in sessions:
         for _ in range(WARM_UP_RUNS):
             session.run(None, feeds_list[0])
     times = [[[] for _ in feeds_list] for _ in sessions]  # [session][input] -> seconds of each repeat
-    for _ in range(repeats):
-        for index, feeds in enumerate(feeds_list):
-            for session, session_times in zip(sessions, times):
-                start = read()
-                session.run(None, feeds)
-                session_times[index].append(read() - start)
+    for index, which in turns(len(sessions), len(feeds_list), repeats):
+        start = read()
+        sessions[which].run(None, feeds_list[index])
+        times[which][index].append(read() - start)
     if clock == "cpu":
         return [statistics.fmean(min(runs) for runs in session_times) * 1e3 for session_times in times]
     return [statistics.median(t for runs in session_times for t in runs) * 1e3 for session_times in times]

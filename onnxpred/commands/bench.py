@@ -35,7 +35,7 @@ def run(args) -> int:
     compared = comparison.parse(args)
     against = compared.against
     runs = ("median over runs" if compared.clock == "wall"
-            else f"layers by onnxruntime's profiler (wall), end to end by {comparison.CPU_CLOCK}")
+            else f"layers by onnxruntime's profiler (wall, median over runs), end to end by {comparison.CPU_CLOCK}")
     if against:
         print(f"against: the rewrite with {against}; ratio = against / PC (below 1: it is faster)")
     for t in benchmark_model(args.model, args.window, args.data, args.images, compared.threads, args.repeats,
