@@ -13,7 +13,7 @@ from test_bench_layers import library_copy_mapped_while_timing
 from test_cli_rewrite import tiny_classifier
 
 from onnxpred.bench import model as bench_model
-from onnxpred.bench.model import _node_times, profile_node_times, original_layer_times
+from onnxpred.bench.model import _node_times, _peak_rss_mb, profile_node_times, original_layer_times
 from onnxpred.cli import main
 from onnxpred.errors import EXIT_INPUT, EXIT_USAGE
 from onnxpred.evaluation.evaluate import eligible_layers
@@ -76,6 +76,18 @@ def test_node_times_take_each_images_median_over_the_passes_after_the_warm_up():
     times = _node_times(events, images=2, repeats=2)
     assert times["conv"] == pytest.approx(((10 + 14) / 2 + (30 + 50) / 2) / 2)
     assert times["relu"] == pytest.approx((1 + 1.5) / 2)
+
+
+def test_peak_rss_is_the_measuring_processs_own_not_its_parents(tmp_path):
+    """The child that runs the model reports its own high-water mark: a child forked from this process
+    while it holds 1.5 GB would otherwise report at least that (Linux hands ru_maxrss down)."""
+    path = tmp_path / "tiny.onnx"
+    onnx.save_model(tiny_classifier(), path)
+    held = np.ones(3 << 28, np.uint8)  # 768 MiB touched, twice over: the copy below
+    held_too = held.copy()
+    images = np.zeros((1, 3, 16, 16), np.float32)
+    assert _peak_rss_mb(str(path), tiny_classifier().graph.input[0].name, images, 1) < 700
+    assert held.sum() + held_too.sum() > 0
 
 
 @pytest.fixture
