@@ -204,6 +204,7 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
             timed = [(model_path, None), (predictive_path, None)] + ([(predictive_path, against)] if against else [])
             sessions = [bench_session(path, _options(n_threads, library=library)) for path, library in timed]
             original_ms, predictive_ms, *against_ms = time_sessions_in_turn(sessions, feeds_list, repeats, clock)
+            del sessions  # the profiled sessions below are as many again, and large models hold gigabytes each
             profiled = [(model_path, None, "original"), (predictive_path, None, "rewritten")]
             profiled += [(predictive_path, against, "against")] if against else []
             (original_nodes, original_ops), (predictive_nodes, predictive_ops), *against_profile = profile_in_turn(
