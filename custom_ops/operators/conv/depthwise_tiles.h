@@ -59,26 +59,6 @@ void StoreToRows(const typename Isa::V* vectors, int64_t count, int64_t valid, f
   }
 }
 
-// rows[t][q] = vectors[q * kLanes + t] for q < pixels, t < valid: pixel-major vectors of channels
-// into channel rows.
-template <int kLanes>
-void TransposeToRows(const float* vectors, int64_t pixels, int64_t valid, float* const* rows) {
-  int64_t q = 0;
-  for (; q + kBlock <= pixels; q += kBlock) {
-    for (int64_t t0 = 0; t0 < valid; t0 += kBlock) {
-      Block r[kBlock];
-      float* shifted[kBlock];
-      for (int i = 0; i < kBlock; ++i) {
-        r[i] = TransposeBlocks::Load(vectors + (q + i) * kLanes + t0);
-        shifted[i] = t0 + i < valid ? rows[t0 + i] + q : nullptr;
-      }
-      StoreTransposed(r, std::min<int64_t>(kBlock, valid - t0), shifted);
-    }
-  }
-  for (; q < pixels; ++q)
-    for (int64_t t = 0; t < valid; ++t) rows[t][q] = vectors[q * kLanes + t];
-}
-
 // Channel rows of `pixels` floats into pixel-major vectors of channels, `width` pixels to an output
 // row of `out_row_stride` floats: pixel q's vector starts at out + (q / width) * out_row_stride +
 // (q % width) * kLanes and holds rows[t][q] in lane t < valid, zero above.

@@ -120,9 +120,8 @@ using ChannelsToPixelsFn = void (*)(const float* rows, int64_t channel_stride, i
                                     float* pixels);
 
 // A finished dense tile whose pixels are consecutive outputs of a plane into NCHW: `count` pixels
-// of `channels` channels (values [pixel][block]) become channel j's floats y[j * plane + p].
-using PixelsToChannelsFn = void (*)(const float* values, int64_t block, int64_t count, int64_t channels, float* y,
-                                    int64_t plane);
+// of `channels` channels (values [pixel][dense_channels]) become channel j's floats y[j * plane + p].
+using PixelsToChannelsFn = void (*)(const float* values, int64_t count, int64_t channels, float* y, int64_t plane);
 
 constexpr int kMaxDensePixels = 14;
 // The columns one masked store of a row group covers.

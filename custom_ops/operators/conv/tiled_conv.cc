@@ -197,7 +197,7 @@ void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int
   for (int64_t p = 1; p < count; ++p) consecutive &= offsets[p] == offsets[0] + p;
   float* y = tensors.output + (n * geometry.out_channels + m0) * plane;
   if (consecutive) {
-    kernels_.pixels_to_channels(sums, block, count, channels, y + offsets[0], plane);
+    kernels_.pixels_to_channels(sums, count, channels, y + offsets[0], plane);
   } else if (kernels_.store_row_groups) {
     kernels_.store_row_groups(sums, block, count, channels, GroupByRows(tile.pixels, offsets, count), y, plane);
   } else {

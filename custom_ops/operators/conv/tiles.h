@@ -263,26 +263,12 @@ void ChannelsToPixelsByBlocks(const float* rows, int64_t channel_stride, int64_t
     for (int64_t i = c; i < channels; ++i) pixels[w * channels + i] = rows[i * channel_stride + w];
 }
 
-// PixelsToChannelsFn in square register blocks; a last partial block of pixels overlaps the one
-// before it (rewriting the same values), and leftover channels or a tile narrower than a block go
-// one float at a time.
-void PixelsToChannelsByBlocks(const float* values, int64_t block, int64_t count, int64_t channels, float* y,
-                              int64_t plane) {
-  int64_t j = 0;
-  for (; count >= kBlock && j + kBlock <= channels; j += kBlock) {
-    float* rows[kBlock];
-    for (int64_t p = 0; p < count; p += kBlock) {
-      const int64_t first = std::min(p, count - kBlock);
-      Block r[kBlock];
-      for (int i = 0; i < kBlock; ++i) {
-        r[i] = TransposeBlocks::Load(values + (first + i) * block + j);
-        rows[i] = y + (j + i) * plane + first;
-      }
-      StoreTransposed(r, kBlock, rows);
-    }
-  }
-  for (; j < channels; ++j)
-    for (int64_t p = 0; p < count; ++p) y[j * plane + p] = values[p * block + j];
+// PixelsToChannelsFn for blocks of kBlockLanes channels.
+template <int kBlockLanes>
+void PixelsToChannelsByBlocks(const float* values, int64_t count, int64_t channels, float* y, int64_t plane) {
+  float* rows[kBlockLanes];
+  for (int64_t j = 0; j < channels; ++j) rows[j] = y + j * plane;
+  TransposeToRows<kBlockLanes>(values, count, channels, rows);
 }
 
 template <typename Isa, int kChannels, size_t... kVectorCounts>
@@ -318,7 +304,7 @@ TileKernels MakeTileKernels(const char* name) {
                       {},
                       &ApplyBandRule<Isa>,
                       &ChannelsToPixelsByBlocks,
-                      &PixelsToChannelsByBlocks,
+                      &PixelsToChannelsByBlocks<kDenseVectors * Isa::kLanes>,
                       nullptr};
   static_assert(kRowTileVectors <= kMaxRowTileVectors, "row tile too wide");
   static_assert(kRowTileChannels <= kMaxRowTileChannels, "row tile too tall");

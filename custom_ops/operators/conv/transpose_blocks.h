@@ -2,6 +2,7 @@
 // Internal linkage, like simd.h.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -74,6 +75,30 @@ inline void StoreTransposed(Block (&r)[kBlock], int64_t count, float* const* row
     for (int i = 0; i < kBlock; ++i) TransposeBlocks::Store(rows[i], r[i]);
   } else {
     for (int64_t i = 0; i < count; ++i) TransposeBlocks::Store(rows[i], r[i]);
+  }
+}
+
+// rows[t][q] = vectors[q * kLanes + t] for q < pixels, t < valid: pixel-major vectors of channels
+// into channel rows, in register blocks. A last partial block of pixels overlaps the one before it
+// (rewriting the same values); fewer pixels than a block go one float at a time.
+template <int kLanes>
+void TransposeToRows(const float* vectors, int64_t pixels, int64_t valid, float* const* rows) {
+  if (pixels < kBlock) {
+    for (int64_t q = 0; q < pixels; ++q)
+      for (int64_t t = 0; t < valid; ++t) rows[t][q] = vectors[q * kLanes + t];
+    return;
+  }
+  for (int64_t p = 0; p < pixels; p += kBlock) {
+    const int64_t q = std::min(p, pixels - kBlock);
+    for (int64_t t0 = 0; t0 < valid; t0 += kBlock) {
+      Block r[kBlock];
+      float* shifted[kBlock];
+      for (int i = 0; i < kBlock; ++i) {
+        r[i] = TransposeBlocks::Load(vectors + (q + i) * kLanes + t0);
+        shifted[i] = t0 + i < valid ? rows[t0 + i] + q : nullptr;
+      }
+      StoreTransposed(r, std::min<int64_t>(kBlock, valid - t0), shifted);
+    }
   }
 }
 
