@@ -33,7 +33,7 @@ from ..rewriter.api import rewrite, rewrite_with_summary
 from ..rewriter.passes.order_channels import UNOBSERVABLE_ACTIVITY, ordered_by_default
 from ..runtime import session
 from .libraries import bench_options, bench_session
-from .timing import WARM_UP_RUNS, time_sessions_in_turn, turns
+from .timing import WARM_UP_RUNS, time_sessions_in_turn, turns, warm_up
 
 # Layout conversions onnxruntime inserts: NCHWc reorders (float), Transposes to and from NHWC (int8).
 REORDER_OPS = ("ReorderInput", "ReorderOutput", "Transpose")
@@ -110,18 +110,16 @@ def profile_in_turn(runs: Sequence[tuple[str, Optional[str], str]], feeds_list, 
     WARM_UP_RUNS runs of each, not counted, warm it up: its large layers pay one-time work in them
     (onnxruntime packs weights, then first touches the buffers its memory patterns planned), which had
     doubled and tripled the stems in the tables."""
-    sessions = [bench_session(path, _options(threads, os.path.join(workdir, f"{tag}.optimized.onnx"),
-                                             os.path.join(workdir, tag), library)) for path, library, tag in runs]
-    for sess in sessions:
-        for _ in range(WARM_UP_RUNS):
-            sess.run(None, feeds_list[0])
+    optimized = [os.path.join(workdir, f"{tag}.optimized.onnx") for _, _, tag in runs]
+    sessions = [bench_session(path, _options(threads, optimized_path, os.path.join(workdir, tag), library))
+                for (path, library, tag), optimized_path in zip(runs, optimized)]
+    warm_up(sessions, feeds_list[0])
     for index, which in turns(len(sessions), len(feeds_list), repeats):
         sessions[which].run(None, feeds_list[index])
     results = []
-    for sess, (_, _, tag) in zip(sessions, runs):
+    for sess, optimized_path in zip(sessions, optimized):
         events = json.loads(Path(sess.end_profiling()).read_text())
-        optimized = os.path.join(workdir, f"{tag}.optimized.onnx")
-        ops = Counter(node.op_type for node in onnx.load(optimized, load_external_data=False).graph.node)
+        ops = Counter(node.op_type for node in onnx.load(optimized_path, load_external_data=False).graph.node)
         results.append((_node_times(events, len(feeds_list), repeats), ops))
     return results
 

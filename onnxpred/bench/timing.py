@@ -40,15 +40,20 @@ def turns(sessions: int, inputs: int, repeats: int) -> Iterator[tuple[int, int]]
             turn += 1
 
 
+def warm_up(sessions: Sequence, feeds: dict) -> None:
+    """WARM_UP_RUNS untimed runs of each session on ``feeds``."""
+    for session in sessions:
+        for _ in range(WARM_UP_RUNS):
+            session.run(None, feeds)
+
+
 def time_sessions_in_turn(sessions: Sequence, feeds_list: Sequence[dict], repeats: int,
                           clock: str = "wall") -> list[float]:
     """Milliseconds per run of each session, run in :func:`turns` so all see the same machine, after
     WARM_UP_RUNS untimed runs each. wall: the median over all runs; cpu: per input the minimum over
     ``repeats``, averaged over the inputs (a rewritten model's time depends on its input)."""
     read = time.thread_time if clock == "cpu" else time.perf_counter
-    for session in sessions:
-        for _ in range(WARM_UP_RUNS):
-            session.run(None, feeds_list[0])
+    warm_up(sessions, feeds_list[0])
     times = [[[] for _ in feeds_list] for _ in sessions]  # [session][input] -> seconds of each repeat
     for index, which in turns(len(sessions), len(feeds_list), repeats):
         start = read()
