@@ -136,11 +136,11 @@ struct TileRowGroups {
   uint32_t columns[kMaxDensePixels];
   int32_t sources[kMaxDensePixels][kRowGroupColumns];
 };
-// Stores `channels` channels of a tile's `count` pixels (values [pixel][block]) by row groups, to
-// y[j * plane + ...] for channel j. Null where the instruction set has no masked stores: the pixels
-// are then stored one float at a time.
-using StoreRowGroupsFn = void (*)(const float* values, int64_t block, int64_t count, int64_t channels,
-                                  const TileRowGroups& groups, float* y, int64_t plane);
+// Stores `channels` channels of a tile's `count` pixels (values [pixel][dense_channels]) by row
+// groups, to y[j * plane + ...] for channel j. Null where the instruction set has no masked stores:
+// the pixels are then stored one float at a time.
+using StoreRowGroupsFn = void (*)(const float* values, int64_t count, int64_t channels, const TileRowGroups& groups,
+                                  float* y, int64_t plane);
 
 constexpr int kMaxGatherChannels = 4;
 constexpr int kMaxGatherPixels = 6;

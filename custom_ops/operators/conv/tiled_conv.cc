@@ -199,7 +199,7 @@ void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int
   if (consecutive) {
     kernels_.pixels_to_channels(sums, count, channels, y + offsets[0], plane);
   } else if (kernels_.store_row_groups) {
-    kernels_.store_row_groups(sums, block, count, channels, GroupByRows(tile.pixels, offsets, count), y, plane);
+    kernels_.store_row_groups(sums, count, channels, GroupByRows(tile.pixels, offsets, count), y, plane);
   } else {
     StoreTile(sums, offsets, count, channels, y, plane);
   }
