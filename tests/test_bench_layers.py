@@ -119,6 +119,23 @@ def library_copy_mapped_while_timing(tmp_path, monkeypatch, module) -> tuple[Pat
     return copy, mapped
 
 
+@pytest.mark.parametrize("int8", [False, True])
+def test_layers_are_timed_as_deployed_without_their_counters(monkeypatch, int8):
+    """A deployed model reads no counters, and the kernels skip counting then: the timed sessions have no
+    counters output, and the MACs still come from one that has."""
+    timed_outputs = []
+
+    def recording(sessions, *args, **kwargs):
+        timed_outputs.append([[output.name for output in s.get_outputs()] for s in sessions])
+        return time_sessions_in_turn(sessions, *args, **kwargs)
+
+    monkeypatch.setattr(layers, "time_sessions_in_turn", recording)
+    timing = layers.time_layer(LayerShape("test", 64, 64, 12), window=3, share=0.5, threads=1, repeats=1,
+                               int8=int8, against=str(library_path()))
+    assert timed_outputs == [[["Y"], ["Y"], ["Y"]]]
+    assert 0 < timing.macs_executed < timing.macs_dense and timing.predicted_share > 0.2
+
+
 def test_against_times_a_second_copy_of_the_library_in_turn(tmp_path, capsys, monkeypatch):
     copy, mapped_while_timing = library_copy_mapped_while_timing(tmp_path, monkeypatch, layers)
     assert main(["bench-layers", "--models", "resnet18", "--layer", "layer4", "-k", "3", "--shares", "0.5",

@@ -14,6 +14,7 @@ from test_cli_rewrite import tiny_classifier
 
 from onnxpred.bench import model as bench_model
 from onnxpred.bench.model import _node_times, _peak_rss_mb, profile_node_times, original_layer_times
+from onnxpred.bench.timing import time_sessions_in_turn
 from onnxpred.cli import main
 from onnxpred.errors import EXIT_INPUT, EXIT_USAGE
 from onnxpred.evaluation.evaluate import eligible_layers
@@ -114,9 +115,27 @@ def test_bench_against_a_copy_of_the_library_prints_both_and_their_ratio(classif
     assert mapped_while_timing == [True]
 
 
+def test_bench_times_the_rewrite_as_deployed_without_counters(classifier_path, capsys, monkeypatch):
+    """The kernels skip counting where no one reads the counters: the timed rewrite exposes none (its
+    outputs are the original's), and the MACs each layer executes still come from a copy that does."""
+    timed_outputs = []
+
+    def recording(sessions, *args, **kwargs):
+        timed_outputs.append([[output.name for output in s.get_outputs()] for s in sessions])
+        return time_sessions_in_turn(sessions, *args, **kwargs)
+
+    monkeypatch.setattr(bench_model, "time_sessions_in_turn", recording)
+    assert main(["bench", str(classifier_path), "-k", "2", "--images", "2", "--repeats", "1", "--clock", "cpu"]) == 0
+    ((original, rewritten),) = timed_outputs
+    assert rewritten == original
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("conv")]
+    assert [row[3] for row in rows] == ["100.0%", "100.0%"]  # MACs executed: the tiny convs compute every output
+
+
 @pytest.fixture
 def timed_activities(monkeypatch) -> list:
-    """The channel activity each rewrite bench times is given (None: channels in their order)."""
+    """The channel activity each rewrite bench makes is given, the timed one's and the counting copy's
+    (None: channels in their order)."""
     activities = []
 
     def rewrite_recording(model, **options):
@@ -130,8 +149,8 @@ def timed_activities(monkeypatch) -> list:
 def test_bench_with_ordered_channels_times_the_ordered_rewrite(classifier_path, capsys, timed_activities):
     assert main(["bench", str(classifier_path), "-k", "2", "--images", "2", "--repeats", "1", "--clock", "cpu",
                  "--order-channels"]) == 0
-    (activity,) = timed_activities
-    assert sorted(activity) == ["conv1", "conv2"] and all(len(a) == 8 for a in activity.values())
+    activity, counting_activity = timed_activities
+    assert counting_activity is activity and sorted(activity) == ["conv1", "conv2"] and all(len(a) == 8 for a in activity.values())
     out = capsys.readouterr().out
     assert "channels ordered by their activity on the images after the first 2 of the data" in out
     assert re.search(r"end to end: original [\d.]+ ms, rewritten [\d.]+ ms", out)
@@ -139,7 +158,7 @@ def test_bench_with_ordered_channels_times_the_ordered_rewrite(classifier_path, 
 
 def test_bench_keeps_a_float_models_channel_order_unless_asked(classifier_path, capsys, timed_activities):
     assert main(["bench", str(classifier_path), "-k", "2", "--images", "2", "--repeats", "1", "--clock", "cpu"]) == 0
-    assert timed_activities == [None]
+    assert timed_activities == [None, None]
     assert "channels ordered" not in capsys.readouterr().out
 
 

@@ -192,6 +192,35 @@ def test_unknown_kernel_path_is_refused(monkeypatch):
         onnxpred.session(single_node_model(np.ones((2, 1, 3, 3), np.float32)))
 
 
+@pytest.mark.parametrize(
+    "shape, attributes",
+    [
+        ((1, 3, 20, 48, 8, 3), dict(pads=[1, 1, 1, 1])),
+        ((2, 24, 13, 11, 40, 3), dict(pads=[1, 1, 1, 1])),
+        ((1, 40, 9, 32, 20, 1), dict()),
+        ((1, 24, 15, 15, 24, 3), dict(pads=[1, 1, 1, 1], group=24)),
+    ],
+    ids=["direct", "tiled", "pointwise", "depthwise"],
+)
+@pytest.mark.parametrize("window, pattern", [(1, "diagonal"), (2, "both_diagonals"), (3, "diagonal")])
+def test_outputs_do_not_depend_on_reading_the_counters(kernel_path, shape, attributes, window, pattern):
+    """A deployed model reads no counters, and where nothing is predicted the paths then record no
+    triggers: Y is the reference's either way, and still predicted where windows are."""
+    n, c, h, w_, m, k = shape
+    rng = np.random.default_rng(c + m + window)
+    x = rng.integers(-2, 3, (n, c, h, w_)).astype(np.float32)
+    w = rng.integers(-1, 2, (m, c // attributes.get("group", 1), k, k)).astype(np.float32)
+    b = rng.integers(-4, 2, m).astype(np.float32)
+    expected, expected_counters = reference.predictive_conv(x, w, b, window=window, pattern=pattern, **attributes)
+    assert (expected_counters[2] > 0) == (window == 3)
+    y, counters = run_op(x, w, b, window=window, pattern=pattern, **attributes)
+    model = single_node_model(w, b, with_counters=False, window=window, pattern=pattern, **attributes)
+    (y_uncounted,) = onnxpred.session(model).run(None, {"X": x})
+    np.testing.assert_array_equal(y, expected)
+    assert_counters_match(counters, expected_counters)
+    np.testing.assert_array_equal(y_uncounted, expected)
+
+
 def test_counters_output_is_optional():
     w = np.ones((2, 1, 3, 3), np.float32)
     x = np.ones((1, 1, 5, 5), np.float32)

@@ -11,12 +11,16 @@
 
 namespace onnxpred {
 
-// Writes output `index` when the node has it: the tasks' counters summed, with the call's outputs
-// and dense MACs; pred_hit and pred_miss are -1 unless `audit`.
-inline void WriteCounters(const Ort::KernelContext& context, size_t index, const std::vector<PredictionCounters>& tasks,
+// Output `index`, or null when the node does not have it (then nothing need be counted).
+inline Ort::UnownedValue CountersOutput(const Ort::KernelContext& context, size_t index) {
+  if (context.GetOutputCount() <= index) return Ort::UnownedValue{nullptr};
+  return context.GetOutput(index, {contract::kCounterCount});
+}
+
+// Writes the counters output `value` (from CountersOutput) unless it is null: the tasks' counters
+// summed, with the call's outputs and dense MACs; pred_hit and pred_miss are -1 unless `audit`.
+inline void WriteCounters(Ort::UnownedValue& value, const std::vector<PredictionCounters>& tasks,
                           const ConvGeometry& g, bool audit) {
-  if (context.GetOutputCount() <= index) return;
-  Ort::UnownedValue value = context.GetOutput(index, {contract::kCounterCount});
   if (value == nullptr) return;
   PredictionCounters total;
   for (const auto& counters : tasks) total += counters;

@@ -139,7 +139,8 @@ PredictionCounters DirectConv::RunTask(int64_t task) const {
   uint64_t tile_bits[kMaxRowTileChannels][kTileBitWords];
   uint64_t* above[kMaxRowTileChannels];
   for (int64_t i = 0; i < channels; ++i) above[i] = in_place ? above_bits + i * above_words : tile_bits[i];
-  out.above = above;
+  const bool records = RecordsTriggers();
+  out.above = records ? above : nullptr;
 
   for (int64_t r = row_begin; r < row_end; ++r) {
     const float* input_row = image + r * g.stride_h * row_floats_;
@@ -154,14 +155,14 @@ PredictionCounters DirectConv::RunTask(int64_t task) const {
       out.first_bit = in_place ? first_bit : 0;
       kernels_.row_tiles[CeilDiv(pixels, kernels_.lanes) - 1](taps, tap_offsets_.data(), weights, input_row + c0,
                                                               pixels, out);
-      for (int64_t i = 0; !in_place && i < channels; ++i)
+      for (int64_t i = 0; records && !in_place && i < channels; ++i)
         OrBits(above_bits + i * above_words, first_bit, tile_bits[i], pixels);
     }
   }
   // The tile's outputs are still in cache: apply the window rule to its bands now.
   PredictionCounters counters;
   counters.macs_executed = channels * (row_end - row_begin) * width * g.macs_per_output();
-  for (int64_t i = 0; i < channels; ++i) {
+  for (int64_t i = 0; records && i < channels; ++i) {
     float* y = tensors.output + (n * g.out_channels + m0 + i) * plane;
     counters += kernels_.band_rule(masks_, y, above_bits + i * above_words, g.out_height, band_begin, band_end, audit,
                                    scratch);

@@ -69,7 +69,8 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   uint64_t* const scratch = work.data();
   uint64_t* const above_bits = scratch + masks_.scratch_size();
   uint64_t* above[kMaxRowTileChannels];
-  out.above = above;
+  const bool records = RecordsTriggers();
+  out.above = records ? above : nullptr;
   int64_t computed = 0;
 
   for (int64_t q0 = q_begin; q0 < q_end; q0 += tile_pixels) {
@@ -96,7 +97,7 @@ PredictionCounters PointwiseConv::RunTask(int64_t task) const {
   // The block's outputs are still in cache: apply the window rule to its bands now.
   PredictionCounters counters;
   counters.macs_executed = computed * geometry.macs_per_output();
-  for (int64_t m = m_begin; m < m_end; ++m) {
+  for (int64_t m = m_begin; records && m < m_end; ++m) {
     float* plane = tensors.output + (n * geometry.out_channels + m) * pixels_;
     counters += kernels_.band_rule(masks_, plane, above_bits + (m - m_begin) * above_words, geometry.out_height,
                                    band_begin, band_end, audit, scratch);

@@ -33,7 +33,13 @@ struct ConvCall {
   const WindowPattern& pattern;
   float margin;  // a window triggers when its pre-activation is <= -margin at every sample
   bool audit;
+  bool counting;  // the node's counters output is read
   const ConvTensors& tensors;
+
+  // Whether a path must record where P > -margin: to predict, or only to count zero_diag. Where a
+  // pattern predicts nothing and no one reads the counters (a deployed model at window 1), the
+  // trigger bits, the window rule and the per-window counting are skipped.
+  bool RecordsTriggers() const { return counting || !pattern.SamplesEverything(); }
 };
 
 // Written as selects, not early returns, so the compiler emits no data-dependent branch (their

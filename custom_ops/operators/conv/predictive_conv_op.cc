@@ -149,6 +149,8 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
   }
 
   Ort::UnownedValue y = context.GetOutput(kOutputY, y_shape);
+  Ort::UnownedValue counters = CountersOutput(context, kOutputCounters);
+  const bool counting = counters != nullptr;
   std::vector<PredictionCounters> task_counters;
   if (g.batch * g.out_channels * g.out_height * g.out_width > 0) {
     const float* x_data = x.GetTensorData<float>();
@@ -165,7 +167,7 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
                   [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.get(), channels_to_pixels); });
       tensors.input_nhwc = input_nhwc.get();
     }
-    const ConvCall call{g, attributes_.activation, pattern_, attributes_.margin, attributes_.audit, tensors};
+    const ConvCall call{g, attributes_.activation, pattern_, attributes_.margin, attributes_.audit, counting, tensors};
     switch (path) {
       case ConvPath::kPlanes:
         task_counters = RunPlanes(context, call);
@@ -189,7 +191,7 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
     }
   }
 
-  WriteCounters(context, kOutputCounters, task_counters, g, attributes_.audit);
+  WriteCounters(counters, task_counters, g, attributes_.audit);
 }
 
 std::vector<PredictionCounters> PredictiveConvKernel::RunTiled(const Ort::KernelContext& context, const ConvCall& call,

@@ -75,7 +75,7 @@ struct RowTileOutput {
   const float* bias;               // per channel
   float clip_max;
   float threshold;                 // -margin
-  uint64_t* const* above;          // per channel: OR bit first_bit + q where !(P <= threshold)
+  uint64_t* const* above;          // per channel: OR bit first_bit + q where !(P <= threshold); or null
   int64_t first_bit;               // a multiple of the lanes: a vector's bits share one word
 };
 using RowTileFn = void (*)(int64_t taps, const int64_t* tap_offsets, const float* const* weights, const float* input,

@@ -116,8 +116,7 @@ TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const flo
                           ? kMaxChunkChannels
                           : kMinChunkChannels),
       chunks_per_group_(CeilDiv(geometry.out_channels_per_group(), chunk_channels_)) {
-  every_output_in_samples_ = taps_.run_length < kMinGatherRunVectors * kernels.lanes &&
-                            pattern.sample_rows.size() < static_cast<size_t>(k_ * k_);
+  every_output_in_samples_ = taps_.run_length < kMinGatherRunVectors * kernels.lanes && !pattern.SamplesEverything();
   // Small maps have few samples per band: give each sample task enough bands to fill its tiles.
   const int64_t computed_per_window =
       every_output_in_samples_ ? k_ * k_ : static_cast<int64_t>(pattern.sample_rows.size());
@@ -133,7 +132,7 @@ TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const flo
     block_bias_[static_cast<size_t>((group * blocks_per_group_ + local / block) * block + local % block)] = tensors.bias[m];
   }
   // Not initialised: each sample task clears the words it marks before any rest task reads them.
-  block_active_.reset(new uint32_t[static_cast<size_t>(batch_bands_ * windows_ * blocks)]);
+  if (RecordsTriggers()) block_active_.reset(new uint32_t[static_cast<size_t>(batch_bands_ * windows_ * blocks)]);
 }
 
 const float* TiledConv::PixelInput(int64_t n, int64_t group, const Pixel& pixel) const {
@@ -257,8 +256,9 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
   const int64_t band_end = std::min(bands_, band_begin + bands_per_sample_task_);
   // This task alone marks these pairs. A window with no sample inside the plane is never predicted:
   // all its lanes start active.
+  const bool records = RecordsTriggers();
   const uint32_t all_lanes = static_cast<uint32_t>((uint64_t{1} << BlockChannels(block_index)) - 1);
-  for (int64_t band = band_begin; band < band_end; ++band)
+  for (int64_t band = band_begin; records && band < band_end; ++band)
     for (int64_t window = 0; window < windows_; ++window)
       ActiveLanes(n, band, window, group, block_index) = SamplesInWindow(band, window) > 0 ? 0 : all_lanes;
 
@@ -268,13 +268,13 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
   uint32_t unmarked = 0;  // where the rest outputs of a single pass mark: read by nothing
   auto flush = [&](int64_t count) {
     uint32_t* marks[kMaxTilePixels];
-    for (int64_t p = 0; p < count; ++p) {
+    for (int64_t p = 0; records && p < count; ++p) {
       const Pixel& px = tile.pixels[p];
       const int64_t offset = (px.row - px.band * k_) * k_ + px.col - px.window * k_;
       const bool sample = !every_output_in_samples_ || pattern.is_sample[static_cast<size_t>(offset)];
       marks[p] = sample ? &ActiveLanes(n, px.band, px.window, group, block_index) : &unmarked;
     }
-    ComputeDenseTile(tile, count, n, group, block_index, marks, nullptr, counters);
+    ComputeDenseTile(tile, count, n, group, block_index, records ? marks : nullptr, nullptr, counters);
     computed += count * BlockChannels(block_index);
   };
   if (every_output_in_samples_) {
@@ -356,7 +356,7 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
   }
   // Every output is a sample (window 1, or a pattern that fills the window), or the sample tasks
   // computed every output: nothing is left.
-  if (every_output_in_samples_ || pattern.sample_rows.size() == static_cast<size_t>(k_ * k_)) return counters;
+  if (every_output_in_samples_ || pattern.SamplesEverything()) return counters;
   int64_t computed = 0;
   const int64_t steps = geometry.macs_per_output() / kernels_.lanes;
   const int64_t gather_percent = std::min(kMaxGatherPercent, 100 * steps / (steps + kHorizontalSumCost));

@@ -33,8 +33,9 @@ class TiledConv : private ConvCall {
   // of the (window, channel) pairs the samples trigger.
   int64_t SampleTasks() const { return geometry.batch * sample_ranges_ * geometry.group * blocks_per_group_; }
   PredictionCounters RunSampleTask(int64_t task) const;
-  // Phase 2, after every sample task: the other outputs of a band for one chunk of channels.
-  int64_t RestTasks() const { return batch_bands_ * geometry.group * chunks_per_group_; }
+  // Phase 2, after every sample task: the other outputs of a band for one chunk of channels, and
+  // the band's counters (none when no trigger is recorded).
+  int64_t RestTasks() const { return RecordsTriggers() ? batch_bands_ * geometry.group * chunks_per_group_ : 0; }
   PredictionCounters RunRestTask(int64_t task) const;
 
  private:
@@ -83,7 +84,7 @@ class TiledConv : private ConvCall {
   // in one pass and zero the predicted ones; the rest tasks only count.
   bool every_output_in_samples_ = false;
   std::vector<float> block_bias_;  // B (or zeros) per dense block, zero past the group's channels
-  std::unique_ptr<uint32_t[]> block_active_;  // ActiveLanes, [N][bands][windows][group][block]
+  std::unique_ptr<uint32_t[]> block_active_;  // ActiveLanes, [N][bands][windows][group][block]; or null
 };
 
 }  // namespace onnxpred

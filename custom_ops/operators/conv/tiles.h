@@ -220,7 +220,7 @@ void RowTile(int64_t taps, const int64_t* tap_offsets, const float* const* weigh
     if (i >= out.channels) break;
     const V bias = Isa::Broadcast(out.bias + i);
     float* row = out.rows[i];
-    uint64_t* above = out.above[i];
+    uint64_t* above = out.above ? out.above[i] : nullptr;
     const float* residual = out.residuals ? out.residuals[i] : nullptr;
 #pragma GCC unroll 8
     for (int v = 0; v < kVectors; ++v) {
@@ -229,8 +229,10 @@ void RowTile(int64_t taps, const int64_t* tap_offsets, const float* const* weigh
       if (residual) {
         y = Isa::Add(y, last ? Isa::LoadPartial(residual + v * kLanes, last_lanes) : Isa::Load(residual + v * kLanes));
       }
-      const int64_t bit = out.first_bit + v * kLanes;  // the trigger reads P
-      above[bit / 64] |= uint64_t{Isa::AboveLanes(y, threshold) & (last ? last_valid : ~0u)} << (bit % 64);
+      if (above) {
+        const int64_t bit = out.first_bit + v * kLanes;  // the trigger reads P
+        above[bit / 64] |= uint64_t{Isa::AboveLanes(y, threshold) & (last ? last_valid : ~0u)} << (bit % 64);
+      }
       y = Isa::Activate(y, clip);
       if (last) {
         Isa::StorePartial(row + v * kLanes, y, last_lanes);

@@ -17,6 +17,9 @@ struct WindowPattern {
   std::vector<int64_t> sample_cols;
   std::vector<uint8_t> is_sample;      // k*k flags, row-major
 
+  // Every output of a window is a sample (window 1, both diagonals at k = 2): nothing is predicted.
+  bool SamplesEverything() const { return sample_rows.size() == is_sample.size(); }
+
   // The contract's patterns (docs/predictive_conv.md, reference.sampling_pattern).
   static WindowPattern Named(const std::string& name, int64_t k) {
     using Rule = bool (*)(int64_t k, int64_t i, int64_t j);

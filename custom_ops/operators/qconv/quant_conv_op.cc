@@ -266,6 +266,7 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
                                            ? std::vector<int64_t>{g.batch, g.out_height, g.out_width, out_channels}
                                            : std::vector<int64_t>{g.batch, out_channels, g.out_height, g.out_width};
   Ort::UnownedValue y = context.GetOutput(kOutputY, y_shape);
+  Ort::UnownedValue counters = CountersOutput(context, kOutputCounters);
   const ElementType y_allocated = y.GetTensorTypeAndShapeInfo().GetElementType();
   if (y_allocated != y_type) {
     throw InvalidArgument("output Y is " + TypeName(y_allocated) + " but y_zero_point is " + TypeName(y_type) +
@@ -299,7 +300,7 @@ void PredictiveQLinearConvKernel::Compute(OrtKernelContext* raw_context) const {
                 [&](int64_t task) { task_counters[static_cast<size_t>(task)] = conv.RunTask(task); });
   }
 
-  WriteCounters(context, kOutputCounters, task_counters, g, audit_);
+  WriteCounters(counters, task_counters, g, audit_);
 }
 
 ONNXTensorElementDataType PredictiveQLinearConvOp::GetInputType(size_t index) const {
