@@ -119,17 +119,23 @@ def library_copy_mapped_while_timing(tmp_path, monkeypatch, module) -> tuple[Pat
     return copy, mapped
 
 
+def timed_session_outputs(monkeypatch, module) -> list[list[list[str]]]:
+    """A list that gets, each time ``module`` times its sessions, each session's output names."""
+    outputs = []
+
+    def timed(sessions, *args):
+        outputs.append([[output.name for output in s.get_outputs()] for s in sessions])
+        return time_sessions_in_turn(sessions, *args)
+
+    monkeypatch.setattr(module, "time_sessions_in_turn", timed)
+    return outputs
+
+
 @pytest.mark.parametrize("int8", [False, True])
 def test_layers_are_timed_as_deployed_without_their_counters(monkeypatch, int8):
     """A deployed model reads no counters, and the kernels skip counting then: the timed sessions have no
     counters output, and the MACs still come from one that has."""
-    timed_outputs = []
-
-    def recording(sessions, *args, **kwargs):
-        timed_outputs.append([[output.name for output in s.get_outputs()] for s in sessions])
-        return time_sessions_in_turn(sessions, *args, **kwargs)
-
-    monkeypatch.setattr(layers, "time_sessions_in_turn", recording)
+    timed_outputs = timed_session_outputs(monkeypatch, layers)
     timing = layers.time_layer(LayerShape("test", 64, 64, 12), window=3, share=0.5, threads=1, repeats=1,
                                int8=int8, against=str(library_path()))
     assert timed_outputs == [[["Y"], ["Y"], ["Y"]]]

@@ -9,12 +9,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from test_bench_layers import library_copy_mapped_while_timing
+from test_bench_layers import library_copy_mapped_while_timing, timed_session_outputs
 from test_cli_rewrite import tiny_classifier
 
 from onnxpred.bench import model as bench_model
 from onnxpred.bench.model import _node_times, _peak_rss_mb, profile_node_times, original_layer_times
-from onnxpred.bench.timing import time_sessions_in_turn
 from onnxpred.cli import main
 from onnxpred.errors import EXIT_INPUT, EXIT_USAGE
 from onnxpred.evaluation.evaluate import eligible_layers
@@ -118,13 +117,7 @@ def test_bench_against_a_copy_of_the_library_prints_both_and_their_ratio(classif
 def test_bench_times_the_rewrite_as_deployed_without_counters(classifier_path, capsys, monkeypatch):
     """The kernels skip counting where no one reads the counters: the timed rewrite exposes none (its
     outputs are the original's), and the MACs each layer executes still come from a copy that does."""
-    timed_outputs = []
-
-    def recording(sessions, *args, **kwargs):
-        timed_outputs.append([[output.name for output in s.get_outputs()] for s in sessions])
-        return time_sessions_in_turn(sessions, *args, **kwargs)
-
-    monkeypatch.setattr(bench_model, "time_sessions_in_turn", recording)
+    timed_outputs = timed_session_outputs(monkeypatch, bench_model)
     assert main(["bench", str(classifier_path), "-k", "2", "--images", "2", "--repeats", "1", "--clock", "cpu"]) == 0
     ((original, rewritten),) = timed_outputs
     assert rewritten == original
