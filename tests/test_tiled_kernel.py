@@ -73,6 +73,25 @@ def test_scattered_tiles_store_by_rows(kernel_path, window, pattern, bias_shift)
     assert_same_at_one_and_two_threads(x, w, b + bias_shift, pads=(1, 1, 1, 1), window=window, pattern=pattern)
 
 
+@pytest.mark.parametrize("window", [1, 2, 3])
+@pytest.mark.parametrize("channels, attributes, out_size", [
+    (512, dict(pads=(1, 1, 1, 1)), (9, 8)),
+    (256, dict(pads=(1, 1, 1, 1), strides=(2, 2)), (5, 4)),
+    (512, dict(pads=(2, 2, 2, 2), dilations=(2, 2), group=2), (9, 8)),
+], ids=["512 channels", "256 at stride 2", "512 dilated in 2 groups"])
+def test_pixels_a_cache_line_apart_in_the_nhwc_copy(kernel_path, window, channels, attributes, out_size):
+    """Where neighbouring outputs read pixels a multiple of 2 KiB apart (512 channels; 256 at stride 2), the
+    NHWC copy keeps a cache line between pixels, so a kernel row's taps are no longer adjacent: the tiles
+    (dense, gathered), the per-plane path and audit's evaluator read the taps one by one, with dilation and
+    groups too, on maps of clipped windows like ResNet-18's 7x7 layers."""
+    x, w, b, z = _integer_layer(50 + window, channels, 20, 9, 8, out_size=out_size)
+    w = w[:, : channels // attributes.get("group", 1)]
+    stats = assert_matches_reference(x, w, b - 40, z, window=window, audit=True, **attributes)
+    if window > 1:
+        assert stats["predicted"] > 0 and stats["pred_miss"] > 0
+    assert_same_at_one_and_two_threads(x, w, b - 40, window=window, **attributes)
+
+
 # Floats per vector of each instruction set: on rows that fill the vectors, the direct path computes a
 # layer whose kernel row (channels x kernel width) is shorter than three vectors.
 _LANES = {"portable": 4, "avx2": 8, "avx512": 16}

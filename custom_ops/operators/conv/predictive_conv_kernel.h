@@ -16,9 +16,15 @@ namespace onnxpred {
 // contiguous along the channels, matching the NHWC input copy.
 PackedFloats PackWeights(const float* weights, const ConvGeometry& geometry);
 
+// Floats between two pixels of the NHWC copy of X: C, or C and one cache line where neighbouring
+// outputs would read pixels a multiple of 2 KiB apart (C * stride_w a multiple of 512: 512
+// channels, or 256 at stride 2), so that the pixels a tile reads at once do not all fall on the
+// same few L1 sets. Nothing reads the pad floats.
+int64_t NhwcPixelFloats(const ConvGeometry& geometry);
+
 // The tensors of one call. `input_nhwc` is the zero-padded NHWC copy of X made by PadToNhwcRow.
 struct ConvTensors {
-  const float* input_nhwc = nullptr;   // [N][Hp][Wp][C]
+  const float* input_nhwc = nullptr;   // [N][Hp][Wp][NhwcPixelFloats]
   const float* packed_weights = nullptr;
   const float* bias = nullptr;         // [M] or null
   const float* residual = nullptr;     // Z [N][M][oH][oW] or null
@@ -64,7 +70,8 @@ float EvaluateOutput(const ConvGeometry& geometry, const ActivationParams& activ
                      int64_t n, int64_t m, int64_t row, int64_t col);
 
 // ChannelsToPixelsFn one float at a time (the scalar path's).
-void ChannelsToPixels(const float* rows, int64_t channel_stride, int64_t channels, int64_t width, float* pixels);
+void ChannelsToPixels(const float* rows, int64_t channel_stride, int64_t channels, int64_t width, int64_t pixel_stride,
+                      float* pixels);
 
 // Writes padded row `row` (0 <= row < N * Hp) of the NHWC copy of `input` (NCHW).
 void PadToNhwcRow(const float* input, const ConvGeometry& geometry, int64_t row, float* input_nhwc,

@@ -162,7 +162,7 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
     std::unique_ptr<float[]> input_nhwc;  // uninitialised: PadToNhwcRow writes every float
     if (path == ConvPath::kPlanes || path == ConvPath::kTiled) {  // they read a zero-padded NHWC copy
       const ChannelsToPixelsFn channels_to_pixels = tile_kernels_ ? tile_kernels_->channels_to_pixels : ChannelsToPixels;
-      input_nhwc.reset(new float[static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * g.in_channels)]);
+      input_nhwc.reset(new float[static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * NhwcPixelFloats(g))]);
       ParallelFor(context, g.batch * g.padded_height(),
                   [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.get(), channels_to_pixels); });
       tensors.input_nhwc = input_nhwc.get();

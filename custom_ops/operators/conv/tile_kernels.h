@@ -115,9 +115,9 @@ using BandRuleFn = PredictionCounters (*)(const BandRuleMasks& masks, float* pla
                                           uint64_t* scratch);
 
 // One image row of NCHW into NHWC: `channels` rows of `width` floats, `channel_stride` apart,
-// become `width` pixels of `channels` consecutive floats.
+// become `width` pixels of `channels` consecutive floats, `pixel_stride` apart.
 using ChannelsToPixelsFn = void (*)(const float* rows, int64_t channel_stride, int64_t channels, int64_t width,
-                                    float* pixels);
+                                    int64_t pixel_stride, float* pixels);
 
 // A finished dense tile whose pixels are consecutive outputs of a plane into NCHW: `count` pixels
 // of `channels` channels (values [pixel][dense_channels]) become channel j's floats y[j * plane + p].

@@ -71,17 +71,17 @@ class PixelTile {
 
 TapLayout MakeTapLayout(const ConvGeometry& g) {
   TapLayout taps;
-  const int64_t channels = g.in_channels, per_group = g.in_channels_per_group();
+  const int64_t pixel = NhwcPixelFloats(g), per_group = g.in_channels_per_group();
   taps.kernel_rows = g.kernel_h;
-  taps.row_step = g.dilation_h * g.padded_width() * channels;
-  if (g.dilation_w == 1 && g.group == 1) {  // a kernel row's taps are adjacent in NHWC
+  taps.row_step = g.dilation_h * g.padded_width() * pixel;
+  if (g.dilation_w == 1 && g.group == 1 && pixel == g.in_channels) {  // a kernel row's taps are adjacent in NHWC
     taps.runs = 1;
     taps.run_length = g.kernel_w * per_group;
     taps.run_step = 0;
   } else {
     taps.runs = g.kernel_w;
     taps.run_length = per_group;
-    taps.run_step = g.dilation_w * channels;
+    taps.run_step = g.dilation_w * pixel;
   }
   return taps;
 }
@@ -138,7 +138,7 @@ TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const flo
 const float* TiledConv::PixelInput(int64_t n, int64_t group, const Pixel& pixel) const {
   const int64_t row = n * geometry.padded_height() + pixel.row * geometry.stride_h;
   const int64_t column = pixel.col * geometry.stride_w;
-  return tensors.input_nhwc + (row * geometry.padded_width() + column) * geometry.in_channels +
+  return tensors.input_nhwc + (row * geometry.padded_width() + column) * NhwcPixelFloats(geometry) +
          group * geometry.in_channels_per_group();
 }
 

@@ -245,7 +245,7 @@ void RowTile(int64_t taps, const int64_t* tap_offsets, const float* const* weigh
 
 // ChannelsToPixelsFn in square register blocks; leftover channels and pixels one float at a time.
 void ChannelsToPixelsByBlocks(const float* rows, int64_t channel_stride, int64_t channels, int64_t width,
-                              float* pixels) {
+                              int64_t pixel_stride, float* pixels) {
   int64_t c = 0;
   for (; c + kBlock <= channels; c += kBlock) {
     int64_t w = 0;
@@ -254,15 +254,15 @@ void ChannelsToPixelsByBlocks(const float* rows, int64_t channel_stride, int64_t
       float* targets[kBlock];
       for (int i = 0; i < kBlock; ++i) {
         r[i] = TransposeBlocks::Load(rows + (c + i) * channel_stride + w);
-        targets[i] = pixels + (w + i) * channels + c;
+        targets[i] = pixels + (w + i) * pixel_stride + c;
       }
       StoreTransposed(r, kBlock, targets);
     }
     for (; w < width; ++w)
-      for (int64_t i = 0; i < kBlock; ++i) pixels[w * channels + c + i] = rows[(c + i) * channel_stride + w];
+      for (int64_t i = 0; i < kBlock; ++i) pixels[w * pixel_stride + c + i] = rows[(c + i) * channel_stride + w];
   }
   for (int64_t w = 0; c < channels && w < width; ++w)
-    for (int64_t i = c; i < channels; ++i) pixels[w * channels + i] = rows[i * channel_stride + w];
+    for (int64_t i = c; i < channels; ++i) pixels[w * pixel_stride + i] = rows[i * channel_stride + w];
 }
 
 // PixelsToChannelsFn for blocks of kBlockLanes channels.
