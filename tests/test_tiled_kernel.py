@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from onnxpred import reference
 from op_models import assert_matches_reference, assert_same_at_one_and_two_threads
 
 
@@ -90,6 +91,41 @@ def test_pixels_a_cache_line_apart_in_the_nhwc_copy(kernel_path, window, channel
     if window > 1:
         assert stats["predicted"] > 0 and stats["pred_miss"] > 0
     assert_same_at_one_and_two_threads(x, w, b - 40, window=window, **attributes)
+
+
+def _windows_predicted(size, share, channels=128):
+    """channels -> channels 3x3 integer weights on a size x size map, with each channel's bias half-way
+    between two sample maxima of its k = 2 diagonal windows, so that `share` of its windows are predicted,
+    exactly (half-integer biases, integer sums). Returns x, w, b and the share of pairs predicted."""
+    rng = np.random.default_rng(size)
+    x = np.maximum(rng.integers(-2, 3, (1, channels, size, size)), 0).astype(np.float32)
+    w = rng.integers(-1, 2, (channels, channels, 3, 3)).astype(np.float32)
+    pre = reference.conv2d(x, w, None, reference.ConvAttributes(pads=(1, 1, 1, 1)))[0]
+    sample, _ = reference.window_rule(np.zeros((1, *pre.shape), bool), reference.sampling_pattern("diagonal", 2))
+    windows = -(-size // 2)
+    maxima = np.full((channels, windows, windows), -np.inf)
+    for row, col in zip(*np.nonzero(sample[0, 0])):
+        maxima[:, row // 2, col // 2] = np.maximum(maxima[:, row // 2, col // 2], pre[:, row, col])
+    maxima = maxima.reshape(channels, -1)
+    ordered = np.sort(maxima, axis=1)
+    count = round(share * maxima.shape[1])
+    threshold = (ordered[:, count - 1] + ordered[:, count]) / 2
+    return x, w, (-threshold).astype(np.float32), (maxima <= threshold[:, None]).mean()
+
+
+@pytest.mark.parametrize("size, gathers", [(14, True), (7, False)], ids=["14x14 gathers", "7x7 dense"])
+def test_small_maps_compute_the_rest_outputs_densely(kernel_path, size, gathers):
+    """With 40% of the pairs predicted at k = 2, a 14x14 map gathers the rest outputs of the active pairs;
+    on 7x7 the clipped windows leave each run of windows about half a full run's rest outputs to share a
+    gather tile's weight loads, and dense tiles over every rest output cost less: they execute nearly every
+    MAC (gathering would skip about a fifth; a last one-row band whose pairs are mostly predicted may still
+    gather). The per-plane path computes only what it keeps."""
+    x, w, b, predicted_share = _windows_predicted(size, 0.4)
+    assert 0.35 <= predicted_share <= 0.45
+    stats = assert_matches_reference(x, w, b, pads=(1, 1, 1, 1), window=2, audit=True)
+    assert stats["predicted"] > 0
+    executed = stats["macs_executed"] / stats["macs_dense"]
+    assert executed < 0.9 if gathers or kernel_path == "scalar" else executed > 0.95
 
 
 # Floats per vector of each instruction set: on rows that fill the vectors, the direct path computes a

@@ -123,6 +123,24 @@ TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const flo
   const int64_t samples_per_band = std::max<int64_t>(1, computed_per_window * windows_);
   bands_per_sample_task_ = std::min(bands_, CeilDiv(kMinSampleTaskTiles * kernels.dense_pixels, samples_per_band));
   sample_ranges_ = CeilDiv(bands_, bands_per_sample_task_);
+  // A window with fewer rest outputs than a tile's pixels (2 at k = 2) would load each weight for
+  // them alone, and the weights stream from L2: runs of windows share their gather tiles instead.
+  const int64_t full_window_rest = k_ * k_ - static_cast<int64_t>(pattern.sample_rows.size());
+  run_windows_ = std::clamp<int64_t>(kernels.gather_pixels / std::max<int64_t>(1, full_window_rest), 1, kMaxRunWindows);
+  const int64_t runs_per_band = CeilDiv(windows_, run_windows_);
+  int64_t rest_outputs = 0;
+  for (int64_t band = 0; band < bands_; ++band)
+    for (int64_t window = 0; window < windows_; ++window) {
+      const int64_t area = std::min(k_, geometry.out_height - band * k_) * std::min(k_, geometry.out_width - window * k_);
+      rest_outputs += area - SamplesInWindow(band, window);
+    }
+  // A gather tile loads its channels' weights for the rest outputs of one run; where clipped
+  // windows leave the runs fewer on average than a full run's, each output bears more of those
+  // loads. On 7x7 maps (ResNet-18's layer4: about 3 rest outputs a run at k = 2 against 6, 3.6 at
+  // k = 3) gathering half the pairs ran 4-21% slower than dense tiles over all of them; on 13x13
+  // and 14x14 maps (4-4.7) 4-30% faster, as this cost predicts.
+  const double rest_per_run = static_cast<double>(rest_outputs) / static_cast<double>(bands_ * runs_per_band);
+  short_run_cost_ = std::max(1.0, static_cast<double>(run_windows_ * full_window_rest) / rest_per_run);
   const int64_t weight_bytes = geometry.macs_per_output() * geometry.out_channels_per_group() * int64_t{sizeof(float)};
   blocks_inner_ = weight_bytes <= kBlocksInnerWeightBytes;
   const int64_t blocks = geometry.group * blocks_per_group_, block = kernels.dense_channels;
@@ -331,10 +349,15 @@ PredictionCounters TiledConv::ZeroPredictedRest(int64_t n, int64_t group, int64_
 }
 
 PredictionCounters TiledConv::RunRestTask(int64_t task) const {
-  const int64_t batch_band = task % batch_bands_;
-  const int64_t chunk = task / batch_bands_ % chunks_per_group_;
-  const int64_t group = task / batch_bands_ / chunks_per_group_;
-  const int64_t n = batch_band / bands_, band = batch_band % bands_;
+  // The bands of one sample task: on small maps a band alone has too few rest outputs to fill a
+  // dense tile, and each pass over a chunk's weights would stream them again.
+  const int64_t ranges = geometry.batch * sample_ranges_;
+  const int64_t batch_range = task % ranges;
+  const int64_t chunk = task / ranges % chunks_per_group_;
+  const int64_t group = task / ranges / chunks_per_group_;
+  const int64_t n = batch_range / sample_ranges_;
+  const Bands bands{batch_range % sample_ranges_ * bands_per_sample_task_,
+                    std::min(bands_, (batch_range % sample_ranges_ + 1) * bands_per_sample_task_)};
   const int64_t per_group = geometry.out_channels_per_group();
   const int64_t m_begin = group * per_group + chunk * chunk_channels_;
   const int64_t m_end = group * per_group + std::min(per_group, (chunk + 1) * chunk_channels_);
@@ -343,45 +366,55 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
 
   PredictionCounters counters;
   int64_t active_pairs = 0;
-  for (int64_t window = 0; window < windows_; ++window) {
-    const int64_t samples = SamplesInWindow(band, window);
-    const int64_t area = std::min(k_, geometry.out_height - band * k_) * std::min(k_, geometry.out_width - window * k_);
-    int64_t window_active = 0;
-    for (int64_t b = block_begin; b < block_end; ++b)
-      window_active += __builtin_popcount(ActiveLanes(n, band, window, group, b));
-    const int64_t inactive = m_end - m_begin - window_active;
-    active_pairs += window_active;
-    counters.zero_diag += inactive * samples;
-    counters.predicted += inactive * (area - samples);
+  for (int64_t band = bands.begin; band < bands.end; ++band) {
+    for (int64_t window = 0; window < windows_; ++window) {
+      const int64_t samples = SamplesInWindow(band, window);
+      const int64_t area = std::min(k_, geometry.out_height - band * k_) * std::min(k_, geometry.out_width - window * k_);
+      int64_t window_active = 0;
+      for (int64_t b = block_begin; b < block_end; ++b)
+        window_active += __builtin_popcount(ActiveLanes(n, band, window, group, b));
+      const int64_t inactive = m_end - m_begin - window_active;
+      active_pairs += window_active;
+      counters.zero_diag += inactive * samples;
+      counters.predicted += inactive * (area - samples);
+    }
   }
   // Every output is a sample (window 1, or a pattern that fills the window), or the sample tasks
   // computed every output: nothing is left.
   if (every_output_in_samples_ || pattern.SamplesEverything()) return counters;
   int64_t computed = 0;
-  const int64_t steps = geometry.macs_per_output() / kernels_.lanes;
-  const int64_t gather_percent = std::min(kMaxGatherPercent, 100 * steps / (steps + kHorizontalSumCost));
-  const bool gathering_pays = active_pairs * 100 < gather_percent * windows_ * (m_end - m_begin);
-  if (gathering_pays) {
-    RunRestGathered(n, band, group, block_begin, block_end, counters, computed);
+  if (GatheringPays(active_pairs, (bands.end - bands.begin) * windows_ * (m_end - m_begin))) {
+    for (int64_t band = bands.begin; band < bands.end; ++band)
+      RunRestGathered(n, band, group, block_begin, block_end, counters, computed);
   } else {
-    RunRestDense(n, band, group, block_begin, block_end, counters, computed);
+    RunRestDense(n, bands, group, block_begin, block_end, counters, computed);
   }
   counters.macs_executed = computed * geometry.macs_per_output();
   return counters;
 }
 
-void TiledConv::RunRestDense(int64_t n, int64_t band, int64_t group, int64_t block_begin, int64_t block_end,
+bool TiledConv::GatheringPays(int64_t active_pairs, int64_t pairs) const {
+  const double active = static_cast<double>(active_pairs) / static_cast<double>(pairs);
+  const double steps = static_cast<double>(geometry.macs_per_output()) / static_cast<double>(kernels_.lanes);
+  return active * 100 < kMaxGatherPercent && active * (steps * short_run_cost_ + kHorizontalSumCost) < steps;
+}
+
+void TiledConv::RunRestDense(int64_t n, Bands bands, int64_t group, int64_t block_begin, int64_t block_end,
                              PredictionCounters& counters, int64_t& computed) const {
   for (int64_t block_index = block_begin; block_index < block_end; ++block_index) {
     PixelTile<Pixel> tile(kernels_.dense_pixels);
     auto flush = [&](int64_t count) {
       uint32_t keeps[kMaxTilePixels];
-      for (int64_t p = 0; p < count; ++p) keeps[p] = ActiveLanes(n, band, tile.pixels[p].window, group, block_index);
+      for (int64_t p = 0; p < count; ++p) {
+        const Pixel& px = tile.pixels[p];
+        keeps[p] = ActiveLanes(n, px.band, px.window, group, block_index);
+      }
       ComputeDenseTile(tile, count, n, group, block_index, nullptr, keeps, counters);
       computed += count * BlockChannels(block_index);
     };
-    for (int64_t window = 0; window < windows_; ++window)
-      ForEachRestPixel(band, window, [&](const Pixel& px) { tile.Add(px, PixelInput(n, group, px), flush); });
+    for (int64_t band = bands.begin; band < bands.end; ++band)
+      for (int64_t window = 0; window < windows_; ++window)
+        ForEachRestPixel(band, window, [&](const Pixel& px) { tile.Add(px, PixelInput(n, group, px), flush); });
     tile.Finish(flush);
   }
 }
@@ -392,23 +425,19 @@ void TiledConv::RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t 
   const int64_t k = geometry.macs_per_output(), plane = geometry.out_height * geometry.out_width;
   float* y = tensors.output + n * geometry.out_channels * plane;
   const float* z = tensors.residual ? tensors.residual + n * geometry.out_channels * plane : nullptr;
-  // A window with fewer rest outputs than a tile's pixels (2 at k = 2) would load each weight for
-  // them alone, and the weights stream from L2: a run of windows shares its tiles instead. Each
-  // channel of the chunk goes with the subset of the run's windows it keeps active, and the
+  // Each channel of the chunk goes with the subset of a run's windows it keeps active, and the
   // channels of one subset gather that subset's rest outputs together.
-  const int64_t full_window_rest = k_ * k_ - static_cast<int64_t>(pattern.sample_rows.size());
-  const int64_t run_windows = std::clamp<int64_t>(tile_pixels / full_window_rest, 1, kMaxRunWindows);
   int64_t subset_channels[1 << kMaxRunWindows][kMaxChunkChannels];
   const float* weights[kMaxGatherChannels];
   float bias[kMaxGatherChannels], *rows[kMaxGatherChannels];
   const float* residuals[kMaxGatherChannels];
   const size_t run_outputs =
-      static_cast<size_t>(run_windows * std::min(k_, geometry.out_height) * std::min(k_, geometry.out_width));
+      static_cast<size_t>(run_windows_ * std::min(k_, geometry.out_height) * std::min(k_, geometry.out_width));
   std::vector<Pixel> rest(run_outputs);
   std::vector<int64_t> rest_offsets(run_outputs);  // row * oW + col of each rest pixel
   std::vector<int64_t> subset_rest(run_outputs);   // the rest pixels of a subset's windows
-  for (int64_t first_window = 0; first_window < windows_; first_window += run_windows) {
-    const int64_t run = std::min(run_windows, windows_ - first_window);
+  for (int64_t first_window = 0; first_window < windows_; first_window += run_windows_) {
+    const int64_t run = std::min(run_windows_, windows_ - first_window);
     int64_t window_rest[kMaxRunWindows + 1];  // window w's rest pixels: [window_rest[w], window_rest[w + 1])
     int64_t rest_count = 0;
     for (int64_t w = 0; w < run; ++w) {

@@ -33,14 +33,19 @@ class TiledConv : private ConvCall {
   // of the (window, channel) pairs the samples trigger.
   int64_t SampleTasks() const { return geometry.batch * sample_ranges_ * geometry.group * blocks_per_group_; }
   PredictionCounters RunSampleTask(int64_t task) const;
-  // Phase 2, after every sample task: the other outputs of a band for one chunk of channels, and
-  // the band's counters (none when no trigger is recorded).
-  int64_t RestTasks() const { return RecordsTriggers() ? batch_bands_ * geometry.group * chunks_per_group_ : 0; }
+  // Phase 2, after every sample task: the other outputs of a sample task's bands for one chunk of
+  // channels, and their counters (none when no trigger is recorded).
+  int64_t RestTasks() const {
+    return RecordsTriggers() ? geometry.batch * sample_ranges_ * geometry.group * chunks_per_group_ : 0;
+  }
   PredictionCounters RunRestTask(int64_t task) const;
 
  private:
   struct Pixel {
     int64_t row, col, band, window;
+  };
+  struct Bands {
+    int64_t begin, end;
   };
   const float* PixelInput(int64_t n, int64_t group, const Pixel& pixel) const;
   // Which channels of a dense block keep a window active, by a sample above -margin or by having
@@ -68,7 +73,10 @@ class TiledConv : private ConvCall {
   // misses of their computed values when auditing.
   PredictionCounters ZeroPredictedRest(int64_t n, int64_t group, int64_t block_index, int64_t band_begin,
                                        int64_t band_end) const;
-  void RunRestDense(int64_t n, int64_t band, int64_t group, int64_t block_begin, int64_t block_end,
+  // Whether gathering the rest outputs of `active_pairs` of `pairs` (window, channel) pairs costs
+  // less than dense tiles over all of them.
+  bool GatheringPays(int64_t active_pairs, int64_t pairs) const;
+  void RunRestDense(int64_t n, Bands bands, int64_t group, int64_t block_begin, int64_t block_end,
                     PredictionCounters& counters, int64_t& computed) const;
   void RunRestGathered(int64_t n, int64_t band, int64_t group, int64_t block_begin, int64_t block_end,
                        PredictionCounters& counters, int64_t& computed) const;
@@ -79,6 +87,8 @@ class TiledConv : private ConvCall {
   int64_t k_, bands_, windows_, batch_bands_;
   int64_t blocks_per_group_, chunk_channels_, chunks_per_group_;
   int64_t bands_per_sample_task_ = 1, sample_ranges_ = 1;
+  int64_t run_windows_ = 1;  // phase 2: windows in a run, which share their gather tiles
+  double short_run_cost_ = 1;  // a gathered output's cost on this map against one in full runs
   bool blocks_inner_ = false;  // sample tasks: blocks vary fastest (see kBlocksInnerWeightBytes)
   // The reduction is too short to gather the rest outputs: the sample tasks compute every output
   // in one pass and zero the predicted ones; the rest tasks only count.
