@@ -134,13 +134,20 @@ TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const flo
       const int64_t area = std::min(k_, geometry.out_height - band * k_) * std::min(k_, geometry.out_width - window * k_);
       rest_outputs += area - SamplesInWindow(band, window);
     }
+  // A map small enough for one sample task to cover all its bands (7x7) has one rest task a
+  // chunk: a band's few rest outputs (7 at k = 2) would fill half a dense tile, and the chunk's
+  // weights would stream again for each band. Larger maps keep a band a task, so that threads
+  // share many tasks.
+  bands_per_rest_task_ = sample_ranges_ == 1 ? bands_ : 1;
+  rest_ranges_ = CeilDiv(bands_, bands_per_rest_task_);
   // A gather tile loads its channels' weights for the rest outputs of one run; where clipped
   // windows leave the runs fewer on average than a full run's, each output bears more of those
   // loads. On 7x7 maps (ResNet-18's layer4: about 3 rest outputs a run at k = 2 against 6, 3.6 at
   // k = 3) gathering half the pairs ran 4-21% slower than dense tiles over all of them; on 13x13
   // and 14x14 maps (4-4.7) 4-30% faster, as this cost predicts.
   const double rest_per_run = static_cast<double>(rest_outputs) / static_cast<double>(bands_ * runs_per_band);
-  short_run_cost_ = std::max(1.0, static_cast<double>(run_windows_ * full_window_rest) / rest_per_run);
+  if (rest_outputs > 0)  // else nothing is gathered (window 1)
+    short_run_cost_ = std::max(1.0, static_cast<double>(run_windows_ * full_window_rest) / rest_per_run);
   const int64_t weight_bytes = geometry.macs_per_output() * geometry.out_channels_per_group() * int64_t{sizeof(float)};
   blocks_inner_ = weight_bytes <= kBlocksInnerWeightBytes;
   const int64_t blocks = geometry.group * blocks_per_group_, block = kernels.dense_channels;
@@ -349,15 +356,13 @@ PredictionCounters TiledConv::ZeroPredictedRest(int64_t n, int64_t group, int64_
 }
 
 PredictionCounters TiledConv::RunRestTask(int64_t task) const {
-  // The bands of one sample task: on small maps a band alone has too few rest outputs to fill a
-  // dense tile, and each pass over a chunk's weights would stream them again.
-  const int64_t ranges = geometry.batch * sample_ranges_;
+  const int64_t ranges = geometry.batch * rest_ranges_;
   const int64_t batch_range = task % ranges;
   const int64_t chunk = task / ranges % chunks_per_group_;
   const int64_t group = task / ranges / chunks_per_group_;
-  const int64_t n = batch_range / sample_ranges_;
-  const Bands bands{batch_range % sample_ranges_ * bands_per_sample_task_,
-                    std::min(bands_, (batch_range % sample_ranges_ + 1) * bands_per_sample_task_)};
+  const int64_t n = batch_range / rest_ranges_;
+  const int64_t first_band = batch_range % rest_ranges_ * bands_per_rest_task_;
+  const Bands bands{first_band, std::min(bands_, first_band + bands_per_rest_task_)};
   const int64_t per_group = geometry.out_channels_per_group();
   const int64_t m_begin = group * per_group + chunk * chunk_channels_;
   const int64_t m_end = group * per_group + std::min(per_group, (chunk + 1) * chunk_channels_);

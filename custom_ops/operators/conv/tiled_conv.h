@@ -33,10 +33,10 @@ class TiledConv : private ConvCall {
   // of the (window, channel) pairs the samples trigger.
   int64_t SampleTasks() const { return geometry.batch * sample_ranges_ * geometry.group * blocks_per_group_; }
   PredictionCounters RunSampleTask(int64_t task) const;
-  // Phase 2, after every sample task: the other outputs of a sample task's bands for one chunk of
+  // Phase 2, after every sample task: the other outputs of a range of bands for one chunk of
   // channels, and their counters (none when no trigger is recorded).
   int64_t RestTasks() const {
-    return RecordsTriggers() ? geometry.batch * sample_ranges_ * geometry.group * chunks_per_group_ : 0;
+    return RecordsTriggers() ? geometry.batch * rest_ranges_ * geometry.group * chunks_per_group_ : 0;
   }
   PredictionCounters RunRestTask(int64_t task) const;
 
@@ -87,6 +87,7 @@ class TiledConv : private ConvCall {
   int64_t k_, bands_, windows_, batch_bands_;
   int64_t blocks_per_group_, chunk_channels_, chunks_per_group_;
   int64_t bands_per_sample_task_ = 1, sample_ranges_ = 1;
+  int64_t bands_per_rest_task_ = 1, rest_ranges_ = 1;
   int64_t run_windows_ = 1;  // phase 2: windows in a run, which share their gather tiles
   double short_run_cost_ = 1;  // a gathered output's cost on this map against one in full runs
   bool blocks_inner_ = false;  // sample tasks: blocks vary fastest (see kBlocksInnerWeightBytes)
