@@ -36,6 +36,7 @@ struct DenseTileEpilogue {
   const float* residual;   // Z at (n, m0, 0, 0), or null
   int64_t plane;           // floats between two channels of Z
   const int64_t* offsets;  // per pixel: row * oW + col
+  bool consecutive;        // offsets[p] = offsets[0] + p for every pixel
   float clip_max;
   float threshold;         // -margin
   uint32_t* const* marks;  // per pixel: OR the lanes where !(P <= threshold) into *marks[p]; or null

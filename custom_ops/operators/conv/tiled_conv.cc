@@ -198,11 +198,16 @@ void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int
   const int64_t plane = geometry.out_height * geometry.out_width;
   int64_t offsets[kMaxTilePixels];
   for (int64_t p = 0; p < count; ++p) offsets[p] = tile.pixels[p].row * geometry.out_width + tile.pixels[p].col;
+  // Window 1 and the single-pass layers visit outputs row by row: their tiles' pixels are usually
+  // consecutive in every plane, and Z and Y transpose in registers.
+  bool consecutive = count > 1;
+  for (int64_t p = 1; p < count; ++p) consecutive &= offsets[p] == offsets[0] + p;
   DenseTileEpilogue epilogue;
   epilogue.bias = block_bias_.data() + (group * blocks_per_group_ + block_index) * block;
   epilogue.residual = tensors.residual ? tensors.residual + (n * geometry.out_channels + m0) * plane : nullptr;
   epilogue.plane = plane;
   epilogue.offsets = offsets;
+  epilogue.consecutive = consecutive;
   epilogue.clip_max = activation.clip_max;
   epilogue.threshold = -margin;
   epilogue.marks = marks;
@@ -215,10 +220,6 @@ void TiledConv::ComputeDenseTile(const Tile& tile, int64_t count, int64_t n, int
     counters.pred_hit += hits;
     counters.pred_miss += misses;
   }
-  // Window 1 and the single-pass layers visit outputs row by row: their tiles' pixels are usually
-  // consecutive in every plane, and transpose in registers.
-  bool consecutive = count > 1;
-  for (int64_t p = 1; p < count; ++p) consecutive &= offsets[p] == offsets[0] + p;
   float* y = tensors.output + (n * geometry.out_channels + m0) * plane;
   if (consecutive) {
     kernels_.pixels_to_channels(sums, count, channels, y + offsets[0], plane);

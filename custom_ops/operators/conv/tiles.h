@@ -61,11 +61,21 @@ void FinishDenseTile(float* values, int64_t count, int64_t channels, const Dense
 #pragma GCC unroll 4
   for (int v = 0; v < kVectors; ++v) bias[v] = Isa::Load(e.bias + v * kLanes);
   const uint32_t valid = static_cast<uint32_t>((uint64_t{1} << channels) - 1);
-  float residual[kBlockLanes] = {};
+  // Z of the tile's pixels, pixel-major like the sums: where the pixels are consecutive, the
+  // channels' rows transposed in registers, else one float a pixel and channel (row p of `residuals`).
+  float residuals[kMaxDensePixels * kBlockLanes];
+  if (e.residual && channels < kBlockLanes) std::fill(residuals, residuals + count * kBlockLanes, 0.f);
+  const bool consecutive_residuals = e.residual && e.consecutive;
+  if (consecutive_residuals) {
+    const float* rows[kBlockLanes];
+    for (int64_t j = 0; j < channels; ++j) rows[j] = e.residual + j * e.plane + e.offsets[0];
+    TransposeFromRows<kBlockLanes>(rows, count, channels, residuals);
+  }
   for (int64_t p = 0; p < count; ++p) {
     float* sums = values + p * kBlockLanes;
-    if (e.residual) {
-      for (int64_t j = 0; j < channels; ++j) residual[j] = e.residual[j * e.plane + e.offsets[p]];
+    const float* residual = residuals + (consecutive_residuals ? p * kBlockLanes : 0);
+    if (e.residual && !consecutive_residuals) {
+      for (int64_t j = 0; j < channels; ++j) residuals[j] = e.residual[j * e.plane + e.offsets[p]];
     }
     uint32_t above = 0;
 #pragma GCC unroll 4

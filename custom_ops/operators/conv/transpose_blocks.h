@@ -102,5 +102,26 @@ void TransposeToRows(const float* vectors, int64_t pixels, int64_t valid, float*
   }
 }
 
+// vectors[q * kLanes + t] = rows[t][q] for q < pixels, t < valid: channel rows into pixel-major
+// vectors, TransposeToRows's inverse (lanes past `valid` in a block become 0). A last partial block
+// of pixels overlaps the one before it; fewer pixels than a block go one float at a time.
+template <int kLanes>
+void TransposeFromRows(const float* const* rows, int64_t pixels, int64_t valid, float* vectors) {
+  if (pixels < kBlock) {
+    for (int64_t q = 0; q < pixels; ++q)
+      for (int64_t t = 0; t < valid; ++t) vectors[q * kLanes + t] = rows[t][q];
+    return;
+  }
+  for (int64_t p = 0; p < pixels; p += kBlock) {
+    const int64_t q = std::min(p, pixels - kBlock);
+    for (int64_t t0 = 0; t0 < valid; t0 += kBlock) {
+      Block r[kBlock];
+      for (int i = 0; i < kBlock; ++i) r[i] = t0 + i < valid ? TransposeBlocks::Load(rows[t0 + i] + q) : TransposeBlocks::Zero();
+      TransposeBlocks::Transpose(r);
+      for (int i = 0; i < kBlock; ++i) TransposeBlocks::Store(vectors + (q + i) * kLanes + t0, r[i]);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace onnxpred
