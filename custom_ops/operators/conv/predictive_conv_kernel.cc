@@ -3,16 +3,6 @@
 #include <algorithm>
 
 namespace onnxpred {
-
-int64_t NhwcPixelFloats(const ConvGeometry& g) {
-  // Neighbouring outputs read pixels stride_w apart; 2 KiB apart, a tile's pixels fall on two L1
-  // sets (which repeat every 4 KiB) and evict each other. Measured on ResNet-18's 7x7 layers
-  // (512 channels): window 1 4% faster with the pad, k = 2 12-20%; with 128 and 256 channels at
-  // stride 1 the pad cost 1-4%, so those stay unpadded.
-  constexpr int64_t kAliasingFloats = 512, kCacheLineFloats = 16;
-  return g.in_channels * g.stride_w % kAliasingFloats == 0 ? g.in_channels + kCacheLineFloats : g.in_channels;
-}
-
 namespace {
 
 // A dot product with eight independent partial sums, so the compiler vectorises it without
