@@ -131,8 +131,7 @@ TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const flo
   int64_t rest_outputs = 0;
   for (int64_t band = 0; band < bands_; ++band)
     for (int64_t window = 0; window < windows_; ++window) {
-      const int64_t area = std::min(k_, geometry.out_height - band * k_) * std::min(k_, geometry.out_width - window * k_);
-      rest_outputs += area - SamplesInWindow(band, window);
+      rest_outputs += BandRows(band) * WindowColumns(window) - SamplesInWindow(band, window);
     }
   // A map small enough for one sample task to cover all its bands (7x7) has one rest task a
   // chunk: a band's few rest outputs (7 at k = 2) would fill half a dense tile, and the chunk's
@@ -177,8 +176,7 @@ int64_t TiledConv::BlockChannels(int64_t block_index) const {
 }
 
 int64_t TiledConv::SamplesInWindow(int64_t band, int64_t window) const {
-  const int64_t rows = std::min(k_, geometry.out_height - band * k_);
-  const int64_t cols = std::min(k_, geometry.out_width - window * k_);
+  const int64_t rows = BandRows(band), cols = WindowColumns(window);
   int64_t samples = 0;
   for (size_t s = 0; s < pattern.sample_rows.size(); ++s)
     samples += pattern.sample_rows[s] < rows && pattern.sample_cols[s] < cols;
@@ -265,7 +263,7 @@ void TiledConv::StoreTile(const float* values, const int64_t* offsets, int64_t c
 template <typename Visit>
 void TiledConv::ForEachRestPixel(int64_t band, int64_t window, Visit&& visit) const {
   const int64_t r0 = band * k_, c0 = window * k_;
-  const int64_t rows = std::min(k_, geometry.out_height - r0), cols = std::min(k_, geometry.out_width - c0);
+  const int64_t rows = BandRows(band), cols = WindowColumns(window);
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j)
       if (!pattern.is_sample[static_cast<size_t>(i * k_ + j)]) visit(Pixel{r0 + i, c0 + j, band, window});
@@ -306,9 +304,9 @@ PredictionCounters TiledConv::RunSampleTask(int64_t task) const {
   if (every_output_in_samples_) {
     // Row by row, so that a tile's pixels are neighbours; only the samples mark their window.
     for (int64_t band = band_begin; band < band_end; ++band)
-      for (int64_t i = 0; i < std::min(k_, geometry.out_height - band * k_); ++i)
+      for (int64_t i = 0; i < BandRows(band); ++i)
         for (int64_t window = 0; window < windows_; ++window)
-          for (int64_t j = 0; j < std::min(k_, geometry.out_width - window * k_); ++j) {
+          for (int64_t j = 0; j < WindowColumns(window); ++j) {
             const Pixel px{band * k_ + i, window * k_ + j, band, window};
             tile.Add(px, PixelInput(n, group, px), flush);
           }
@@ -375,7 +373,7 @@ PredictionCounters TiledConv::RunRestTask(int64_t task) const {
   for (int64_t band = bands.begin; band < bands.end; ++band) {
     for (int64_t window = 0; window < windows_; ++window) {
       const int64_t samples = SamplesInWindow(band, window);
-      const int64_t area = std::min(k_, geometry.out_height - band * k_) * std::min(k_, geometry.out_width - window * k_);
+      const int64_t area = BandRows(band) * WindowColumns(window);
       int64_t window_active = 0;
       for (int64_t b = block_begin; b < block_end; ++b)
         window_active += __builtin_popcount(ActiveLanes(n, band, window, group, b));

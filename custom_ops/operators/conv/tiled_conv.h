@@ -5,6 +5,7 @@
 // not depend on which thread runs it.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -52,6 +53,9 @@ class TiledConv : private ConvCall {
   // no sample inside the plane (bit j: the block's j-th).
   uint32_t& ActiveLanes(int64_t n, int64_t band, int64_t window, int64_t group, int64_t block_index) const;
   int64_t BlockChannels(int64_t block_index) const;
+  // Output rows of a band and columns of a window, clipped at the plane's bottom and right edges.
+  int64_t BandRows(int64_t band) const { return std::min(k_, geometry.out_height - band * k_); }
+  int64_t WindowColumns(int64_t window) const { return std::min(k_, geometry.out_width - window * k_); }
   int64_t SamplesInWindow(int64_t band, int64_t window) const;
   // The dense-tile weights of one block of channels of a group.
   const float* DenseBlockWeights(int64_t group, int64_t block_index) const;
