@@ -212,6 +212,11 @@ def is_predictive_qlinear_conv(node: Any) -> bool:
     return _node_op_type(node) == QLINEAR_OP_TYPE
 
 
+def has_quantized_layers(model: onnx.ModelProto) -> bool:
+    """Whether any node of ``model`` is a PredictiveQLinearConv."""
+    return any(is_predictive_qlinear_conv(node) for node in model.graph.node)
+
+
 def is_contract_op(node: Any) -> bool:
     """Whether ``node`` is either op of the contract (both have the predictor attributes and counters)."""
     return _node_op_type(node) is not None

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from onnxpred import library_path, reference
-from onnxpred.bench import layers
+from onnxpred import library_path, op, reference
+from onnxpred.bench import layers, libraries
 from onnxpred.bench.layers import LayerShape, layer_inputs, predictive_model
 from onnxpred.bench.timing import time_sessions_in_turn
 from onnxpred.cli import main
@@ -102,6 +102,34 @@ def test_against_refuses_what_is_not_an_op_library(tmp_path, capsys, contents, m
     assert main(["bench-layers", "--against", str(library)]) == EXIT_INPUT
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def library_without_the_int8_op(tmp_path, monkeypatch) -> Path:
+    """A copy of the installed library that the --against probes take for a build from before
+    PredictiveQLinearConv: its int8 probe fails as onnxruntime fails on an unregistered op."""
+    copy = tmp_path / "float-only.so"
+    shutil.copyfile(library_path(), copy)
+    probe = libraries._run_probe
+
+    def float_only(library, x, op_type, *args):
+        if op_type == op.QLINEAR_OP_TYPE and library == str(copy.resolve()):
+            raise RuntimeError(f"Fatal error: {op.DOMAIN}:{op_type}(-1) is not a registered function/op")
+        return probe(library, x, op_type, *args)
+
+    monkeypatch.setattr(libraries, "_run_probe", float_only)
+    return copy
+
+
+def test_against_a_build_without_the_int8_op_times_float_layers_only(tmp_path, capsys, monkeypatch):
+    """An older build still answers for the float kernels; int8 layers need this version's NHWC int8 op."""
+    float_only = library_without_the_int8_op(tmp_path, monkeypatch)
+    arguments = ["bench-layers", "--models", "resnet18", "--layer", "layer4.0", "-k", "2", "--shares", "0.5",
+                 "--clock", "cpu", "--repeats", "1", "--against", str(float_only)]
+    assert main(arguments) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split()[1] == "layer4.0.conv1"
+    assert main([*arguments, "--int8"]) == EXIT_INPUT
+    err = capsys.readouterr().err.strip()
+    assert "an op library without this version's channels-last PredictiveQLinearConv" in err and "\n" not in err
 
 
 def library_copy_mapped_while_timing(tmp_path, monkeypatch, module) -> tuple[Path, list[bool]]:

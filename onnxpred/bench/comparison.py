@@ -29,8 +29,9 @@ def add_arguments(parser) -> None:
                              "one, and print both and their ratio (this one's time / the installed one's)")
 
 
-def parse(args) -> Comparison:
-    """The options checked, the library loaded once (UserError, InputError for a library that is not one)."""
+def parse(args, quantized: bool = False) -> Comparison:
+    """The options checked, the library loaded once (UserError, InputError for a library that is not one, or
+    that has no channels-last int8 op where ``quantized`` layers will be timed)."""
     default_threads = "1" if args.clock == "cpu" else "1,2"
     try:
         threads = [int(t) for t in (args.threads or default_threads).split(",") if t.strip()]
@@ -40,4 +41,4 @@ def parse(args) -> Comparison:
         check_clock(args.clock, threads)
     except ValueError as error:
         raise UserError(str(error)) from None
-    return Comparison(threads, args.clock, check_op_library(args.against) if args.against else None)
+    return Comparison(threads, args.clock, check_op_library(args.against, quantized) if args.against else None)

@@ -44,10 +44,11 @@ def bench_session(model: Union[str, onnx.ModelProto], opts):
     return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def check_op_library(path: str) -> str:
-    """``path`` resolved, once a PredictiveConv session and a channels-last PredictiveQLinearConv session
-    with it as the op library have run; else InputError (a build from before channels_last would read
-    the int8 layers' NHWC tensors as NCHW)."""
+def check_op_library(path: str, quantized: bool = False) -> str:
+    """``path`` resolved, once a PredictiveConv session with it as the op library has run, and with
+    ``quantized`` (int8 layers will be timed) a channels-last PredictiveQLinearConv session too; else
+    InputError. Float layers can be timed against a build from before the int8 op; int8 layers only against
+    one with channels_last, as an older build would read their NHWC tensors as NCHW."""
     if not Path(path).is_file():
         raise InputError(f"--against {path}: no such file")
     resolved = str(Path(path).resolve())
@@ -56,16 +57,22 @@ def check_op_library(path: str) -> str:
         _run_probe(resolved, ones, op.OP_TYPE, {}, [("W", ones)])
     except Exception as error:  # onnxruntime's errors (dlopen, a missing symbol, an unknown op) share no base
         raise InputError(f"--against {path}: not an onnxpred op library ({_first_line(error)})") from None
+    if quantized:
+        check_quantized_op(resolved)
+    return resolved
+
+
+def check_quantized_op(library: str) -> None:
+    """InputError unless the op library at ``library`` runs a channels-last PredictiveQLinearConv."""
     # x [1, 1, 1, 2] NHWC: 2 channels, which w [1, 2, 1, 1] needs; read as NCHW it has 1.
     quantized = [("x_scale", np.float32(1)), ("x_zero_point", np.uint8(0)), ("w", np.ones((1, 2, 1, 1), np.int8)),
                  ("w_scale", np.float32(1)), ("w_zero_point", np.int8(0)), ("y_scale", np.float32(1)),
                  ("y_zero_point", np.uint8(0))]
     try:
-        _run_probe(resolved, np.ones((1, 1, 1, 2), np.uint8), op.QLINEAR_OP_TYPE, {"channels_last": 1}, quantized)
+        _run_probe(library, np.ones((1, 1, 1, 2), np.uint8), op.QLINEAR_OP_TYPE, {"channels_last": 1}, quantized)
     except Exception as error:
-        raise InputError(f"--against {path}: an op library without this version's channels-last "
+        raise InputError(f"--against {library}: an op library without this version's channels-last "
                          f"PredictiveQLinearConv ({_first_line(error)})") from None
-    return resolved
 
 
 def _run_probe(library: str, x: np.ndarray, op_type: str, attributes: dict, constants) -> None:

@@ -32,7 +32,7 @@ from ..evaluation.scales import SCALE_IMAGES, preactivation_activity
 from ..rewriter.api import rewrite, rewrite_with_summary
 from ..rewriter.passes.order_channels import UNOBSERVABLE_ACTIVITY, ordered_by_default
 from ..runtime import session
-from .libraries import bench_options, bench_session
+from .libraries import bench_options, bench_session, check_quantized_op
 from .timing import WARM_UP_RUNS, time_sessions_in_turn, turns, warm_up
 
 # Layout conversions onnxruntime inserts: NCHWc reorders (float), Transposes to and from NHWC (int8).
@@ -190,6 +190,8 @@ def benchmark_model(model_path: str, window: int, data: Optional[str] = None, im
     # Timed as deployed, with no counters output (the kernels skip counting where no one reads it);
     # the MACs each layer executes come from a copy that exposes them.
     rewritten, _ = rewrite_with_summary(model, window=window, channels_last=True, channel_activity=activity)
+    if against and op.has_quantized_layers(rewritten):
+        check_quantized_op(against)
     counting, _ = rewrite_with_summary(model, window=window, expose_counters=True, channels_last=True,
                                        channel_activity=activity)
     input_name = model.graph.input[0].name

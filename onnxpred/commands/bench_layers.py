@@ -56,7 +56,7 @@ def run(args) -> int:
         if grouped:
             raise UserError(f"--int8: PredictiveQLinearConv v1 takes ungrouped convs only, not {grouped[0]}"
                             + (f" and {len(grouped) - 1} more" if len(grouped) > 1 else ""))
-    compared = comparison.parse(args)
+    compared = comparison.parse(args, quantized=args.int8)
     print(f"{'int8, ' if args.int8 else ''}pattern {args.pattern}, margin {args.margin:g}"
           + (f", clock cpu: {comparison.CPU_CLOCK}" if compared.clock == "cpu" else ""))
     if compared.against:

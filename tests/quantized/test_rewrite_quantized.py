@@ -13,12 +13,13 @@ import onnx
 import pytest
 from onnx import numpy_helper
 from PIL import Image
+from test_bench_layers import library_without_the_int8_op
 from test_cli_rewrite import tiny_classifier
 
 import onnxpred
 from onnxpred import op
 from onnxpred.cli import main
-from onnxpred.errors import EXIT_VALIDATION
+from onnxpred.errors import EXIT_INPUT, EXIT_VALIDATION
 from onnxpred.quantization import quantize as quantize_model
 from onnxpred.rewriter.passes.order_channels import UNOBSERVABLE_ACTIVITY
 
@@ -131,6 +132,15 @@ def test_bench_times_a_quantized_model_per_layer_its_channels_ordered_by_default
     out = capsys.readouterr().out
     assert "conv1" in out and "conv2" in out and "end to end: original" in out
     assert ("channels ordered by their activity on the images after the first 2 of the data" in out) == ordered
+
+
+def test_bench_refuses_to_time_int8_layers_against_a_build_without_the_int8_op(int8_classifier, images, tmp_path,
+                                                                               capsys, monkeypatch):
+    float_only = library_without_the_int8_op(tmp_path, monkeypatch)
+    assert main(["bench", str(int8_classifier), "-k", "2", "--data", str(images), "--images", "2", "--threads", "1",
+                 "--repeats", "1", "--against", str(float_only)]) == EXIT_INPUT
+    err = capsys.readouterr().err.strip()
+    assert "an op library without this version's channels-last PredictiveQLinearConv" in err and "\n" not in err
 
 
 def test_bench_keeps_the_order_of_layers_whose_activity_it_cannot_observe(images, tmp_path, capsys):

@@ -42,7 +42,7 @@ def ordered_by_default(rewritten: onnx.ModelProto) -> bool:
     (PredictiveQLinearConv), whose sums are exact in any order, so that the order changes no output and
     pays (above). Float32 sums may change in their last bits and its kernels gained nothing from the
     order, so float models keep theirs unless asked."""
-    return any(op.is_predictive_qlinear_conv(node) for node in rewritten.graph.node)
+    return op.has_quantized_layers(rewritten)
 
 
 class OrderChannels(GraphPass):
