@@ -9,6 +9,7 @@
 #include "op_contract.h"
 #include "operators/common/attribute_reader.h"
 #include "operators/common/counters_output.h"
+#include "operators/common/growing_buffer.h"
 #include "operators/common/op_error.h"
 #include "operators/common/parallel_for.h"
 #include "operators/conv/predictive_conv_kernel.h"
@@ -159,13 +160,15 @@ void PredictiveConvKernel::Compute(OrtKernelContext* raw_context) const {
     tensors.bias = b != nullptr ? b.GetTensorData<float>() : nullptr;
     tensors.residual = z != nullptr ? z.GetTensorData<float>() : nullptr;
     tensors.output = y.GetTensorMutableData<float>();
-    std::unique_ptr<float[]> input_nhwc;  // uninitialised: PadToNhwcRow writes every float
     if (path == ConvPath::kPlanes || path == ConvPath::kTiled) {  // they read a zero-padded NHWC copy
       const ChannelsToPixelsFn channels_to_pixels = tile_kernels_ ? tile_kernels_->channels_to_pixels : ChannelsToPixels;
-      input_nhwc.reset(new float[static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * NhwcPixelFloats(g))]);
+      // Kept per thread between calls, like the int8 op's copy; not filled: PadToNhwcRow writes every float.
+      thread_local GrowingBuffer copy_buffer;
+      const size_t floats = static_cast<size_t>(g.batch * g.padded_height() * g.padded_width() * NhwcPixelFloats(g));
+      float* input_nhwc = reinterpret_cast<float*>(copy_buffer.Get(floats * sizeof(float)));
       ParallelFor(context, g.batch * g.padded_height(),
-                  [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc.get(), channels_to_pixels); });
-      tensors.input_nhwc = input_nhwc.get();
+                  [&](int64_t row) { PadToNhwcRow(x_data, g, row, input_nhwc, channels_to_pixels); });
+      tensors.input_nhwc = input_nhwc;
     }
     const ConvCall call{g, attributes_.activation, pattern_, attributes_.margin, attributes_.audit, counting, tensors};
     switch (path) {
