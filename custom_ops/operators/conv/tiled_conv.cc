@@ -110,7 +110,6 @@ TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const flo
       k_(pattern.size),
       bands_(CeilDiv(geometry.out_height, pattern.size)),
       windows_(CeilDiv(geometry.out_width, pattern.size)),
-      batch_bands_(geometry.batch * bands_),
       blocks_per_group_(CeilDiv(geometry.out_channels_per_group(), kernels.dense_channels)),
       chunk_channels_(geometry.macs_per_output() * kMaxChunkChannels * int64_t{sizeof(float)} <= kChunkWeightBytes
                           ? kMaxChunkChannels
@@ -156,7 +155,8 @@ TiledConv::TiledConv(const ConvCall& call, const TileKernels& kernels, const flo
     block_bias_[static_cast<size_t>((group * blocks_per_group_ + local / block) * block + local % block)] = tensors.bias[m];
   }
   // Not initialised: each sample task clears the words it marks before any rest task reads them.
-  if (RecordsTriggers()) block_active_.reset(new uint32_t[static_cast<size_t>(batch_bands_ * windows_ * blocks)]);
+  if (RecordsTriggers())
+    block_active_.reset(new uint32_t[static_cast<size_t>(geometry.batch * bands_ * windows_ * blocks)]);
 }
 
 const float* TiledConv::PixelInput(int64_t n, int64_t group, const Pixel& pixel) const {

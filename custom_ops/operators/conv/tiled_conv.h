@@ -88,7 +88,7 @@ class TiledConv : private ConvCall {
   const TileKernels& kernels_;
   const float* dense_weights_;
   TapLayout taps_;
-  int64_t k_, bands_, windows_, batch_bands_;
+  int64_t k_, bands_, windows_;
   int64_t blocks_per_group_, chunk_channels_, chunks_per_group_;
   int64_t bands_per_sample_task_ = 1, sample_ranges_ = 1;
   int64_t bands_per_rest_task_ = 1, rest_ranges_ = 1;
